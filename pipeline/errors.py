@@ -1,0 +1,34 @@
+"""Errors raised by the line runtime; each carries the data a log line or a DLQ header needs."""
+
+from __future__ import annotations
+
+
+class LineGuardError(Exception):
+    """Base class for every error LineGuard raises on purpose."""
+
+
+class ImageDecodeError(LineGuardError):
+    """Bytes that are not a decodable image, or an image of the wrong shape for the model."""
+
+    def __init__(self, reason: str, source: str = "") -> None:
+        self.reason = reason
+        self.source = source
+        super().__init__(f"{source}: {reason}" if source else reason)
+
+
+class ModelLoadError(LineGuardError):
+    """A model file that is missing, corrupt or not a LineGuard model."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot load model {path}: {reason}")
+
+
+class MetadataError(LineGuardError):
+    """A model whose embedded metadata is missing a field or has a bad value."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"model metadata field {field!r}: {reason}")
