@@ -69,9 +69,7 @@ class OnnxModel:
             raise ModelLoadError(str(path), f"onnxruntime rejected the graph: {exc}") from exc
         self._check_signature()
         self.provider = self.session.get_providers()[0]
-        log.info(
-            "model %s v%s runs on %s", self.metadata.model_name, self.metadata.model_version, self.provider
-        )
+        log.info("model %s v%s runs on %s", self.metadata.model_name, self.metadata.model_version, self.provider)
 
     def _check_signature(self) -> None:
         inputs = [i.name for i in self.session.get_inputs()]
