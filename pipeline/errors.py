@@ -32,3 +32,19 @@ class MetadataError(LineGuardError):
         self.field = field
         self.reason = reason
         super().__init__(f"model metadata field {field!r}: {reason}")
+
+
+class InvalidMessageError(LineGuardError):
+    """A Kafka record that breaks the wire format; it goes to the dead-letter topic with `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class BrokerError(LineGuardError):
+    """The embedded broker could not be started or reached."""
+
+
+class ConfigError(LineGuardError):
+    """A setting that is missing or inconsistent for the command being run."""

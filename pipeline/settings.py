@@ -1,0 +1,117 @@
+"""Runtime settings: one pydantic-settings class read from LINEGUARD_* variables, an optional file and CLI overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Size limits are set together: a frame of up to max_frame_bytes plus its headers must fit in one
+# Kafka record. The producer's max_request_size and the consumer's max_partition_fetch_bytes are
+# derived from max_message_bytes; the broker's message.max.bytes (Apache Kafka) or the topic's
+# max.message.bytes must be at least max_message_bytes (the broker launcher and docker-compose set it).
+HEADER_HEADROOM_BYTES = 64 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the line runtime reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LINEGUARD_", extra="ignore", frozen=True)
+
+    # Kafka
+    bootstrap_servers: str = "127.0.0.1:9092"
+    frames_topic: str = "lineguard.frames"
+    dlq_topic: str = "lineguard.dlq"
+    alerts_topic: str = "lineguard.alerts"
+    group_id: str = "lineguard"
+    client_id: str = "lineguard"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    max_poll_interval_ms: int = 300_000
+    poll_timeout_ms: int = 200
+    max_frame_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+
+    # Storage and model
+    database_url: str = "sqlite:///lineguard.db"
+    model_path: Path | None = None
+    prefer_gpu: bool = True
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    decode_threads: int = Field(default=2, ge=1, le=64)
+    store_images: bool = True
+    count_interval_s: int = Field(default=60, ge=1)
+    db_retry_initial_s: float = 0.5
+    db_retry_max_s: float = 10.0
+    model_reload_check_s: float = 5.0
+
+    # Alerts
+    alert_score: float | None = None  # None: every defect is alert-worthy
+    burst_defects: int = Field(default=3, ge=1)
+    burst_window_frames: int = Field(default=20, ge=1)
+    alert_cooldown_s: float = Field(default=60.0, ge=0)
+    alert_log: bool = True
+    alert_kafka: bool = False
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_s: float = 5.0
+    alert_retry_initial_s: float = 1.0
+    alert_retry_max_s: float = 60.0
+    alert_poll_s: float = 0.5
+
+    # Observability
+    metrics_port: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
+        return self
+
+    @property
+    def max_message_bytes(self) -> int:
+        """Largest Kafka record the runtime produces or fetches: a full frame plus headers."""
+        return self.max_frame_bytes + HEADER_HEADROOM_BYTES
+
+    def kafka_common(self) -> dict[str, Any]:
+        """Connection options shared by every kafka-python client (security passed straight through)."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_plain_username
+            if self.sasl_plain_password is not None:
+                options["sasl_plain_password"] = self.sasl_plain_password.get_secret_value()
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None:
+                options[name] = str(value)
+        return options
+
+    def producer_options(self) -> dict[str, Any]:
+        return {**self.kafka_common(), "max_request_size": self.max_message_bytes}
+
+    def consumer_options(self) -> dict[str, Any]:
+        return {
+            **self.kafka_common(),
+            "max_partition_fetch_bytes": self.max_message_bytes,
+            "fetch_max_bytes": max(52_428_800, self.max_message_bytes),
+        }
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, then an optional KEY=value file, then non-None overrides (highest)."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if config_file is not None:
+        return Settings(_env_file=str(config_file), **given)  # type: ignore[call-arg]
+    return Settings(**given)

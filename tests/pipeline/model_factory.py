@@ -1,0 +1,71 @@
+"""A tiny but real LineGuard ONNX model for tests: blur reconstruction, abs-diff anomaly map, max score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from pipeline.model_metadata import INPUT_NAME, ModelMetadata, ScoreStats
+
+OPSET = 17
+
+
+def tiny_metadata(
+    size: int = 256, channels: int = 1, version: str = "1", image_threshold: float = 0.08, pixel_threshold: float = 0.05
+) -> ModelMetadata:
+    return ModelMetadata(
+        model_name="tiny-blur",
+        model_version=version,
+        architecture="avgpool-blur",
+        kind="image",
+        input_size=size,
+        input_channels=channels,
+        resize_mode="stretch",
+        image_threshold=image_threshold,
+        pixel_threshold=pixel_threshold,
+        image_score_stats=ScoreStats(n=10, mean=0.02, std=0.01, quantiles={"0.99": 0.05}),
+        pixel_score_stats=ScoreStats(n=10, mean=0.005, std=0.005),
+        train_data_digest="sha256:test",
+        created_at="2026-11-28T00:00:00Z",
+    )
+
+
+def build_tiny_model(path: Path, metadata: ModelMetadata | None = None, kernel: int = 7) -> Path:
+    """Write the model to `path`: a smooth image reconstructs almost exactly, sharp defects light up."""
+    meta = metadata or tiny_metadata()
+    c, s = meta.input_channels, meta.input_size
+    pad = kernel // 2
+    nodes = [
+        helper.make_node(
+            "AveragePool",
+            [INPUT_NAME],
+            ["reconstruction"],
+            kernel_shape=[kernel, kernel],
+            pads=[pad, pad, pad, pad],
+            count_include_pad=0,
+        ),
+        helper.make_node("Sub", [INPUT_NAME, "reconstruction"], ["diff"]),
+        helper.make_node("Abs", ["diff"], ["absdiff"]),
+        helper.make_node("ReduceMean", ["absdiff"], ["anomaly_map"], axes=[1], keepdims=1),
+        helper.make_node("ReduceMax", ["anomaly_map"], ["score"], axes=[1, 2, 3], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_blur",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", c, s, s])],
+        [
+            helper.make_tensor_value_info("reconstruction", TensorProto.FLOAT, ["N", c, s, s]),
+            helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, ["N", 1, s, s]),
+            helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.helper.set_model_props(model, meta.to_props())
+    onnx.checker.check_model(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
