@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from pipeline.errors import ModelLoadError
+from pipeline.errors import MetadataError, ModelLoadError
 from pipeline.model_metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 
 log = logging.getLogger(__name__)
@@ -61,15 +63,30 @@ class OnnxModel:
         # onnxruntime logs a multi-line error when the CUDA libraries are missing and then falls
         # back to the CPU on its own; keep its log quiet and say once, plainly, what runs.
         options.log_severity_level = 4
+        wanted = choose_providers(prefer_gpu)
+        if CUDA in wanted:
+            # The CUDA provider's library load failure goes to the default logger, not the session's.
+            ort.set_default_logger_severity(4)
         try:
-            self.session = ort.InferenceSession(
-                proto.SerializeToString(), sess_options=options, providers=choose_providers(prefer_gpu)
-            )
+            self.session = ort.InferenceSession(proto.SerializeToString(), sess_options=options, providers=wanted)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelLoadError(str(path), f"onnxruntime rejected the graph: {exc}") from exc
         self._check_signature()
         self.provider = self.session.get_providers()[0]
-        log.info("model %s v%s runs on %s", self.metadata.model_name, self.metadata.model_version, self.provider)
+        self.metadata = apply_threshold_override(self.metadata, thresholds_path(self.path))
+        fallback = (
+            " (CUDA provider unavailable: CUDA/cuDNN libraries missing)"
+            if CUDA in wanted and self.provider != CUDA
+            else ""
+        )
+        log.info(
+            "model %s v%s runs on %s%s", self.metadata.model_name, self.metadata.model_version, self.provider, fallback
+        )
+
+    def warm_up(self, batch_size: int = 1) -> None:
+        """One inference on zeros so the first real batch does not pay for allocation and kernel selection."""
+        spec = self.metadata.input_spec
+        self.score(np.zeros((batch_size, spec.channels, spec.size, spec.size), dtype=np.float32))
 
     def _check_signature(self) -> None:
         inputs = [i.name for i in self.session.get_inputs()]
@@ -98,3 +115,68 @@ class OnnxModel:
             anomaly_map=np.concatenate([p.anomaly_map for p in parts]),
             score=np.concatenate([p.score for p in parts]),
         )
+
+
+def thresholds_path(model_path: Path) -> Path:
+    """`<model>.thresholds.json`: image and pixel thresholds set after export, without re-exporting."""
+    return model_path.with_name(model_path.name + ".thresholds.json")
+
+
+def apply_threshold_override(metadata: ModelMetadata, path: Path) -> ModelMetadata:
+    if not path.is_file():
+        return metadata
+    try:
+        data = json.loads(path.read_text())
+        image = float(data.get("image_threshold", metadata.image_threshold))
+        pixel = float(data.get("pixel_threshold", metadata.pixel_threshold))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise ModelLoadError(str(path), f"unreadable threshold override: {exc}") from exc
+    log.info("thresholds from %s: image %.6g, pixel %.6g", path, image, pixel)
+    return metadata.with_thresholds(image, pixel)
+
+
+def file_stamp(path: Path) -> tuple[float, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_mtime, stat.st_size)
+
+
+class ModelHolder:
+    """The serving model plus hot reload: a changed file (or threshold override) is loaded beside the old one
+    and swapped in only if it loads, validates and keeps the same input layout; otherwise the old one serves on."""
+
+    def __init__(self, path: Path, prefer_gpu: bool = True, warm_up_batch: int = 1) -> None:
+        self.path = Path(path)
+        self.prefer_gpu = prefer_gpu
+        self.warm_up_batch = warm_up_batch
+        self.model = OnnxModel(self.path, prefer_gpu)
+        self.model.warm_up(warm_up_batch)
+        self._stamp = self._stamps()
+        self.rejected: ModelLoadError | None = None
+
+    def _stamps(self) -> tuple[object, object]:
+        return (file_stamp(self.path), file_stamp(thresholds_path(self.path)))
+
+    def maybe_reload(self) -> bool:
+        """Swap in a changed model file; True when a new model now serves."""
+        stamp = self._stamps()
+        if stamp == self._stamp or stamp[0] is None:
+            return False
+        self._stamp = stamp
+        try:
+            candidate = OnnxModel(self.path, self.prefer_gpu)
+            if candidate.metadata.input_spec != self.model.metadata.input_spec:
+                raise ModelLoadError(str(self.path), "input layout differs from the serving model")
+            candidate.warm_up(self.warm_up_batch)
+        except (ModelLoadError, MetadataError, ValueError) as exc:
+            error = exc if isinstance(exc, ModelLoadError) else ModelLoadError(str(self.path), str(exc))
+            self.rejected = error
+            log.error("model reload rejected, still serving v%s: %s", self.model.metadata.model_version, error)
+            return False
+        old = self.model.metadata.model_version
+        self.model = candidate
+        self.rejected = None
+        log.info("model reloaded: v%s -> v%s", old, candidate.metadata.model_version)
+        return True

@@ -1,0 +1,203 @@
+"""Alert delivery from the outbox: webhook (JSON, HMAC-SHA256, retries with backoff), Kafka alert topic, log."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.models import Alert, AlertDelivery
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-LineGuard-Signature"
+TIMESTAMP_HEADER = "X-LineGuard-Timestamp"
+ALERT_ID_HEADER = "X-LineGuard-Alert-Id"
+
+
+class Channel(Protocol):
+    name: str
+
+    def send(self, alert_id: int, payload: dict[str, Any]) -> None:
+        """Deliver or raise; a raise means retry later."""
+
+
+def alert_body(alert_id: int, payload: dict[str, Any]) -> bytes:
+    return json.dumps({"alert_id": alert_id, **payload}, sort_keys=True).encode()
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """Signature header value: hex HMAC-SHA256 over "<timestamp>.<body>" (the timestamp guards against replays)."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify_signature(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+    """For receivers: constant-time check of a webhook's signature header."""
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+class WebhookChannel:
+    """POST one JSON alert; any non-2xx answer or network error is a failure to retry."""
+
+    name = "webhook"
+
+    def __init__(self, url: str, secret: str | None, timeout_s: float) -> None:
+        self.url = url
+        self.secret = secret
+        self.timeout_s = timeout_s
+
+    def send(self, alert_id: int, payload: dict[str, Any]) -> None:
+        body = alert_body(alert_id, payload)
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", ALERT_ID_HEADER: str(alert_id), TIMESTAMP_HEADER: timestamp}
+        if self.secret:
+            headers[SIGNATURE_HEADER] = sign(self.secret, timestamp, body)
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            if not 200 <= response.status < 300:
+                raise OSError(f"webhook answered {response.status}")
+
+
+class KafkaChannel:
+    """Publish the alert JSON to the alert topic, keyed by camera, and wait for the broker's ack."""
+
+    name = "kafka"
+
+    def __init__(self, producer: Any, topic: str, timeout_s: float = 10.0) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.timeout_s = timeout_s
+
+    def send(self, alert_id: int, payload: dict[str, Any]) -> None:
+        key = str(payload.get("camera_id", "")).encode()
+        future = self.producer.send(self.topic, key=key, value=alert_body(alert_id, payload))
+        future.get(timeout=self.timeout_s)
+
+
+class LogChannel:
+    name = "log"
+
+    def send(self, alert_id: int, payload: dict[str, Any]) -> None:
+        log.warning(
+            "ALERT %d %s camera=%s line=%s score=%s source=%s",
+            alert_id,
+            payload.get("rule"),
+            payload.get("camera_id"),
+            payload.get("line_id"),
+            payload.get("score"),
+            payload.get("source"),
+        )
+
+
+def build_channels(settings: Settings, producer_factory: Callable[[], Any] | None = None) -> list[Channel]:
+    """The channels enabled in settings; the Kafka channel needs a producer factory."""
+    channels: list[Channel] = []
+    if settings.webhook_url:
+        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+        channels.append(WebhookChannel(settings.webhook_url, secret, settings.webhook_timeout_s))
+    if settings.alert_kafka and producer_factory is not None:
+        channels.append(KafkaChannel(producer_factory(), settings.alerts_topic))
+    if settings.alert_log:
+        channels.append(LogChannel())
+    return channels
+
+
+def deliver_due(
+    sessions: sessionmaker[Session],
+    channels: list[Channel],
+    retry_initial_s: float,
+    retry_max_s: float,
+    limit: int = 50,
+) -> int:
+    """Try every due pending delivery once; returns how many were delivered. Failures get a later attempt."""
+    by_name = {channel.name: channel for channel in channels}
+    now = datetime.now(UTC)
+    delivered = 0
+    with sessions() as session, session.begin():
+        # SKIP LOCKED (PostgreSQL) lets several consumers share one outbox without sending an alert twice.
+        rows = session.execute(
+            select(AlertDelivery, Alert)
+            .join(Alert, Alert.id == AlertDelivery.alert_id)
+            .where(AlertDelivery.status == "pending", AlertDelivery.next_attempt_at <= now)
+            .where(AlertDelivery.channel.in_(list(by_name)))
+            .order_by(AlertDelivery.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=AlertDelivery)
+        ).all()
+        for delivery, alert in rows:
+            delivery.attempts += 1
+            try:
+                by_name[delivery.channel].send(alert.id, alert.payload)
+            except Exception as exc:  # any channel failure: keep it pending and back off
+                delay = min(retry_initial_s * 2 ** (delivery.attempts - 1), retry_max_s)
+                delivery.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+                delivery.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning(
+                    "alert %d via %s failed (attempt %d, next in %.1fs): %s",
+                    alert.id,
+                    delivery.channel,
+                    delivery.attempts,
+                    delay,
+                    delivery.last_error,
+                )
+                continue
+            delivery.status = "delivered"
+            delivery.delivered_at = datetime.now(UTC)
+            delivered += 1
+    return delivered
+
+
+class AlertDispatcher:
+    """A daemon thread that drains the outbox every `poll_s` seconds; `stop` drains once more, bounded."""
+
+    def __init__(self, sessions: sessionmaker[Session], channels: list[Channel], settings: Settings) -> None:
+        self.sessions = sessions
+        self.channels = channels
+        self.settings = settings
+        self.delivered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alert-dispatcher", daemon=True)
+
+    def start(self) -> AlertDispatcher:
+        if self.channels:
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.drain_once()
+            self._stop.wait(self.settings.alert_poll_s)
+
+    def drain_once(self) -> int:
+        try:
+            count = deliver_due(
+                self.sessions, self.channels, self.settings.alert_retry_initial_s, self.settings.alert_retry_max_s
+            )
+        except SQLAlchemyError as exc:  # database down: the outbox waits, nothing is lost
+            log.warning("alert outbox unavailable: %s", type(exc).__name__)
+            return 0
+        self.delivered += count
+        return count
+
+    def stop(self, drain_timeout_s: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=drain_timeout_s + self.settings.webhook_timeout_s)
+        if self.channels:
+            deadline = time.monotonic() + drain_timeout_s
+            while time.monotonic() < deadline and self.drain_once():
+                pass

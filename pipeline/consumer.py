@@ -1,0 +1,374 @@
+"""The consumer loop: poll a batch, decode, score once, judge, write (DB + DLQ), then commit offsets."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+
+from pipeline.alert_rules import AlertRuleConfig, AlertRules
+from pipeline.alerts import AlertDispatcher, build_channels
+from pipeline.database import open_database
+from pipeline.deadletter import DeadLetterSink
+from pipeline.errors import ConfigError, InvalidMessageError
+from pipeline.frames import FrameResult, Source
+from pipeline.messages import FrameMeta, decode_frame, parse_headers
+from pipeline.metrics import ConsumerMetrics
+from pipeline.model_runtime import ModelHolder, OnnxModel
+from pipeline.preprocess import preprocess
+from pipeline.settings import Settings
+from pipeline.sinks import DatabaseSink, ShutdownRequested
+from pipeline.verdict import find_regions, overlay_png
+
+log = logging.getLogger(__name__)
+
+JOIN_GRACE_S = 60.0  # with an idle exit: give up when no partition is assigned within this plus the idle time
+
+
+@dataclass
+class ConsumerStats:
+    """What one `run_consumer` call did."""
+
+    records: int = 0  # every record polled, good or not
+    frames: int = 0  # frames scored and stored
+    defects: int = 0
+    dlq: int = 0
+    alerts: int = 0
+    replayed: int = 0  # records skipped because an earlier run had already stored them
+    batches: int = 0
+    seconds: float = 0.0
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Decoded:
+    record: Any
+    meta: FrameMeta
+    shape: tuple[int, ...]
+    model_input: np.ndarray  # C x H x W float32, from pipeline.preprocess (the path training uses)
+
+
+def decode_record(record: Any, model: OnnxModel, max_bytes: int) -> Decoded:
+    """Headers + payload -> preprocessed model input; InvalidMessageError for anything that breaks the format."""
+    meta = parse_headers(record.headers)
+    image = decode_frame(record.value, meta, max_bytes, f"{record.topic}[{record.partition}]@{record.offset}")
+    return Decoded(record, meta, image.shape, preprocess(image, model.metadata.input_spec))
+
+
+def judge(model: OnnxModel, frames: list[Decoded], store_images: bool) -> list[FrameResult]:
+    """One batched inference, then the verdict and regions per frame."""
+    if not frames:
+        return []
+    scores = model.score(np.stack([f.model_input for f in frames]))
+    meta = model.metadata
+    detected_at = datetime.now(UTC)
+    results = []
+    for index, frame in enumerate(frames):
+        score = float(scores.score[index])
+        is_defect = score > meta.image_threshold
+        regions: list[dict[str, Any]] = []
+        overlay = None
+        if is_defect:
+            heat = scores.anomaly_map[index]
+            found = find_regions(heat, meta.pixel_threshold, frame.shape, meta.input_spec)
+            regions = [r.as_dict() for r in found]
+            overlay = overlay_png(frame.model_input, heat, meta.pixel_threshold) if store_images else None
+        record = frame.record
+        results.append(
+            FrameResult(
+                source=Source(record.topic, record.partition, record.offset),
+                camera_id=frame.meta.camera_id,
+                line_id=frame.meta.line_id,
+                seq=frame.meta.seq,
+                captured_at=frame.meta.captured_at,
+                detected_at=detected_at,
+                score=score,
+                threshold=meta.image_threshold,
+                is_defect=is_defect,
+                regions=regions,
+                frame=record.value if is_defect and store_images else None,
+                frame_content_type=frame.meta.content_type if is_defect and store_images else None,
+                overlay_png=overlay,
+                ground_truth=frame.meta.ground_truth,
+            )
+        )
+    return results
+
+
+class LineConsumer:
+    """Owns the Kafka clients, model, database sink, DLQ and alert dispatcher of one consumer process."""
+
+    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        from kafka import KafkaConsumer, KafkaProducer
+
+        if settings.model_path is None:
+            raise ConfigError("no model: pass --model or set LINEGUARD_MODEL_PATH")
+        self.settings = settings
+        self.stop = stop
+        self.metrics = ConsumerMetrics()
+        self.model = ModelHolder(Path(settings.model_path), settings.prefer_gpu, warm_up_batch=settings.batch_size)
+        _, self.sessions = open_database(settings.database_url)
+        self.producer = KafkaProducer(**settings.producer_options(), acks="all", linger_ms=5)
+        self.dlq = DeadLetterSink(self.producer, settings.dlq_topic)
+        channels = build_channels(settings, lambda: self.producer)
+        rules = AlertRules(
+            AlertRuleConfig(
+                settings.alert_score, settings.burst_defects, settings.burst_window_frames, settings.alert_cooldown_s
+            )
+        )
+        self.db = DatabaseSink(self.sessions, settings, rules, [c.name for c in channels], self.metrics, stop)
+        self.db.register_model(self.model.model)
+        self.dispatcher = AlertDispatcher(self.sessions, channels, settings).start()
+        self.pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
+        self.consumer = KafkaConsumer(
+            **settings.consumer_options(),
+            group_id=settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.batch_size,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+        )
+        self.consumer.subscribe([settings.frames_topic], listener=_rebalance_listener(self))
+        self.pending: dict[tuple[str, int], int] = {}
+        self._next_reload_check = time.monotonic() + settings.model_reload_check_s
+        model = self.model.model
+        self.metrics.model.info(
+            {"name": model.metadata.model_name, "version": model.metadata.model_version, "provider": model.provider}
+        )
+        if settings.metrics_port is not None:
+            self.metrics.serve(settings.metrics_port)
+
+    def poll(self, limit: int) -> list[Any]:
+        batches = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms, max_records=limit)
+        return [record for records in batches.values() for record in records]
+
+    def process(self, records: list[Any], stats: ConsumerStats) -> None:
+        """One batch, start to commit. Raises ShutdownRequested if stopped while the database is down."""
+        started = time.monotonic()
+        model = self.model.model
+        limit = self.settings.max_frame_bytes
+        outcomes = list(self.pool.map(lambda r: _try_decode(r, model, limit), records))
+        good = [o for o in outcomes if isinstance(o, Decoded)]
+        for record, outcome in zip(records, outcomes, strict=True):
+            if isinstance(outcome, InvalidMessageError):
+                self.dlq.add(record, outcome.reason)
+                self.metrics.dlq.labels(reason=outcome.reason.split(" ")[0][:40]).inc()
+        results = judge(model, good, self.settings.store_images)
+        self.dlq.flush()  # before the database: a record is never marked done while its DLQ copy is in flight
+        offsets = _next_offsets(records)
+        written = self.db.write(results, offsets, model)
+        self.commit(offsets)
+        self._count(stats, records, results, written, started)
+
+    def _count(
+        self, stats: ConsumerStats, records: list[Any], results: list[FrameResult], written: Any, started: float
+    ) -> None:
+        fresh = written.fresh
+        stats.records += len(records)
+        stats.batches += 1
+        stats.dlq += len(records) - len(results)
+        stats.frames += len(fresh)
+        stats.replayed += len(results) - len(fresh)
+        stats.defects += written.defects
+        stats.alerts += written.alerts
+        for result in fresh:
+            self.metrics.frames.labels(camera=result.camera_id).inc()
+            self.metrics.frame_latency.observe(result.latency_ms / 1000.0)
+            if result.is_defect:
+                self.metrics.defects.labels(camera=result.camera_id).inc()
+        self.metrics.batch_seconds.observe(time.monotonic() - started)
+        for (topic, partition), next_offset in _next_offsets(records).items():
+            highwater = self.consumer.highwater(_tp(topic, partition))
+            if highwater is not None:
+                self.metrics.lag.labels(topic=topic, partition=str(partition)).set(max(0, highwater - next_offset))
+
+    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Commit to Kafka what the database already holds; a failure is retried with the next commit."""
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        for key, value in offsets.items():
+            self.pending[key] = max(self.pending.get(key, 0), value)
+        if not self.pending:
+            return
+        try:
+            self.consumer.commit({_tp(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in self.pending.items()})
+        except KafkaError as exc:
+            # Typically a rebalance: whoever gets the partition resumes from the database offsets.
+            log.warning("offset commit failed (%s); the database offsets keep the replay harmless", exc)
+        self.pending.clear()
+
+    def maybe_reload_model(self) -> None:
+        if time.monotonic() < self._next_reload_check:
+            return
+        self._next_reload_check = time.monotonic() + self.settings.model_reload_check_s
+        if self.model.maybe_reload():
+            model = self.model.model
+            self.db.register_model(model)
+            self.metrics.model.info(
+                {"name": model.metadata.model_name, "version": model.metadata.model_version, "provider": model.provider}
+            )
+
+    def close(self) -> None:
+        self.dispatcher.stop()
+        self.pool.shutdown(wait=True)
+        self.consumer.close(autocommit=False)
+        self.producer.close(timeout=10)
+
+
+def _rebalance_listener(owner: LineConsumer) -> Any:
+    from kafka import ConsumerRebalanceListener
+
+    class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+        """Commit on revoke; on assignment, skip ahead to what the database already holds."""
+
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            _on_revoked(owner, revoked)
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            _on_assigned(owner, assigned)
+
+    return RebalanceListener()
+
+
+def _on_revoked(owner: LineConsumer, revoked: Any) -> None:
+    # Listeners run inside poll(), and every batch is committed before the next poll, so nothing
+    # processed is uncommitted here; a commit that failed earlier is covered by the database offsets.
+    log.info("revoked partitions: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
+
+
+def _on_assigned(owner: LineConsumer, assigned: Any) -> None:
+    log.info("assigned partitions: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+    # kafka-python runs listeners on its IO thread: only non-blocking calls (seek) are allowed here.
+    # The database offset is never behind Kafka's (it commits first), so skipping ahead to it is safe.
+    try:
+        stored = owner.db.stored_offsets([(tp.topic, tp.partition) for tp in assigned])
+    except Exception as exc:  # the database may be down: then Kafka's offset and the replay filter suffice
+        log.warning("could not read stored offsets on assignment: %s", exc)
+        return
+    for tp in assigned:
+        target = stored.get((tp.topic, tp.partition))
+        if target is not None:
+            owner.consumer.seek(tp, target)
+
+
+def _try_decode(record: Any, model: OnnxModel, max_bytes: int) -> Decoded | InvalidMessageError:
+    try:
+        return decode_record(record, model, max_bytes)
+    except InvalidMessageError as exc:
+        return exc
+    except Exception as exc:  # anything else about one record must not stop the line
+        return InvalidMessageError(f"undecodable record: {type(exc).__name__}: {exc}")
+
+
+def _next_offsets(records: list[Any]) -> dict[tuple[str, int], int]:
+    offsets: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        offsets[key] = max(offsets.get(key, 0), record.offset + 1)
+    return offsets
+
+
+def _tp(topic: str, partition: int) -> Any:
+    from kafka.structs import TopicPartition
+
+    return TopicPartition(topic, partition)
+
+
+def run_consumer(
+    settings: Settings,
+    max_messages: int | None = None,
+    idle_exit: float | None = None,
+    stop: threading.Event | None = None,
+) -> ConsumerStats:
+    """Consume frames until SIGTERM/SIGINT, `stop` set, `max_messages` records or `idle_exit` seconds without data.
+
+    Each batch is finished, written and committed before returning; alerts still in the outbox get one
+    bounded delivery attempt and are otherwise delivered by the next run.
+    """
+    stop = stop or threading.Event()
+    previous = _install_signal_handlers(stop)
+    started = time.monotonic()
+    stats = ConsumerStats()
+    runtime = LineConsumer(settings, stop)
+    try:
+        idle = _IdleClock(idle_exit)
+        while not stop.is_set() and not idle.expired(runtime):
+            limit = (
+                settings.batch_size if max_messages is None else min(settings.batch_size, max_messages - stats.records)
+            )
+            if limit <= 0:
+                break
+            runtime.maybe_reload_model()
+            records = runtime.poll(limit)
+            if not records:
+                continue
+            idle.touch()
+            try:
+                runtime.process(records, stats)
+            except ShutdownRequested:
+                break
+    finally:
+        runtime.close()
+        _restore_signal_handlers(previous)
+        stats.seconds = time.monotonic() - started
+    log.info(
+        "consumer stopped: %d frames, %d defects, %d dead-lettered, %.1f frames/s",
+        stats.frames,
+        stats.defects,
+        stats.dlq,
+        stats.frames_per_s,
+    )
+    return stats
+
+
+class _IdleClock:
+    """--idle-exit: seconds without records, counted from the first partition assignment (joining takes seconds)."""
+
+    def __init__(self, idle_exit: float | None) -> None:
+        self.idle_exit = idle_exit
+        self.since: float | None = None
+        self.join_deadline = time.monotonic() + JOIN_GRACE_S + (idle_exit or 0.0)
+
+    def touch(self) -> None:
+        self.since = time.monotonic()
+
+    def expired(self, runtime: LineConsumer) -> bool:
+        if self.idle_exit is None:
+            return False
+        now = time.monotonic()
+        if self.since is None:
+            if not runtime.consumer.assignment():
+                return now >= self.join_deadline
+            self.since = now
+        return now - self.since >= self.idle_exit
+
+
+def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # signals are only delivered to the main thread; callers there use `stop`
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: finishing the current batch, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)

@@ -1,0 +1,43 @@
+"""Per-frame result records passed between the consumer stages and the sinks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a record came from in Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """The verdict on one decoded frame."""
+
+    source: Source
+    camera_id: str
+    line_id: str
+    seq: int
+    captured_at: datetime
+    detected_at: datetime
+    score: float
+    threshold: float
+    is_defect: bool
+    regions: list[dict[str, Any]] = field(default_factory=list)
+    frame: bytes | None = None
+    frame_content_type: str | None = None
+    overlay_png: bytes | None = None
+    ground_truth: str | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        return max(0.0, (self.detected_at - self.captured_at).total_seconds() * 1000.0)

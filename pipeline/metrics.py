@@ -1,0 +1,40 @@
+"""Prometheus metrics of one consumer, in their own registry (several consumers can share a process in tests)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+
+class ConsumerMetrics:
+    """Counters and gauges the consumer updates; frames/s is `rate(lineguard_frames_total[1m])`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.frames = Counter("lineguard_frames", "Frames scored", ["camera"], registry=self.registry)
+        self.defects = Counter("lineguard_defects", "Frames judged defective", ["camera"], registry=self.registry)
+        self.dlq = Counter("lineguard_dlq", "Records sent to the dead-letter topic", ["reason"], registry=self.registry)
+        self.alerts = Counter("lineguard_alerts", "Alerts written to the outbox", ["rule"], registry=self.registry)
+        self.batch_seconds = Histogram(
+            "lineguard_batch_seconds",
+            "Poll-to-commit time of one batch",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.frame_latency = Histogram(
+            "lineguard_frame_latency_seconds",
+            "Capture-to-verdict time of a frame",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.lag = Gauge(
+            "lineguard_consumer_lag",
+            "Records behind the high watermark",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self.db_retries = Counter("lineguard_db_retries", "Batch transactions retried", registry=self.registry)
+        self.model = Info("lineguard_model", "Serving model and execution provider", registry=self.registry)
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        """Expose /metrics over HTTP on `port` (a daemon thread)."""
+        start_http_server(port, addr=addr, registry=self.registry)

@@ -1,0 +1,152 @@
+"""Database tables (SQLAlchemy 2 typed mappings): defects, inspection counts, model versions, offsets, alert outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    # SQLAlchemy reads this class attribute as declared; it is never mutated.
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
+
+
+class Defect(Base):
+    """A frame judged defective; (source_topic, source_partition, source_offset) makes replays harmless."""
+
+    __tablename__ = "defects"
+    __table_args__ = (
+        UniqueConstraint("source_topic", "source_partition", "source_offset", name="uq_defects_source"),
+        Index("ix_defects_camera_captured", "camera_id", "captured_at"),
+        Index("ix_defects_line_captured", "line_id", "captured_at"),
+        Index("ix_defects_status_captured", "review_status", "captured_at"),
+        Index("ix_defects_label", "label"),
+        Index("ix_defects_score", "score"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_topic: Mapped[str] = mapped_column(String(249))
+    source_partition: Mapped[int] = mapped_column(Integer)
+    source_offset: Mapped[int] = mapped_column(BigInteger)
+    camera_id: Mapped[str] = mapped_column(String(128))
+    line_id: Mapped[str] = mapped_column(String(128))
+    seq: Mapped[int] = mapped_column(Integer)
+    captured_at: Mapped[datetime]
+    detected_at: Mapped[datetime]
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    regions: Mapped[list[Any]]
+    frame_content_type: Mapped[str | None] = mapped_column(String(64))
+    frame: Mapped[bytes | None] = mapped_column(LargeBinary)
+    overlay_png: Mapped[bytes | None] = mapped_column(LargeBinary)
+    ground_truth: Mapped[str | None] = mapped_column(String(64))  # simulator header, for measurement only
+    review_status: Mapped[str] = mapped_column(String(16), default="new", server_default="new")
+    label: Mapped[str | None] = mapped_column(String(64))
+    reviewed_at: Mapped[datetime | None]
+
+
+class InspectionCount(Base):
+    """Per camera and interval: frames seen, defects, score and latency sums (means = sum / frames)."""
+
+    __tablename__ = "inspection_counts"
+    __table_args__ = (UniqueConstraint("camera_id", "interval_start", name="uq_counts_camera_interval"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(128))
+    line_id: Mapped[str] = mapped_column(String(128))
+    interval_start: Mapped[datetime]
+    interval_s: Mapped[int] = mapped_column(Integer)
+    frames: Mapped[int] = mapped_column(Integer)
+    defects: Mapped[int] = mapped_column(Integer)
+    score_sum: Mapped[float] = mapped_column(Float)
+    latency_ms_sum: Mapped[float] = mapped_column(Float)
+    latency_ms_max: Mapped[float] = mapped_column(Float)
+
+
+class ModelVersion(Base):
+    """A model that has served on this line, with the thresholds it ran with."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_name", "model_version", name="uq_model_versions"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    architecture: Mapped[str] = mapped_column(String(128))
+    image_threshold: Mapped[float] = mapped_column(Float)
+    pixel_threshold: Mapped[float] = mapped_column(Float)
+    path: Mapped[str] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(String(64))
+    first_served_at: Mapped[datetime]
+
+
+class SourceOffset(Base):
+    """Next offset to process per group and partition, written in each batch transaction.
+
+    Kafka's committed offset may lag this after a crash between the database commit and the Kafka
+    commit; records below it are skipped on replay, so counts and alerts are not applied twice either.
+    """
+
+    __tablename__ = "source_offsets"
+    __table_args__ = (UniqueConstraint("group_id", "topic", "partition", name="uq_source_offsets"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(249))
+    topic: Mapped[str] = mapped_column(String(249))
+    partition: Mapped[int] = mapped_column(Integer)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
+class Alert(Base):
+    """An alert raised by a rule, written in the batch transaction (the outbox)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_alerts_dedupe"),
+        Index("ix_alerts_camera_created", "camera_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    rule: Mapped[str] = mapped_column(String(32))
+    camera_id: Mapped[str] = mapped_column(String(128))
+    line_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]]
+
+
+class AlertDelivery(Base):
+    """One alert on one channel; pending until the channel accepts it, retried with backoff."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel", name="uq_alert_deliveries"),
+        Index("ix_alert_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,189 @@
+"""The batch transaction: defects, inspection counts, alerts with their deliveries and source offsets, all at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from pipeline.alert_rules import RaisedAlert
+from pipeline.database import dialect_insert
+from pipeline.frames import FrameResult
+from pipeline.models import Alert, AlertDelivery, Defect, InspectionCount, ModelVersion, SourceOffset
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    defects: int
+    alerts: int
+
+
+def stored_offsets(session: Session, group_id: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """Next offset recorded in the database per (topic, partition) for this group."""
+    if not partitions:
+        return {}
+    rows = session.execute(
+        select(SourceOffset.topic, SourceOffset.partition, SourceOffset.next_offset).where(
+            SourceOffset.group_id == group_id,
+            tuple_(SourceOffset.topic, SourceOffset.partition).in_(partitions),
+        )
+    )
+    return {(topic, partition): next_offset for topic, partition, next_offset in rows}
+
+
+def fresh_results(
+    session: Session, group_id: str, results: list[FrameResult], batch_offsets: dict[tuple[str, int], int]
+) -> list[FrameResult]:
+    """Drop results already applied by an earlier run (their offset is below the stored next offset)."""
+    done = stored_offsets(session, group_id, list(batch_offsets))
+    return [r for r in results if r.source.offset >= done.get((r.source.topic, r.source.partition), 0)]
+
+
+def write_batch(
+    session: Session,
+    group_id: str,
+    results: list[FrameResult],
+    batch_offsets: dict[tuple[str, int], int],
+    alerts: list[RaisedAlert],
+    channels: list[str],
+    model: ModelInfo,
+    interval_s: int,
+) -> WriteResult:
+    """Write one batch; the caller owns the transaction. `results` must already be filtered by `fresh_results`."""
+    defects = [_defect_row(r, model) for r in results if r.is_defect]
+    if defects:
+        statement = dialect_insert(session, Defect).on_conflict_do_nothing(
+            index_elements=["source_topic", "source_partition", "source_offset"]
+        )
+        session.execute(statement, defects)
+    _add_counts(session, results, interval_s)
+    raised = _add_alerts(session, alerts, channels)
+    _advance_offsets(session, group_id, batch_offsets)
+    return WriteResult(defects=len(defects), alerts=raised)
+
+
+def _defect_row(result: FrameResult, model: ModelInfo) -> dict[str, Any]:
+    return {
+        "source_topic": result.source.topic,
+        "source_partition": result.source.partition,
+        "source_offset": result.source.offset,
+        "camera_id": result.camera_id,
+        "line_id": result.line_id,
+        "seq": result.seq,
+        "captured_at": result.captured_at,
+        "detected_at": result.detected_at,
+        "score": result.score,
+        "threshold": result.threshold,
+        "model_name": model.name,
+        "model_version": model.version,
+        "regions": result.regions,
+        "frame_content_type": result.frame_content_type,
+        "frame": result.frame,
+        "overlay_png": result.overlay_png,
+        "ground_truth": result.ground_truth,
+        "review_status": "new",
+    }
+
+
+def _add_counts(session: Session, results: list[FrameResult], interval_s: int) -> None:
+    totals: dict[tuple[str, datetime], dict[str, Any]] = {}
+    for r in results:
+        start = datetime.fromtimestamp(int(r.captured_at.timestamp()) // interval_s * interval_s, UTC)
+        row = totals.setdefault(
+            (r.camera_id, start),
+            {"camera_id": r.camera_id, "line_id": r.line_id, "interval_start": start, "interval_s": interval_s}
+            | {"frames": 0, "defects": 0, "score_sum": 0.0, "latency_ms_sum": 0.0, "latency_ms_max": 0.0},
+        )
+        row["frames"] += 1
+        row["defects"] += int(r.is_defect)
+        row["score_sum"] += r.score
+        row["latency_ms_sum"] += r.latency_ms
+        row["latency_ms_max"] = max(row["latency_ms_max"], r.latency_ms)
+    if not totals:
+        return
+    table = InspectionCount.__table__
+    for row in totals.values():
+        statement = dialect_insert(session, InspectionCount).values(row)
+        excluded = statement.excluded
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["camera_id", "interval_start"],
+                set_={
+                    "frames": table.c.frames + excluded.frames,
+                    "defects": table.c.defects + excluded.defects,
+                    "score_sum": table.c.score_sum + excluded.score_sum,
+                    "latency_ms_sum": table.c.latency_ms_sum + excluded.latency_ms_sum,
+                    "latency_ms_max": _greatest(session, table.c.latency_ms_max, excluded.latency_ms_max),
+                },
+            )
+        )
+
+
+def _greatest(session: Session, a: Any, b: Any) -> Any:
+    from sqlalchemy import func
+
+    # SQLite's two-argument max() is its GREATEST.
+    return func.max(a, b) if session.get_bind().dialect.name == "sqlite" else func.greatest(a, b)
+
+
+def _add_alerts(session: Session, alerts: list[RaisedAlert], channels: list[str]) -> int:
+    raised = 0
+    for alert in alerts:
+        statement = (
+            dialect_insert(session, Alert)
+            .values(
+                dedupe_key=alert.dedupe_key,
+                rule=alert.rule,
+                camera_id=alert.camera_id,
+                line_id=alert.line_id,
+                created_at=alert.created_at,
+                payload=alert.payload,
+            )
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(Alert.id)
+        )
+        alert_id = session.execute(statement).scalar()
+        if alert_id is None:
+            continue  # raised before (replay)
+        raised += 1
+        for channel in channels:
+            session.add(
+                AlertDelivery(
+                    alert_id=alert_id, channel=channel, status="pending", attempts=0, next_attempt_at=alert.created_at
+                )
+            )
+    return raised
+
+
+def _advance_offsets(session: Session, group_id: str, batch_offsets: dict[tuple[str, int], int]) -> None:
+    now = datetime.now(UTC)
+    for (topic, partition), next_offset in batch_offsets.items():
+        statement = dialect_insert(session, SourceOffset).values(
+            group_id=group_id, topic=topic, partition=partition, next_offset=next_offset, updated_at=now
+        )
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["group_id", "topic", "partition"],
+                set_={"next_offset": statement.excluded.next_offset, "updated_at": now},
+                where=SourceOffset.__table__.c.next_offset < statement.excluded.next_offset,
+            )
+        )
+
+
+def register_model(session: Session, info: dict[str, Any]) -> None:
+    """Record a model version the first time it serves (name + version unique)."""
+    statement = (
+        dialect_insert(session, ModelVersion)
+        .values(**info)
+        .on_conflict_do_nothing(index_elements=["model_name", "model_version"])
+    )
+    session.execute(statement)

@@ -1,0 +1,76 @@
+"""Verdict stage: score vs threshold, defect regions from the anomaly map, heatmap overlay; plain numpy functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pipeline.preprocess import InputSpec
+
+
+@dataclass(frozen=True)
+class Region:
+    """One connected defect region, its box in original-frame pixels."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    area: int  # pixels above the threshold, at model resolution
+    peak: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"x": self.x, "y": self.y, "w": self.w, "h": self.h, "area": self.area, "peak": round(self.peak, 6)}
+
+
+def find_regions(
+    anomaly_map: np.ndarray, pixel_threshold: float, frame_shape: tuple[int, ...], spec: InputSpec, min_area: int = 4
+) -> list[Region]:
+    """Connected components of map > threshold, boxes mapped back through the same resize the input went through."""
+    heat = anomaly_map.reshape(anomaly_map.shape[-2:])
+    mask = (heat > pixel_threshold).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    to_frame = _box_mapper(frame_shape[:2], spec)
+    regions: list[Region] = []
+    for label in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[label])
+        if area < min_area:
+            continue  # isolated pixels are compression noise, not defects
+        peak = float(heat[labels == label].max())
+        regions.append(Region(*to_frame(x, y, w, h), area=area, peak=peak))
+    regions.sort(key=lambda r: r.peak, reverse=True)
+    return regions
+
+
+def _box_mapper(frame_hw: tuple[int, ...], spec: InputSpec):  # type: ignore[no-untyped-def]
+    height, width = int(frame_hw[0]), int(frame_hw[1])
+    if spec.resize_mode == "stretch":
+        sx, sy, ox, oy = width / spec.size, height / spec.size, 0.0, 0.0
+    else:
+        scale = spec.size / max(height, width)
+        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+        sx = sy = 1.0 / scale
+        ox, oy = (spec.size - new_w) // 2, (spec.size - new_h) // 2
+
+    def mapped(x: int, y: int, w: int, h: int) -> tuple[int, int, int, int]:
+        x0 = int(np.clip(np.floor((x - ox) * sx), 0, width - 1))
+        y0 = int(np.clip(np.floor((y - oy) * sy), 0, height - 1))
+        x1 = int(np.clip(np.ceil((x + w - ox) * sx), x0 + 1, width))
+        y1 = int(np.clip(np.ceil((y + h - oy) * sy), y0 + 1, height))
+        return x0, y0, x1 - x0, y1 - y0
+
+    return mapped
+
+
+def overlay_png(model_input: np.ndarray, anomaly_map: np.ndarray, pixel_threshold: float) -> bytes:
+    """The preprocessed frame with the anomaly map as a colour heatmap on top, PNG-encoded, at model size."""
+    base = np.clip(model_input.mean(axis=0) * 255.0, 0, 255).astype(np.uint8)
+    heat = anomaly_map.reshape(anomaly_map.shape[-2:])
+    # Scale so the pixel threshold sits at mid-colour: anything red is above it.
+    norm = np.clip(heat / (2.0 * max(pixel_threshold, 1e-9)) * 255.0, 0, 255).astype(np.uint8)
+    colour = cv2.applyColorMap(norm, cv2.COLORMAP_JET)
+    blended = cv2.addWeighted(cv2.cvtColor(base, cv2.COLOR_GRAY2BGR), 0.6, colour, 0.4, 0)
+    ok, buffer = cv2.imencode(".png", blended)
+    return buffer.tobytes() if ok else b""
