@@ -38,7 +38,7 @@ class AlertReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status = receiver._accept(body, dict(self.headers.items()))
+                status = receiver._accept(body, {k.lower(): v for k, v in self.headers.items()})
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -49,15 +49,16 @@ class AlertReceiver:
         return Handler
 
     def _accept(self, body: bytes, headers: dict[str, str]) -> int:
+        # HTTP header names are case-insensitive (urllib sends them capitalised): `headers` keys are lower case.
         with self._lock:
             self.requests += 1
             if self.secret is not None:
-                signature = headers.get(SIGNATURE_HEADER, "")
-                if not verify_signature(self.secret, headers.get(TIMESTAMP_HEADER, ""), body, signature):
+                signature = headers.get(SIGNATURE_HEADER.lower(), "")
+                if not verify_signature(self.secret, headers.get(TIMESTAMP_HEADER.lower(), ""), body, signature):
                     self.rejected += 1
                     return 401
             alert = json.loads(body)
-            alert["_alert_id_header"] = headers.get(ALERT_ID_HEADER)
+            alert["_alert_id_header"] = headers.get(ALERT_ID_HEADER.lower())
             self.alerts.append(alert)
             return 200
 

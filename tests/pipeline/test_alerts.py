@@ -1,0 +1,106 @@
+"""Alert rules and delivery from the outbox to a real local HTTP receiver (HMAC-signed, retried until it is up)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from pipeline.alert_receiver import AlertReceiver
+from pipeline.alert_rules import AlertRuleConfig, AlertRules
+from pipeline.alerts import LogChannel, WebhookChannel, deliver_due, sign, verify_signature
+from pipeline.broker import free_port
+from pipeline.database import open_database
+from pipeline.frames import FrameResult, Source
+from pipeline.models import AlertDelivery
+from pipeline.store import ModelInfo, write_batch
+
+T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
+
+
+def frame(offset: int, defect: bool, camera: str = "cam-1", score: float = 0.5) -> FrameResult:
+    return FrameResult(
+        source=Source("frames", 0, offset),
+        camera_id=camera,
+        line_id="line-1",
+        seq=offset,
+        captured_at=T0 + timedelta(seconds=offset),
+        detected_at=T0 + timedelta(seconds=offset),
+        score=score if defect else 0.01,
+        threshold=0.1,
+        is_defect=defect,
+    )
+
+
+def test_burst_rule_counts_per_camera_and_cooldown_suppresses() -> None:
+    rules = AlertRules(AlertRuleConfig(alert_score=0.9, burst_defects=2, burst_window_frames=3, cooldown_s=0))
+    frames = [frame(0, True, "a"), frame(1, True, "b"), frame(2, False, "a"), frame(3, True, "a")]
+    assert [(a.rule, a.camera_id) for a in rules.evaluate(frames, "1")] == [("burst", "a")]
+    # Defects far apart (more than the window) never make a burst.
+    spaced = [frame(10 + i, i % 4 == 0, "c") for i in range(12)]
+    assert rules.evaluate(spaced, "1") == []
+    cooled = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=99, burst_window_frames=99, cooldown_s=10))
+    alerts = cooled.evaluate([frame(i, True) for i in range(25)], "1")
+    assert [a.payload["source"]["offset"] for a in alerts] == [0, 10, 20]
+
+
+def test_rules_roll_back_with_a_failed_transaction() -> None:
+    rules = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=2, burst_window_frames=5, cooldown_s=0))
+    rules.checkpoint()
+    assert len(rules.evaluate([frame(0, True)], "1")) == 1
+    rules.rollback()  # the batch is retried: its defect must not count twice towards a burst
+    assert [a.rule for a in rules.evaluate([frame(0, True)], "1")] == ["high_score"]
+
+
+def test_signature_round_trip() -> None:
+    signature = sign("s3cret", "1700000000", b'{"a": 1}')
+    assert verify_signature("s3cret", "1700000000", b'{"a": 1}', signature)
+    assert not verify_signature("s3cret", "1700000001", b'{"a": 1}', signature)
+    assert not verify_signature("other", "1700000000", b'{"a": 1}', signature)
+
+
+@pytest.mark.integration
+def test_webhook_down_then_up_delivers_every_alert_once(db_url: str) -> None:
+    _, sessions = open_database(db_url)
+    rules = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=99, burst_window_frames=99, cooldown_s=0))
+    frames = [frame(i, i % 2 == 0) for i in range(10)]
+    with sessions() as session, session.begin():
+        alerts = rules.evaluate(frames, "1")
+        write_batch(session, "g", frames, {("frames", 0): 10}, alerts, ["webhook", "log"], ModelInfo("m", "1"), 60)
+    port = free_port()
+    channels = [WebhookChannel(f"http://127.0.0.1:{port}/alerts", "s3cret", timeout_s=1.0), LogChannel()]
+
+    delivered = deliver_due(sessions, channels, retry_initial_s=0.05, retry_max_s=0.2)
+    assert delivered == 5  # the log channel; the webhook is down
+    with sessions() as session:
+        pending = session.scalars(select(AlertDelivery).where(AlertDelivery.status == "pending")).all()
+        assert len(pending) == 5 and all(d.attempts == 1 and d.last_error for d in pending)
+
+    with AlertReceiver(port=port, secret="s3cret") as receiver:
+        deadline = time.monotonic() + 10
+        while len(receiver.alerts) < 5 and time.monotonic() < deadline:
+            deliver_due(sessions, channels, retry_initial_s=0.05, retry_max_s=0.2)
+            time.sleep(0.05)
+        for _ in range(3):  # later passes must not send anything again
+            deliver_due(sessions, channels, retry_initial_s=0.05, retry_max_s=0.2)
+    assert receiver.rejected == 0
+    assert sorted(a["source"]["offset"] for a in receiver.alerts) == [0, 2, 4, 6, 8]
+    assert len({a["alert_id"] for a in receiver.alerts}) == 5
+    with sessions() as session:
+        assert all(d.status == "delivered" for d in session.scalars(select(AlertDelivery)))
+
+
+@pytest.mark.integration
+def test_receiver_rejects_a_bad_signature(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _, sessions = open_database(f"sqlite:///{tmp_path / 'a.db'}")
+    rules = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=99, burst_window_frames=99, cooldown_s=0))
+    with sessions() as session, session.begin():
+        frames = [frame(0, True)]
+        alerts = rules.evaluate(frames, "1")
+        write_batch(session, "g", frames, {("frames", 0): 1}, alerts, ["webhook"], ModelInfo("m", "1"), 60)
+    with AlertReceiver(secret="right") as receiver:
+        channel = WebhookChannel(receiver.url, "wrong", timeout_s=1.0)
+        assert deliver_due(sessions, [channel], 0.05, 0.2) == 0
+    assert receiver.rejected == 1 and receiver.alerts == []

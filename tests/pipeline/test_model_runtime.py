@@ -1,0 +1,49 @@
+"""Model runtime: threshold override file, warm-up, hot reload that keeps the old model on a bad file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from model_factory import build_tiny_model, tiny_metadata
+
+from pipeline.model_runtime import ModelHolder, OnnxModel, thresholds_path
+
+
+def bump_mtime(path: Path) -> None:
+    stat = path.stat()
+    os.utime(path, (stat.st_atime + 5, stat.st_mtime + 5))
+
+
+def test_threshold_override_file(tmp_path: Path) -> None:
+    model_path = build_tiny_model(tmp_path / "m.onnx")
+    thresholds_path(model_path).write_text(json.dumps({"image_threshold": 0.5, "pixel_threshold": 0.25}))
+    model = OnnxModel(model_path, prefer_gpu=False)
+    assert (model.metadata.image_threshold, model.metadata.pixel_threshold) == (0.5, 0.25)
+    assert model.provider == "CPUExecutionProvider"
+
+
+def test_reload_swaps_a_good_version_and_keeps_serving_on_a_bad_one(tmp_path: Path) -> None:
+    model_path = build_tiny_model(tmp_path / "m.onnx", tiny_metadata(size=32, version="1"))
+    holder = ModelHolder(model_path, prefer_gpu=False, warm_up_batch=2)
+    assert holder.maybe_reload() is False
+
+    build_tiny_model(model_path, tiny_metadata(size=32, version="2"))
+    bump_mtime(model_path)
+    assert holder.maybe_reload() is True
+    assert holder.model.metadata.model_version == "2"
+
+    model_path.write_bytes(b"not an onnx file at all")
+    assert holder.maybe_reload() is False
+    assert holder.model.metadata.model_version == "2"
+    assert holder.rejected is not None and "not a readable ONNX file" in str(holder.rejected)
+    scores = holder.model.score(np.zeros((3, 1, 32, 32), np.float32))
+    assert scores.score.shape == (3,)
+
+    build_tiny_model(model_path, tiny_metadata(size=64, version="3"))  # incompatible input layout
+    bump_mtime(model_path)
+    assert holder.maybe_reload() is False
+    assert holder.model.metadata.model_version == "2"
+    assert "input layout differs" in str(holder.rejected)

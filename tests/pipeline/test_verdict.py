@@ -1,0 +1,42 @@
+"""Verdict stage: regions from the anomaly map, boxes mapped back to the original frame through the resize."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.preprocess import InputSpec
+from pipeline.verdict import find_regions, overlay_png
+
+
+def heat_with_box(size: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+    heat = np.zeros((1, size, size), np.float32)
+    heat[0, y : y + h, x : x + w] = 1.0
+    return heat
+
+
+def test_stretch_boxes_scale_per_axis() -> None:
+    spec = InputSpec(size=64, channels=1, resize_mode="stretch")
+    regions = find_regions(heat_with_box(64, 16, 8, 8, 4), 0.5, (128, 256), spec)
+    assert [(r.x, r.y, r.w, r.h) for r in regions] == [(64, 16, 32, 8)]
+
+
+def test_letterbox_boxes_remove_the_padding() -> None:
+    spec = InputSpec(size=64, channels=1, resize_mode="letterbox")
+    # A 256x128 (w x h) frame is scaled by 1/4 to 64x32 and padded by 16 rows on top.
+    regions = find_regions(heat_with_box(64, 8, 16 + 4, 16, 8), 0.5, (128, 256), spec)
+    assert [(r.x, r.y, r.w, r.h) for r in regions] == [(32, 16, 64, 32)]
+
+
+def test_separate_regions_and_noise() -> None:
+    spec = InputSpec(size=32, channels=1)
+    heat = heat_with_box(32, 2, 2, 4, 4) + heat_with_box(32, 20, 20, 6, 6) * 2
+    heat[0, 30, 0] = 5.0  # a single hot pixel is noise, not a region
+    regions = find_regions(heat, 0.5, (32, 32), spec)
+    assert [(r.x, r.y, r.w, r.h) for r in regions] == [(20, 20, 6, 6), (2, 2, 4, 4)]
+    assert regions[0].peak == pytest.approx(2.0)
+
+
+def test_overlay_is_a_png() -> None:
+    data = overlay_png(np.zeros((1, 32, 32), np.float32), heat_with_box(32, 4, 4, 8, 8), 0.5)
+    assert data.startswith(b"\x89PNG")
