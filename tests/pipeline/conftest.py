@@ -99,3 +99,8 @@ def make_topics(settings: Settings, partitions: int = 1) -> None:
 
     ensure_topics(settings.kafka_common(), [settings.frames_topic], partitions)
     ensure_topics(settings.kafka_common(), [settings.dlq_topic, settings.alerts_topic], 1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # kafka-python 3.0 loads its protocol schemas through the deprecated importlib.resources API.
+    config.addinivalue_line("filterwarnings", r"ignore:(read|open)_text is deprecated:DeprecationWarning")
