@@ -1,4 +1,4 @@
-"""`python -m pipeline ...` runs the `lineguard` command (used where the console script is not installed)."""
+"""`python -m pipeline` runs the `lineguard` command."""
 
 from pipeline.cli import main
 

@@ -1,0 +1,79 @@
+"""Every registered model: forward, backward, ONNX export and torch/onnxruntime parity on tiny inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from pipeline.model_metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata, ScoreStats
+from pipeline.model_runtime import OnnxModel
+from training.errors import UnknownModelError
+from training.export import ScoringGraph, export_onnx
+from training.losses import LossWeights, total_loss
+from training.models import MODELS, create_model
+
+SIZE = 32
+
+
+def tiny_metadata(name: str, channels: int) -> ModelMetadata:
+    stats = ScoreStats(n=2, mean=0.1, std=0.01, quantiles={"0.99": 0.12})
+    return ModelMetadata(
+        model_name="tiny",
+        model_version="1",
+        architecture=name,
+        kind="image",
+        input_size=SIZE,
+        input_channels=channels,
+        resize_mode="stretch",
+        image_threshold=0.5,
+        pixel_threshold=0.5,
+        image_score_stats=stats,
+        pixel_score_stats=stats,
+        train_data_digest="0" * 64,
+        created_at="2026-11-28T00:00:00+00:00",
+    )
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_forward_backward_export_parity(name: str, channels: int, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, channels, widths=(8, 8, 16, 16), latent_channels=8, head_width=4)
+    clean = torch.rand(2, channels, SIZE, SIZE)
+    mask = torch.zeros(2, 1, SIZE, SIZE)
+    mask[0, 0, 4:10, 4:10] = 1
+
+    output = model(clean)
+    assert output.reconstruction.shape == clean.shape
+    assert output.anomaly_map.shape == (2, 1, SIZE, SIZE)
+    loss, terms = total_loss(output, clean, mask, LossWeights())
+    loss.backward()
+    assert all(np.isfinite(v) for v in terms.values())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+    out = tmp_path / f"{name}.onnx"
+    parity = export_onnx(ScoringGraph(model, score_pool=3), tiny_metadata(name, channels), out)
+    assert parity < 1e-3
+
+    proto = onnx.load(str(out))
+    assert [i.name for i in proto.graph.input] == [INPUT_NAME]
+    assert tuple(o.name for o in proto.graph.output) == OUTPUT_NAMES
+    loaded = OnnxModel(out)
+    assert loaded.metadata.architecture == name
+    scores = loaded.score(np.random.default_rng(0).random((5, channels, SIZE, SIZE), dtype=np.float32))
+    assert scores.score.shape == (5,)  # dynamic batch axis: 5 was never seen at export
+    assert scores.anomaly_map.shape == (5, 1, SIZE, SIZE)
+
+
+def test_unknown_model_lists_valid_names() -> None:
+    with pytest.raises(UnknownModelError, match="valid names: cae, cae-plain, vae"):
+        create_model("resnet", 3)
+
+
+def test_bad_model_config_names_the_field() -> None:
+    with pytest.raises(ValueError, match="dropout"):
+        create_model("cae", 3, dropout=1.5)

@@ -1,0 +1,94 @@
+"""End to end on a tiny synthetic set: `lineguard train`, `evaluate`, `inspect-model`, and CLI errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import build_app
+from pipeline.model_runtime import read_metadata
+
+runner = CliRunner()
+app = build_app()
+
+
+@pytest.fixture(scope="module")
+def trained_model(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_dataset),
+            "--out",
+            str(out),
+            "--size",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--version",
+            "7",
+            "--name",
+            "parts",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_a_calibrated_model(trained_model: Path, tiny_dataset: Path) -> None:
+    metadata = read_metadata(trained_model)
+    assert (metadata.model_name, metadata.model_version, metadata.architecture) == ("parts", "7", "cae")
+    assert (metadata.input_size, metadata.input_channels) == (32, 1)
+    assert metadata.image_threshold > metadata.image_score_stats.quantiles["0.5"]
+    assert metadata.training_config["summary"]["epochs"] == 2
+    assert len(metadata.train_data_digest) == 64
+    assert trained_model.with_suffix(".ckpt.pt").is_file()
+
+
+def test_evaluate_json_and_report(trained_model: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["evaluate", str(trained_model), str(tiny_dataset), "--json", "--report", str(tmp_path / "report")]
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"image_auroc", "pixel_auroc", "aupro", "f1", "threshold", "n_good", "n_defect"} <= metrics.keys()
+    assert (metrics["n_good"], metrics["n_defect"]) == (4, 4)
+    assert 0.0 <= metrics["image_auroc"] <= 1.0
+    for name in ("metrics.json", "roc.png", "scores.png", "overlays.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+
+
+def test_inspect_model_json(trained_model: Path) -> None:
+    result = runner.invoke(app, ["inspect-model", str(trained_model), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model_version"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "{tmp}/nowhere", "--out", "{tmp}/m.onnx"], "expected an MVTec-layout folder"),
+        (["train", "{tmp}", "--out", "{tmp}/m.onnx", "--model", "nope"], "unknown model 'nope'"),
+        (["train", "{tmp}", "--out", "{tmp}/m.onnx", "--size", "50"], "config field 'size' = 50"),
+        (["evaluate", "{tmp}/missing.onnx", "{tmp}"], "cannot load model"),
+        (["inspect-model", "{tmp}/corrupt.onnx"], "not a readable ONNX file"),
+    ],
+)
+def test_cli_errors_are_one_readable_line(args: list[str], message: str, tiny_dataset: Path, tmp_path: Path) -> None:
+    (tmp_path / "corrupt.onnx").write_bytes(b"\x00garbage")
+    for index in range(4):
+        (tmp_path / f"{index}.png").write_bytes((tiny_dataset / "train/good/0000.png").read_bytes())
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    done = subprocess.run([sys.executable, "-m", "pipeline", *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+    assert "Traceback" not in done.stderr

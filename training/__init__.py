@@ -1,0 +1,1 @@
+"""LineGuard training: fit, calibrate, evaluate and export convolutional autoencoders to ONNX."""

@@ -1,0 +1,85 @@
+"""The frozen configuration of one training run, checked field by field."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from training.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `train()` needs; defaults are sized for a 2-core CPU and a few minutes."""
+
+    data_dir: Path
+    out: Path
+    model: str = "cae"
+    size: int = 128
+    resize_mode: str = "stretch"
+    epochs: int = 300
+    max_minutes: float = 8.0
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    patience: int = 15
+    val_fraction: float = 0.1
+    seed: int = 0
+    defect_probability: float = 0.5
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    latent_channels: int = 64
+    dropout: float = 0.1
+    head_width: int = 8
+    ssim_weight: float = 1.0
+    segmentation_weight: float = 1.0
+    kl_weight: float = 1e-3
+    calibration_quantile: float = 0.99
+    sensitivity: float = 1.0
+    labelled_val_dir: Path | None = None
+    device: str = "auto"
+    model_name: str = ""
+    model_version: str = ""
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[str, bool, str]] = [
+            (
+                "size",
+                self.size >= 32 and self.size % 2 ** len(self.widths) == 0,
+                f"must be >= 32 and divisible by {2 ** len(self.widths)}",
+            ),
+            ("resize_mode", self.resize_mode in ("stretch", "letterbox"), "must be 'stretch' or 'letterbox'"),
+            ("epochs", self.epochs >= 1, "must be >= 1"),
+            ("max_minutes", self.max_minutes > 0, "must be > 0"),
+            ("batch_size", self.batch_size >= 2, "must be >= 2 (batch norm needs two samples)"),
+            ("learning_rate", 0 < self.learning_rate < 1, "must be in (0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("patience", self.patience >= 1, "must be >= 1"),
+            ("val_fraction", 0 < self.val_fraction < 0.5, "must be in (0, 0.5)"),
+            ("defect_probability", 0 <= self.defect_probability <= 1, "must be in [0, 1]"),
+            ("latent_channels", self.latent_channels >= 1, "must be >= 1"),
+            ("dropout", 0 <= self.dropout < 1, "must be in [0, 1)"),
+            ("calibration_quantile", 0.5 <= self.calibration_quantile < 1, "must be in [0.5, 1)"),
+            ("sensitivity", self.sensitivity >= 0, "must be >= 0"),
+            ("device", self.device in ("auto", "cpu", "cuda"), "must be 'auto', 'cpu' or 'cuda'"),
+        ]
+        for name, ok, reason in checks:
+            if not ok:
+                raise ConfigError(name, getattr(self, name), reason)
+
+    @property
+    def score_pool(self) -> int:
+        """Odd window (about 1/12 of the image) over which the anomaly map is averaged for the image score."""
+        return max(3, (self.size // 12) | 1)
+
+    def model_overrides(self) -> dict[str, Any]:
+        return {
+            "widths": self.widths,
+            "latent_channels": self.latent_channels,
+            "dropout": self.dropout,
+            "head_width": self.head_width,
+        }
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}

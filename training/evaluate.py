@@ -1,0 +1,74 @@
+"""Evaluate an exported model on an MVTec-layout test set through onnxruntime, as the line runs it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.model_runtime import OnnxModel
+from training.data import LabelledSet, load_test_set
+from training.metrics import aupro, image_auroc, pixel_auroc, threshold_metrics
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Metrics of one model on one test set; pixel metrics are None where the set has no masks."""
+
+    image_auroc: float
+    pixel_auroc: float | None
+    aupro: float | None
+    f1: float
+    precision: float
+    recall: float
+    threshold: float
+    n_good: int
+    n_defect: int
+    model_name: str
+    model_version: str
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What the model said about each test image, kept for plots."""
+
+    test_set: LabelledSet
+    scores: np.ndarray
+    maps: np.ndarray
+    reconstructions: np.ndarray
+
+
+def predict_test_set(model_path: Path, data_dir: Path) -> tuple[OnnxModel, Predictions]:
+    model = OnnxModel(model_path)
+    test_set = load_test_set(data_dir, model.metadata.input_spec)
+    outputs = model.score_in_chunks(test_set.images)
+    return model, Predictions(test_set, outputs.score, outputs.anomaly_map[:, 0], outputs.reconstruction)
+
+
+def evaluate(model_path: Path, data_dir: Path) -> tuple[EvaluationResult, Predictions]:
+    """Score every test image with the ONNX model and compute the metrics at its stored threshold."""
+    model, predictions = predict_test_set(model_path, data_dir)
+    test_set = predictions.test_set
+    labels = test_set.labels
+    n_defect = int(labels.sum())
+    if n_defect == 0 or n_defect == len(labels):
+        raise ValueError(f"{data_dir}/test needs both good and defective images to compute AUROC")
+    has_masks = test_set.masks is not None and bool(test_set.masks.any())
+    threshold = model.metadata.image_threshold
+    at_threshold = threshold_metrics(predictions.scores, labels, threshold)
+    result = EvaluationResult(
+        image_auroc=image_auroc(predictions.scores, labels),
+        pixel_auroc=pixel_auroc(predictions.maps, test_set.masks) if has_masks else None,
+        aupro=aupro(predictions.maps, test_set.masks) if has_masks else None,
+        threshold=threshold,
+        n_good=len(labels) - n_defect,
+        n_defect=n_defect,
+        model_name=model.metadata.model_name,
+        model_version=model.metadata.model_version,
+        **at_threshold,
+    )
+    return result, predictions

@@ -1,0 +1,101 @@
+"""The ONNX contract: fixed input/output names, dynamic batch, pinned opset, metadata, parity check."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.model_metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from training.errors import ExportParityError
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-3
+
+
+class ScoringGraph(nn.Module):
+    """What the line runs: model outputs plus the image score (max of the locally averaged map).
+
+    Averaging before the max makes the score follow defect area and intensity, not one noisy pixel.
+    """
+
+    def __init__(self, model: nn.Module, score_pool: int) -> None:
+        super().__init__()
+        self.model = model
+        self.score_pool = score_pool
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        output = self.model(image)
+        pad = self.score_pool // 2
+        pooled = F.avg_pool2d(output.anomaly_map, self.score_pool, stride=1, padding=pad, count_include_pad=False)
+        score = pooled.flatten(1).amax(dim=1)
+        return output.reconstruction, output.anomaly_map, score
+
+
+def export_onnx(graph: ScoringGraph, metadata: ModelMetadata, out: Path) -> float:
+    """Write the model to `out` with metadata embedded; returns the parity check's max abs difference."""
+    graph = graph.eval().cpu()
+    spec = metadata.input_spec
+    example = torch.rand(2, spec.channels, spec.size, spec.size)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of dynamo, which needs onnxscript and is
+        # slower; this graph is plain convolutions, which the classic exporter handles exactly.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            graph,
+            (example,),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    write_metadata(proto, metadata)
+    onnx.checker.check_model(proto)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out))
+    return parity_check(graph, out, batch=3)
+
+
+def write_metadata(proto: onnx.ModelProto, metadata: ModelMetadata) -> None:
+    """Replace the model's metadata_props with `metadata`."""
+    del proto.metadata_props[:]
+    for key, value in metadata.to_props().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "lineguard"
+
+
+def update_metadata(path: Path, metadata: ModelMetadata) -> None:
+    """Rewrite the metadata of an exported file in place (e.g. after re-calibration)."""
+    proto = onnx.load(str(path))
+    write_metadata(proto, metadata)
+    onnx.save(proto, str(path))
+
+
+def parity_check(graph: ScoringGraph, path: Path, batch: int = 3, seed: int = 0) -> float:
+    """Run torch and onnxruntime on the same random batch; raise if any output differs beyond tolerance."""
+    spec_input = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    shape = spec_input.get_inputs()[0].shape
+    channels, height, width = (int(d) for d in shape[1:])
+    x = torch.rand(batch, channels, height, width, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        expected = [t.numpy() for t in graph.eval()(x)]
+    actual = spec_input.run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
+    worst = 0.0
+    for name, want, got in zip(OUTPUT_NAMES, expected, actual, strict=True):
+        diff = float(np.max(np.abs(want - got)))
+        if diff > PARITY_TOLERANCE:
+            raise ExportParityError(name, diff, PARITY_TOLERANCE)
+        worst = max(worst, diff)
+    return worst

@@ -1,0 +1,44 @@
+"""Training losses: reconstruction (squared + structural), defect segmentation (focal) and KL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from training.models.blocks import ModelOutput
+from training.ssim import gaussian_kernel, ssim_map
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weight of each loss term; a term whose model output is absent is skipped."""
+
+    ssim: float = 1.0
+    segmentation: float = 1.0
+    kl: float = 1e-3
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Binary focal loss: down-weights the easy background pixels that dominate defect masks."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_true = torch.exp(-bce)
+    return ((1 - p_true) ** gamma * bce).mean()
+
+
+def total_loss(
+    output: ModelOutput, clean: torch.Tensor, mask: torch.Tensor, weights: LossWeights
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Sum of the terms that apply to this model's output; also returns each term for logging."""
+    kernel = gaussian_kernel(1.5, clean.shape[1]).to(clean.device)
+    terms = {
+        "mse": F.mse_loss(output.reconstruction, clean),
+        "ssim": weights.ssim * (1 - ssim_map(output.reconstruction, clean, kernel).mean()),
+    }
+    if output.segmentation_logits is not None:
+        terms["segmentation"] = weights.segmentation * focal_loss(output.segmentation_logits, mask)
+    if output.kl_divergence is not None:
+        terms["kl"] = weights.kl * output.kl_divergence
+    loss = torch.stack(list(terms.values())).sum()
+    return loss, {name: float(value.detach()) for name, value in terms.items()}

@@ -1,0 +1,85 @@
+"""Building blocks shared by the registered models and the output every model returns."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from training.ssim import gaussian_blur, gaussian_kernel, ssim_map
+
+
+class ModelOutput(NamedTuple):
+    """What every model's forward returns; optional parts feed the training losses only."""
+
+    reconstruction: torch.Tensor  # N x C x H x W in [0, 1]
+    anomaly_map: torch.Tensor  # N x 1 x H x W, higher = more anomalous
+    segmentation_logits: torch.Tensor | None = None  # N x 1 x H x W, for models with a defect head
+    kl_divergence: torch.Tensor | None = None  # scalar, for variational models
+
+
+def conv_block(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    """3x3 conv, batch norm, ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def up_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Bilinear 2x upsampling then a conv block (no checkerboard artefacts of transposed convs)."""
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+        conv_block(in_channels, out_channels),
+    )
+
+
+class ConvEncoder(nn.Module):
+    """Strided conv stages down to a bottleneck of `latent_channels` at 1/2**len(widths) resolution."""
+
+    def __init__(self, in_channels: int, widths: tuple[int, ...], latent_channels: int, dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [conv_block(in_channels, widths[0])]
+        previous = widths[0]
+        for width in widths:
+            layers += [conv_block(previous, width, stride=2), conv_block(width, width)]
+            previous = width
+        layers += [nn.Dropout2d(dropout), nn.Conv2d(previous, latent_channels, 1)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of ConvEncoder: upsampling stages back to `out_channels` in [0, 1]."""
+
+    def __init__(self, out_channels: int, widths: tuple[int, ...], latent_channels: int) -> None:
+        super().__init__()
+        reversed_widths = tuple(reversed(widths))
+        layers: list[nn.Module] = [conv_block(latent_channels, reversed_widths[0])]
+        previous = reversed_widths[0]
+        for width in (*reversed_widths[1:], reversed_widths[-1]):
+            layers += [up_block(previous, width), conv_block(width, width)]
+            previous = width
+        layers += [nn.Conv2d(previous, out_channels, 3, padding=1), nn.Sigmoid()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.layers(z)
+
+
+class ErrorMap(nn.Module):
+    """Anomaly map from a reconstruction: smoothed mix of structural (1 - SSIM) and squared error."""
+
+    def __init__(self, channels: int, ssim_sigma: float = 1.5, smooth_sigma: float = 2.0) -> None:
+        super().__init__()
+        self.register_buffer("ssim_kernel", gaussian_kernel(ssim_sigma, channels), persistent=False)
+        self.register_buffer("smooth_kernel", gaussian_kernel(smooth_sigma, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+        structural = (1 - ssim_map(x, reconstruction, self.ssim_kernel)).mean(dim=1, keepdim=True)
+        squared = ((x - reconstruction) ** 2).mean(dim=1, keepdim=True)
+        return gaussian_blur(0.5 * structural + squared, self.smooth_kernel)

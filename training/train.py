@@ -1,0 +1,219 @@
+"""The training loop: fit a registered model on normal images, calibrate its thresholds, export ONNX."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from torch import nn
+
+from pipeline.model_metadata import ModelMetadata
+from pipeline.preprocess import InputSpec
+from training.calibrate import f1_optimal_threshold, normal_threshold, score_stats
+from training.config import TrainConfig
+from training.data import detect_channels, files_digest, list_images, load_images, load_test_set, split_validation
+from training.data import train_folder as find_train_folder
+from training.export import ScoringGraph, export_onnx
+from training.losses import LossWeights, total_loss
+from training.models import create_model
+from training.synthetic_defects import corrupt_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitSummary:
+    """How the fit went, stored in the model's metadata and printed at the end."""
+
+    epochs: int
+    minutes: float
+    best_epoch: int
+    best_val_loss: float
+    stopped_by: str
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train, calibrate and export one model; returns the path of the written .onnx file."""
+    started = time.monotonic()
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    files = list_images(find_train_folder(cfg.data_dir))
+    spec = InputSpec(cfg.size, detect_channels(files), cfg.resize_mode)  # type: ignore[arg-type]
+    images = load_images(files, spec)
+    train_idx, val_idx = split_validation(len(images), cfg.val_fraction, cfg.seed)
+    train_images, val_images = images[train_idx], images[val_idx]
+    log.info("%d training and %d validation images at %s on %s", len(train_idx), len(val_idx), spec, device)
+
+    model = create_model(cfg.model, spec.channels, **cfg.model_overrides())
+    # channels-last convolutions run about 3x faster on CPU (oneDNN) and do not hurt on CUDA
+    model = model.to(device, memory_format=torch.channels_last)
+    summary = fit(model, train_images, val_images, cfg, device)
+    model = model.cpu().to(memory_format=torch.contiguous_format)
+    graph = ScoringGraph(model, cfg.score_pool).eval()
+
+    val_maps, val_scores = predict(graph, val_images)
+    image_threshold = normal_threshold(val_scores, cfg.calibration_quantile, cfg.sensitivity)
+    pixel_threshold = normal_threshold(val_maps, 0.999, cfg.sensitivity)
+    if cfg.labelled_val_dir is not None:
+        labelled = load_test_set(cfg.labelled_val_dir, spec)
+        image_threshold = f1_optimal_threshold(predict(graph, labelled.images)[1], labelled.labels)
+
+    metadata = ModelMetadata(
+        model_name=cfg.model_name or cfg.data_dir.resolve().name,
+        model_version=cfg.model_version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S"),
+        architecture=cfg.model,
+        kind="image",
+        input_size=spec.size,
+        input_channels=spec.channels,
+        resize_mode=spec.resize_mode,
+        image_threshold=image_threshold,
+        pixel_threshold=pixel_threshold,
+        image_score_stats=score_stats(val_scores),
+        pixel_score_stats=score_stats(val_maps[:, :, ::4, ::4]),
+        train_data_digest=files_digest(files),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        training_config={**cfg.to_json_dict(), "summary": summary.__dict__},
+    )
+    parity = export_onnx(graph, metadata, cfg.out)
+    print_summary(cfg, metadata, summary, parity, time.monotonic() - started)
+    return cfg.out
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        log.warning("CUDA requested but not available; training on the CPU")
+        return torch.device("cpu")
+    return torch.device(requested)
+
+
+def fit(
+    model: nn.Module, train_images: np.ndarray, val_images: np.ndarray, cfg: TrainConfig, device: torch.device
+) -> FitSummary:
+    """Epochs of synthetic-defect denoising until the time budget, the epoch cap or early stopping."""
+    rng = np.random.default_rng(cfg.seed)
+    weights = LossWeights(cfg.ssim_weight, cfg.segmentation_weight, cfg.kl_weight)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    # A fixed corrupted copy of the validation normals keeps validation losses comparable across epochs.
+    val_inputs, val_masks = corrupt_batch(
+        val_images, train_images, np.random.default_rng(cfg.seed + 1), cfg.defect_probability
+    )
+    deadline = time.monotonic() + cfg.max_minutes * 60
+    started = time.monotonic()
+    best_loss, best_epoch, best_state = math.inf, 0, _copy_state(model)
+    stopped_by, epoch = "epochs", 0
+    batches_per_epoch = max(1, len(train_images) // cfg.batch_size)
+    with _progress(cfg.show_progress) as progress:
+        task = progress.add_task("training", total=cfg.epochs)
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            order = rng.permutation(len(train_images))
+            for step in range(batches_per_epoch):
+                clean = train_images[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+                inputs, masks = corrupt_batch(clean, train_images, rng, cfg.defect_probability)
+                progress_fraction = max((time.monotonic() - started) / (deadline - started), (epoch - 1) / cfg.epochs)
+                set_learning_rate(optimizer, cosine_learning_rate(cfg.learning_rate, progress_fraction))
+                output = model(to_device(inputs, device))
+                loss, _ = total_loss(
+                    output, torch.from_numpy(clean).to(device), torch.from_numpy(masks).to(device), weights
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            val_loss = validation_loss(model, val_inputs, val_images, val_masks, weights, device)
+            if val_loss < best_loss:
+                best_loss, best_epoch, best_state = val_loss, epoch, _copy_state(model)
+                torch.save(best_state, cfg.out.with_suffix(".ckpt.pt"))
+            progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best_loss:.4f}")
+            if epoch - best_epoch >= cfg.patience:
+                stopped_by = "early stopping"
+                break
+            if time.monotonic() > deadline:
+                stopped_by = "time budget"
+                break
+    model.load_state_dict(best_state)
+    return FitSummary(epoch, (time.monotonic() - started) / 60, best_epoch, best_loss, stopped_by)
+
+
+def cosine_learning_rate(base: float, progress: float, floor: float = 0.05) -> float:
+    """Cosine decay over the run, measured by whichever of time budget or epoch cap is nearer."""
+    progress = min(1.0, max(0.0, progress))
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = value
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(array).to(device).contiguous(memory_format=torch.channels_last)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), disable=not enabled)
+
+
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+@torch.no_grad()
+def validation_loss(
+    model: nn.Module,
+    inputs: np.ndarray,
+    clean: np.ndarray,
+    masks: np.ndarray,
+    weights: LossWeights,
+    device: torch.device,
+    batch: int = 32,
+) -> float:
+    model.eval()
+    total = 0.0
+    for start in range(0, len(inputs), batch):
+        output = model(torch.from_numpy(inputs[start : start + batch]).to(device))
+        loss, _ = total_loss(
+            output,
+            torch.from_numpy(clean[start : start + batch]).to(device),
+            torch.from_numpy(masks[start : start + batch]).to(device),
+            weights,
+        )
+        total += float(loss) * len(output.reconstruction)
+    return total / len(inputs)
+
+
+@torch.no_grad()
+def predict(graph: ScoringGraph, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Anomaly maps (N x 1 x H x W) and image scores (N) from the torch scoring graph."""
+    graph.eval()
+    maps, scores = [], []
+    for start in range(0, len(images), batch):
+        _, anomaly_map, score = graph(torch.from_numpy(images[start : start + batch]))
+        maps.append(anomaly_map.numpy())
+        scores.append(score.numpy())
+    return np.concatenate(maps), np.concatenate(scores)
+
+
+def print_summary(
+    cfg: TrainConfig, metadata: ModelMetadata, summary: FitSummary, parity: float, seconds: float
+) -> None:
+    table = Table(title=f"trained {metadata.model_name} v{metadata.model_version}", show_header=False)
+    table.add_row("model", f"{cfg.model} at {metadata.input_size}px x {metadata.input_channels} channel(s)")
+    table.add_row("epochs", f"{summary.epochs} (best {summary.best_epoch}, stopped by {summary.stopped_by})")
+    table.add_row("best validation loss", f"{summary.best_val_loss:.5f}")
+    table.add_row("image threshold", f"{metadata.image_threshold:.5f}")
+    table.add_row("pixel threshold", f"{metadata.pixel_threshold:.5f}")
+    table.add_row("ONNX parity (max abs diff)", f"{parity:.2e}")
+    table.add_row("total time", f"{seconds / 60:.1f} min")
+    table.add_row("written", str(cfg.out))
+    Console(stderr=True).print(table)
