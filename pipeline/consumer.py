@@ -45,6 +45,7 @@ class ConsumerStats:
     alerts: int = 0
     replayed: int = 0  # records skipped because an earlier run had already stored them
     batches: int = 0
+    db_retries: int = 0  # batch transactions retried because the database was unavailable
     seconds: float = 0.0
 
     @property
@@ -323,6 +324,7 @@ def run_consumer(
             except ShutdownRequested:
                 break
     finally:
+        stats.db_retries = runtime.db.retries
         runtime.close()
         _restore_signal_handlers(previous)
         stats.seconds = time.monotonic() - started

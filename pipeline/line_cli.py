@@ -194,3 +194,19 @@ def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate)
     app.command("consume")(consume)
     app.add_typer(defects_app, name="defects")
+
+
+def main() -> None:
+    """`python -m pipeline.line_cli ...`: the line commands alone, without the training stack's CLI."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+    register(app)
+    try:
+        app()
+    except LineGuardError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

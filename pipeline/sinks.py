@@ -56,6 +56,7 @@ class DatabaseSink:
         self.channels = channels
         self.metrics = metrics
         self.stop = stop
+        self.retries = 0
 
     def write(self, results: list[FrameResult], offsets: dict[tuple[str, int], int], model: OnnxModel) -> Written:
         info = ModelInfo(model.metadata.model_name, model.metadata.model_version)
@@ -83,6 +84,7 @@ class DatabaseSink:
                 self.rules.rollback()
                 if not _transient(exc):
                     raise
+                self.retries += 1
                 self.metrics.db_retries.inc()
                 log.warning(
                     "database unavailable (%s); batch kept, offsets not committed, retry in %.1fs",
