@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,11 +47,13 @@ class ConsumerStats:
     replayed: int = 0  # records skipped because an earlier run had already stored them
     batches: int = 0
     db_retries: int = 0  # batch transactions retried because the database was unavailable
-    seconds: float = 0.0
+    seconds: float = 0.0  # whole call, including model load and the group join
+    active_seconds: float = 0.0  # from the first record polled to the end of the last batch
 
     @property
     def frames_per_s(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        elapsed = self.active_seconds or self.seconds
+        return self.frames / elapsed if elapsed > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -157,8 +160,9 @@ class LineConsumer:
         batches = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms, max_records=limit)
         return [record for records in batches.values() for record in records]
 
-    def process(self, records: list[Any], stats: ConsumerStats) -> None:
-        """One batch, start to commit. Raises ShutdownRequested if stopped while the database is down."""
+    def process(self, records: list[Any], stats: ConsumerStats) -> list[FrameResult]:
+        """One batch, start to commit; returns the verdicts not stored before. Raises ShutdownRequested if
+        stopped while the database is down."""
         started = time.monotonic()
         model = self.model.model
         limit = self.settings.max_frame_bytes
@@ -174,6 +178,7 @@ class LineConsumer:
         written = self.db.write(results, offsets, model)
         self.commit(offsets)
         self._count(stats, records, results, written, started)
+        return written.fresh
 
     def _count(
         self, stats: ConsumerStats, records: list[Any], results: list[FrameResult], written: Any, started: float
@@ -295,17 +300,20 @@ def run_consumer(
     max_messages: int | None = None,
     idle_exit: float | None = None,
     stop: threading.Event | None = None,
+    on_batch: Callable[[list[FrameResult]], None] | None = None,
 ) -> ConsumerStats:
     """Consume frames until SIGTERM/SIGINT, `stop` set, `max_messages` records or `idle_exit` seconds without data.
 
     Each batch is finished, written and committed before returning; alerts still in the outbox get one
-    bounded delivery attempt and are otherwise delivered by the next run.
+    bounded delivery attempt and are otherwise delivered by the next run. `on_batch` sees the verdicts
+    of every committed batch (new frames only), e.g. to compare with the simulator's ground truth.
     """
     stop = stop or threading.Event()
     previous = _install_signal_handlers(stop)
     started = time.monotonic()
     stats = ConsumerStats()
     runtime = LineConsumer(settings, stop)
+    first_data: float | None = None
     try:
         idle = _IdleClock(idle_exit)
         while not stop.is_set() and not idle.expired(runtime):
@@ -319,10 +327,14 @@ def run_consumer(
             if not records:
                 continue
             idle.touch()
+            first_data = first_data or time.monotonic()
             try:
-                runtime.process(records, stats)
+                fresh = runtime.process(records, stats)
             except ShutdownRequested:
                 break
+            stats.active_seconds = time.monotonic() - first_data
+            if on_batch is not None:
+                on_batch(fresh)
     finally:
         stats.db_retries = runtime.db.retries
         runtime.close()

@@ -1,0 +1,367 @@
+"""Pipeline throughput on the real broker: end to end vs raw Kafka consumption, raw ONNX scoring and a naive loop.
+
+    python bench/bench_pipeline.py                      # ~2-3 minutes on 2 cores
+    python bench/bench_pipeline.py --memory-frames 200000   # adds the long RSS run
+
+Prints a table and writes bench/results/pipeline-<UTC time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.broker import EmbeddedBroker, ensure_topics  # noqa: E402
+from pipeline.consumer import decode_record, run_consumer  # noqa: E402
+from pipeline.database import open_database  # noqa: E402
+from pipeline.frames import FrameResult  # noqa: E402
+from pipeline.model_metadata import ModelMetadata, ScoreStats  # noqa: E402
+from pipeline.model_runtime import OnnxModel  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+from pipeline.simulator import publish_frames, synthetic_frames  # noqa: E402
+
+FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
+
+
+def conv_autoencoder(path: Path, size: int = 256, width: int = 32, seed: int = 0) -> Path:
+    """A 4-layer convolutional autoencoder (2 strided convs, 2 transposed convs) with random weights.
+
+    Same shape of compute as the design's CPU reference model; its scores are meaningless, so the
+    image threshold is calibrated afterwards to flag about as many frames as the stream has defects.
+    """
+    rng = np.random.default_rng(seed)
+    inits, nodes = [], []
+
+    def weight(name: str, shape: tuple[int, ...]) -> str:
+        fan_in = int(np.prod(shape[1:]))
+        inits.append(numpy_helper.from_array((rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32), name))
+        return name
+
+    layers = [
+        ("Conv", 1, width),
+        ("Conv", width, 2 * width),
+        ("ConvTranspose", 2 * width, width),
+        ("ConvTranspose", width, 1),
+    ]
+    current = "image"
+    for index, (op, cin, cout) in enumerate(layers):
+        shape = (cout, cin, 4, 4) if op == "Conv" else (cin, cout, 4, 4)
+        out = f"h{index}"
+        nodes.append(
+            helper.make_node(op, [current, weight(f"w{index}", shape)], [out], strides=[2, 2], pads=[1, 1, 1, 1])
+        )
+        act = "Relu" if index < len(layers) - 1 else "Sigmoid"
+        current = f"a{index}" if index < len(layers) - 1 else "reconstruction"
+        nodes.append(helper.make_node(act, [out], [current]))
+    nodes += [
+        helper.make_node("Sub", ["image", "reconstruction"], ["diff"]),
+        helper.make_node("Mul", ["diff", "diff"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq"], ["anomaly_map"], axes=[1], keepdims=1),
+        helper.make_node("ReduceMax", ["anomaly_map"], ["score"], axes=[1, 2, 3], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv_ae",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, size, size])],
+        [
+            helper.make_tensor_value_info("reconstruction", TensorProto.FLOAT, ["N", 1, size, size]),
+            helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, ["N", 1, size, size]),
+            helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
+        ],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, _metadata(size, 1.0, 1.0).to_props())
+    onnx.save(model, str(path))
+    return path
+
+
+def _metadata(size: int, image_threshold: float, pixel_threshold: float) -> ModelMetadata:
+    return ModelMetadata(
+        model_name="bench-conv-ae",
+        model_version="1",
+        architecture="conv4-random",
+        kind="image",
+        input_size=size,
+        input_channels=1,
+        resize_mode="stretch",
+        image_threshold=image_threshold,
+        pixel_threshold=pixel_threshold,
+        image_score_stats=ScoreStats(n=0, mean=0.0, std=0.0),
+        pixel_score_stats=ScoreStats(n=0, mean=0.0, std=0.0),
+        train_data_digest="none",
+        created_at=datetime.now(UTC).isoformat(),
+    )
+
+
+def calibrate(model_path: Path, flagged: float) -> None:
+    """Write a threshold override so that about `flagged` of the synthetic stream counts as defective."""
+    model = OnnxModel(model_path, prefer_gpu=True)
+    frames = [f.image for f in itertools.islice(synthetic_frames(99, 256, 0.05), 256)]
+    from pipeline.preprocess import preprocess_batch
+
+    scores = model.score_in_chunks(preprocess_batch(frames, model.metadata.input_spec), 32)
+    image = float(np.quantile(scores.score, 1 - flagged))
+    pixel = float(np.quantile(scores.anomaly_map, 0.999))
+    model_path.with_name(model_path.name + ".thresholds.json").write_text(
+        json.dumps({"image_threshold": image, "pixel_threshold": pixel})
+    )
+
+
+def settings_for(bootstrap: str, topic: str, db_url: str, model: Path, batch_size: int) -> Settings:
+    return Settings(
+        bootstrap_servers=bootstrap,
+        frames_topic=topic,
+        dlq_topic=f"{topic}-dlq",
+        group_id=f"bench-{uuid.uuid4().hex[:8]}",
+        database_url=db_url,
+        model_path=model,
+        batch_size=batch_size,
+        alert_log=False,
+        **FAST_GROUP,
+    )
+
+
+def raw_consume(settings: Settings, count: int) -> tuple[float, list[Any]]:
+    """(a) kafka-python alone: manual assignment, no processing."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**settings.consumer_options(), enable_auto_commit=False, group_id=None)
+    partition = TopicPartition(settings.frames_topic, 0)
+    consumer.assign([partition])
+    consumer.seek_to_beginning(partition)
+    records: list[Any] = []
+    consumer.poll(timeout_ms=0)
+    start = time.perf_counter()
+    while len(records) < count:
+        for batch in consumer.poll(timeout_ms=500, max_records=500).values():
+            records.extend(batch)
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return count / elapsed, records[:count]
+
+
+def raw_scoring(model_path: Path, records: list[Any], batch_size: int) -> float:
+    """(b) onnxruntime alone on the already decoded and preprocessed frames."""
+    model = OnnxModel(model_path)
+    inputs = np.stack([decode_record(r, model, 1 << 24).model_input for r in records])
+    model.warm_up(batch_size)
+    start = time.perf_counter()
+    for offset in range(0, len(inputs), batch_size):
+        model.score(inputs[offset : offset + batch_size])
+    return len(inputs) / (time.perf_counter() - start)
+
+
+def naive_loop(settings: Settings, count: int) -> float:
+    """(c) one message at a time: poll one, decode, one inference, one insert + DB commit, one Kafka commit."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from pipeline.consumer import judge
+    from pipeline.store import ModelInfo, write_batch
+
+    model = OnnxModel(settings.model_path)  # type: ignore[arg-type]
+    model.warm_up(1)
+    _, sessions = open_database(settings.database_url)
+    consumer = KafkaConsumer(
+        **settings.consumer_options(),
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=1,
+        **FAST_GROUP,
+    )
+    consumer.subscribe([settings.frames_topic])
+    info = ModelInfo("bench", "1")
+    done, start = 0, None
+    while done < count:
+        for tp, batch in consumer.poll(timeout_ms=500, max_records=1).items():
+            for record in batch:
+                start = start or time.perf_counter()
+                results = judge(model, [decode_record(record, model, 1 << 24)], True)
+                with sessions() as session, session.begin():
+                    write_batch(
+                        session,
+                        settings.group_id,
+                        results,
+                        {(tp.topic, tp.partition): record.offset + 1},
+                        [],
+                        [],
+                        info,
+                        60,
+                    )
+                consumer.commit({TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(record.offset + 1, "", -1)})
+                done += 1
+    elapsed = time.perf_counter() - (start or time.perf_counter())
+    consumer.close(autocommit=False)
+    return count / elapsed
+
+
+def end_to_end(settings: Settings, count: int) -> float:
+    """(d) the real consumer (run_consumer), group join excluded."""
+    stats = run_consumer(settings, max_messages=count)
+    return stats.frames_per_s
+
+
+def latency_run(settings: Settings, rate: float, seconds: float) -> dict[str, float]:
+    """Publish at `rate` frames/s while the consumer runs; capture-to-verdict latency percentiles."""
+    latencies: list[float] = []
+    stop = threading.Event()
+    count = int(rate * seconds)
+    consumer = threading.Thread(
+        target=run_consumer,
+        kwargs={"settings": settings, "stop": stop, "on_batch": lambda rs: latencies.extend(r.latency_ms for r in rs)},
+        daemon=True,
+    )
+    consumer.start()
+    time.sleep(5)  # let the group join finish before frames start
+    publish_frames(settings, count=count, rate=rate, seed=7, defect_rate=0.05)
+    deadline = time.monotonic() + 60
+    while len(latencies) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    consumer.join(30)
+    values = np.array(latencies)
+    return {
+        "rate": rate,
+        "frames": len(values),
+        "p50_ms": float(np.percentile(values, 50)),
+        "p99_ms": float(np.percentile(values, 99)),
+        "max_ms": float(values.max()),
+    }
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_run(settings: Settings, frames: int) -> dict[str, float]:
+    """A long run: a producer thread feeds the topic while the consumer runs; RSS sampled along the way."""
+    samples: list[tuple[int, float]] = []
+    seen = [0]
+
+    def on_batch(results: list[FrameResult]) -> None:
+        before = seen[0]
+        seen[0] += len(results)
+        if seen[0] // 10_000 != before // 10_000:
+            samples.append((seen[0], rss_mb()))
+
+    producer = threading.Thread(
+        target=publish_frames,
+        kwargs={"settings": settings, "count": frames, "rate": None, "seed": 5, "defect_rate": 0.05},
+        daemon=True,
+    )
+    producer.start()
+    stats = run_consumer(settings, max_messages=frames, on_batch=on_batch)
+    producer.join()
+    start = next((mb for n, mb in samples if n >= 10_000), samples[0][1] if samples else float("nan"))
+    return {
+        "frames": stats.frames,
+        "rss_start_mb": start,
+        "rss_end_mb": samples[-1][1] if samples else rss_mb(),
+        "fps": stats.frames_per_s,
+        "samples": samples,
+    }  # type: ignore[dict-item]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=3000)
+    parser.add_argument("--naive-frames", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--model", type=Path, help="a LineGuard .onnx (default: a random 4-layer conv autoencoder)")
+    parser.add_argument("--latency-seconds", type=float, default=15.0)
+    parser.add_argument("--memory-frames", type=int, default=0, help="add a long run of this many frames for RSS")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    work = Path(tempfile.mkdtemp(prefix="lg-bench-"))
+    model = args.model or conv_autoencoder(work / "conv_ae.onnx")
+    if args.model is None:
+        calibrate(model, flagged=0.05)
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "frames": args.frames,
+        "batch_size": args.batch_size,
+        "model": str(args.model or "random conv4 autoencoder 256x256x1"),
+    }
+    with EmbeddedBroker() as broker:
+
+        def fresh(name: str) -> Settings:
+            topic = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+            s = settings_for(broker.bootstrap, topic, f"sqlite:///{work / (name + '.db')}", model, args.batch_size)
+            ensure_topics(s.kafka_common(), [topic, s.dlq_topic])
+            return s
+
+        shared = fresh("e2e")
+        sent = publish_frames(shared, count=args.frames, rate=None, seed=1, defect_rate=0.05)
+        results["mean_jpeg_bytes"] = sent.bytes_sent / sent.sent
+        results["raw_consume_fps"], records = raw_consume(shared, args.frames)
+        results["raw_scoring_fps"] = raw_scoring(model, records, args.batch_size)
+        results["end_to_end_fps"] = end_to_end(shared, args.frames)
+        naive = fresh("naive")
+        publish_frames(naive, count=args.naive_frames, rate=None, seed=1, defect_rate=0.05)
+        results["naive_fps"] = naive_loop(naive, args.naive_frames)
+        half = results["end_to_end_fps"] / 2
+        results["latency_at_half_peak"] = latency_run(fresh("latency"), half, args.latency_seconds)
+        if args.memory_frames:
+            results["memory"] = memory_run(fresh("memory"), args.memory_frames)
+
+    floor = min(results["raw_consume_fps"], results["raw_scoring_fps"])
+    results["e2e_vs_min_a_b"] = results["end_to_end_fps"] / floor
+    results["e2e_vs_naive"] = results["end_to_end_fps"] / results["naive_fps"]
+    print_table(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"pipeline-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+
+
+def print_table(r: dict[str, Any]) -> None:
+    lat = r["latency_at_half_peak"]
+    rows = [
+        ("(a) raw consume, kafka-python", f"{r['raw_consume_fps']:,.0f} msg/s"),
+        ("(b) raw ONNX scoring", f"{r['raw_scoring_fps']:,.0f} frames/s"),
+        ("(c) naive loop", f"{r['naive_fps']:,.0f} frames/s"),
+        ("(d) end to end (run_consumer)", f"{r['end_to_end_fps']:,.0f} frames/s"),
+        ("(d) / min(a, b)", f"{r['e2e_vs_min_a_b']:.2f}  (target >= 0.80)"),
+        ("(d) / (c)", f"{r['e2e_vs_naive']:.1f}x  (target >= 10x)"),
+        (f"latency at {lat['rate']:.0f} frames/s", f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms"),
+    ]
+    if "memory" in r:
+        m = r["memory"]
+        rows.append((f"RSS over {m['frames']:,} frames", f"{m['rss_start_mb']:.0f} MB -> {m['rss_end_mb']:.0f} MB"))
+    width = max(len(name) for name, _ in rows)
+    print(f"\nPipeline benchmark, {r['machine']}, {r['frames']} frames 256x256 JPEG, batch {r['batch_size']}")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
