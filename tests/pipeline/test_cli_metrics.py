@@ -1,0 +1,104 @@
+"""CLI commands (`broker`, `simulate`, `consume`) and the Prometheus endpoint, against the real broker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import typer
+from conftest import REPO_ROOT, line_settings, make_topics, subprocess_env
+from helpers import ConsumerThread, db_totals, wait_for
+from typer.testing import CliRunner
+
+from pipeline import line_cli
+from pipeline.broker import free_port
+from pipeline.database import migrate
+
+pytestmark = pytest.mark.integration
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    line_cli.register(app)
+    return app
+
+
+def test_broker_command_prints_its_address_and_serves() -> None:
+    from kafka import KafkaAdminClient
+
+    port = free_port()
+    command = [sys.executable, "-m", "pipeline.line_cli", "broker", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        address = process.stdout.readline().strip()
+        assert address == f"127.0.0.1:{port}"
+        admin = KafkaAdminClient(bootstrap_servers=address)
+        assert {"lineguard.frames", "lineguard.dlq", "lineguard.alerts"} <= set(admin.list_topics())
+        admin.close()
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def test_simulate_then_consume_with_metrics(bootstrap: str, tmp_path: Path, tiny_model: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    port = free_port()
+    settings = line_settings(bootstrap, url, tiny_model, metrics_port=port)
+    make_topics(settings)
+    migrate(url)
+    sent = CliRunner().invoke(
+        cli(),
+        [
+            "simulate",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            settings.frames_topic,
+            "--count",
+            "30",
+            "--rate",
+            "0",
+            "--camera",
+            "cam-9",
+            "--defect-rate",
+            "0.3",
+            "--seed",
+            "1",
+        ],
+    )
+    assert sent.exit_code == 0, sent.output
+    assert sent.output.startswith("sent 30 frames")
+
+    consumer = ConsumerThread(settings).start()
+    try:
+        wait_for(lambda: db_totals(url)[0] == 30, timeout=60, what="30 frames stored")
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        stats = consumer.stop()
+    assert 'lineguard_frames_total{camera="cam-9"} 30.0' in body
+    assert f'lineguard_defects_total{{camera="cam-9"}} {float(stats.defects)}' in body
+    assert 'provider="CPUExecutionProvider"' in body and 'version="1"' in body
+    assert "lineguard_batch_seconds_count" in body and "lineguard_consumer_lag" in body
+
+
+def test_consume_without_a_model_is_one_readable_error(bootstrap: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in subprocess_env().items() if k != "LINEGUARD_MODEL_PATH"}
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.line_cli",
+        "consume",
+        "--bootstrap",
+        bootstrap,
+        "--db",
+        f"sqlite:///{tmp_path / 'x.db'}",
+        "--idle-exit",
+        "1",
+    ]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == "error: no model: pass --model or set LINEGUARD_MODEL_PATH"
