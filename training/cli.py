@@ -1,7 +1,12 @@
-"""Training commands of the `lineguard` CLI: `train`, `evaluate`, `models`."""
+"""Training commands of the `lineguard` CLI: `train`, `evaluate`, `models`, `demo`.
+
+This module imports no torch itself, so that `lineguard consume` on a line machine does not pay for
+loading the training stack; each command imports its implementation when called.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated
@@ -10,18 +15,28 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.errors import LineGuardError
 from training.config import TrainConfig
-from training.models import MODELS
+
+TRAINING_EXTRA_HINT = "pip install torch==2.13.0 'lineguard[train]'"
+
+
+def require_training_stack() -> None:
+    """Fail with the install command when the training extra is missing (e.g. on a line image)."""
+    for module in ("torch", "sklearn", "matplotlib"):
+        if importlib.util.find_spec(module) is None:
+            raise LineGuardError(f"this command needs the training extra ({module} is missing): {TRAINING_EXTRA_HINT}")
 
 
 def train_command(
     data_dir: Annotated[Path, typer.Argument(help="MVTec-layout folder (train/good) or a folder of normal images")],
     out: Annotated[Path, typer.Option(help="where to write the .onnx model")],
-    model: Annotated[str, typer.Option(help=f"registered model: {', '.join(sorted(MODELS))}")] = "cae",
+    model: Annotated[str, typer.Option(help="registered model (see `lineguard models`)")] = "cae",
     size: Annotated[int, typer.Option(help="square model input size in pixels")] = 128,
     epochs: Annotated[int, typer.Option(help="maximum epochs")] = 300,
     max_minutes: Annotated[float, typer.Option(help="training time budget")] = 8.0,
     batch_size: Annotated[int, typer.Option()] = 16,
+    learning_rate: Annotated[float, typer.Option(help="peak learning rate (cosine decay over the budget)")] = 1e-3,
     resize_mode: Annotated[str, typer.Option(help="stretch or letterbox (keeps aspect ratio)")] = "stretch",
     latent_channels: Annotated[int, typer.Option(help="bottleneck channels")] = 64,
     dropout: Annotated[float, typer.Option(help="bottleneck dropout (regularisation)")] = 0.1,
@@ -39,6 +54,7 @@ def train_command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
 ) -> None:
     """Train on normal images, calibrate thresholds on held-out normals, export one ONNX file."""
+    require_training_stack()
     from training.train import train
 
     cfg = TrainConfig(
@@ -49,6 +65,7 @@ def train_command(
         epochs=epochs,
         max_minutes=max_minutes,
         batch_size=batch_size,
+        learning_rate=learning_rate,
         resize_mode=resize_mode,
         latent_channels=latent_channels,
         dropout=dropout,
@@ -70,6 +87,7 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Score the test set with onnxruntime and report AUROC, AUPRO and F1 at the stored threshold."""
+    require_training_stack()
     from training.evaluate import evaluate
 
     result, predictions = evaluate(model, data_dir)
@@ -88,6 +106,9 @@ def evaluate_command(
 
 def models_command() -> None:
     """List the registered models."""
+    require_training_stack()
+    from training.models import MODELS
+
     for name in sorted(MODELS):
         typer.echo(f"{name:12s} {MODELS[name].summary}")
 

@@ -11,14 +11,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from training.config import TrainConfig
-from training.evaluate import evaluate
-from training.synthetic_data import write_synthetic_dataset
-from training.train import train
-
 
 def run_demo(workdir: Path, train_minutes: float) -> dict[str, object]:
     """Make a synthetic line data set, train a small model on its normals, evaluate it; returns the summary."""
+    from training.config import TrainConfig
+    from training.evaluate import evaluate
+    from training.synthetic_data import write_synthetic_dataset
+    from training.train import train
+
     started = time.monotonic()
     data = write_synthetic_dataset(workdir / "parts", n_train=80, n_test_good=20, n_test_defect=20, size=128)
     model_path = train(
@@ -42,6 +42,9 @@ def demo_command(
     train_minutes: Annotated[float, typer.Option(help="training time budget")] = 1.0,
 ) -> None:
     """Run LineGuard end to end on embedded defaults and print a summary."""
+    from training.cli import require_training_stack
+
+    require_training_stack()
     folder = workdir or Path(tempfile.mkdtemp(prefix="lineguard-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     summary = run_demo(folder, train_minutes)

@@ -92,3 +92,10 @@ def test_cli_errors_are_one_readable_line(args: list[str], message: str, tiny_da
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_building_the_cli_loads_no_torch() -> None:
+    # `lineguard consume` on a line machine must not pay for (or need) the training stack
+    code = "import sys; from pipeline.cli import build_app; build_app(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
