@@ -37,7 +37,7 @@ from pipeline.frames import FrameResult  # noqa: E402
 from pipeline.model_metadata import ModelMetadata, ScoreStats  # noqa: E402
 from pipeline.model_runtime import OnnxModel  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
-from pipeline.simulator import publish_frames, synthetic_frames  # noqa: E402
+from pipeline.simulator import encode_sim_frame, publish_frames, synthetic_frames  # noqa: E402
 
 FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
 
@@ -259,6 +259,22 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def publish_cycled(settings: Settings, count: int, distinct: int = 256) -> None:
+    """Publish `count` frames cycling through `distinct` pre-encoded ones: the producer must outpace the consumer."""
+    from kafka import KafkaProducer
+
+    frames = [
+        encode_sim_frame(f, "cam-1", "line-1", i)
+        for i, f in enumerate(itertools.islice(synthetic_frames(5, 256, 0.05), distinct))
+    ]
+    producer = KafkaProducer(**settings.producer_options(), linger_ms=20, batch_size=1 << 20)
+    for index in range(count):
+        frame = frames[index % distinct]
+        producer.send(settings.frames_topic, key=frame.key, value=frame.value, headers=frame.headers)
+    producer.flush()
+    producer.close()
+
+
 def memory_run(settings: Settings, frames: int) -> dict[str, float]:
     """A long run: a producer thread feeds the topic while the consumer runs; RSS sampled along the way."""
     samples: list[tuple[int, float]] = []
@@ -270,11 +286,7 @@ def memory_run(settings: Settings, frames: int) -> dict[str, float]:
         if seen[0] // 10_000 != before // 10_000:
             samples.append((seen[0], rss_mb()))
 
-    producer = threading.Thread(
-        target=publish_frames,
-        kwargs={"settings": settings, "count": frames, "rate": None, "seed": 5, "defect_rate": 0.05},
-        daemon=True,
-    )
+    producer = threading.Thread(target=publish_cycled, args=(settings, frames), daemon=True)
     producer.start()
     stats = run_consumer(settings, max_messages=frames, on_batch=on_batch)
     producer.join()
@@ -294,14 +306,17 @@ def main() -> None:
     parser.add_argument("--naive-frames", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", type=Path, help="a LineGuard .onnx (default: a random 4-layer conv autoencoder)")
+    parser.add_argument("--width", type=int, default=32, help="channels of the default autoencoder's first layer")
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--memory-frames", type=int, default=0, help="add a long run of this many frames for RSS")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    # kafka-python warns when its IO thread waits for the GIL, which the producer thread in the memory run causes.
+    logging.getLogger("kafka").setLevel(logging.ERROR)
 
     work = Path(tempfile.mkdtemp(prefix="lg-bench-"))
-    model = args.model or conv_autoencoder(work / "conv_ae.onnx")
+    model = args.model or conv_autoencoder(work / "conv_ae.onnx", width=args.width)
     if args.model is None:
         calibrate(model, flagged=0.05)
     results: dict[str, Any] = {
@@ -309,7 +324,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
         "frames": args.frames,
         "batch_size": args.batch_size,
-        "model": str(args.model or "random conv4 autoencoder 256x256x1"),
+        "model": str(args.model or f"random conv4 autoencoder 256x256x1, width {args.width}"),
     }
     with EmbeddedBroker() as broker:
 
@@ -359,6 +374,7 @@ def print_table(r: dict[str, Any]) -> None:
         rows.append((f"RSS over {m['frames']:,} frames", f"{m['rss_start_mb']:.0f} MB -> {m['rss_end_mb']:.0f} MB"))
     width = max(len(name) for name, _ in rows)
     print(f"\nPipeline benchmark, {r['machine']}, {r['frames']} frames 256x256 JPEG, batch {r['batch_size']}")
+    print(f"  model: {r['model']}")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
 

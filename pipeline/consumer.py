@@ -125,7 +125,7 @@ class LineConsumer:
         self.model = ModelHolder(Path(settings.model_path), settings.prefer_gpu, warm_up_batch=settings.batch_size)
         _, self.sessions = open_database(settings.database_url)
         self.producer = KafkaProducer(**settings.producer_options(), acks="all", linger_ms=5)
-        self.dlq = DeadLetterSink(self.producer, settings.dlq_topic)
+        self.dlq = DeadLetterSink(self.producer, settings.dlq_topic, settings.max_frame_bytes)
         channels = build_channels(settings, lambda: self.producer)
         rules = AlertRules(
             AlertRuleConfig(

@@ -13,14 +13,16 @@ H_REASON = "dlq-reason"
 H_SOURCE_TOPIC = "dlq-source-topic"
 H_SOURCE_PARTITION = "dlq-source-partition"
 H_SOURCE_OFFSET = "dlq-source-offset"
+H_VALUE_DROPPED = "dlq-value-dropped"  # original value length, when it was too large to forward
 
 
 class DeadLetterSink:
     """`add` sends asynchronously; `flush` waits for every send and raises if one failed (no commit then)."""
 
-    def __init__(self, producer: Any, topic: str) -> None:
+    def __init__(self, producer: Any, topic: str, max_value_bytes: int) -> None:
         self.producer = producer
         self.topic = topic
+        self.max_value_bytes = max_value_bytes
         self._futures: list[Any] = []
 
     def add(self, record: Any, reason: str) -> None:
@@ -33,7 +35,12 @@ class DeadLetterSink:
             (H_SOURCE_PARTITION, str(source.partition).encode()),
             (H_SOURCE_OFFSET, str(source.offset).encode()),
         ]
-        self._futures.append(self.producer.send(self.topic, key=record.key, value=record.value, headers=headers))
+        value = record.value
+        if value is not None and len(value) > self.max_value_bytes:
+            # Forwarding it would fail the producer's size check and stall the line: keep the coordinates only.
+            headers.append((H_VALUE_DROPPED, str(len(value)).encode()))
+            value = b""
+        self._futures.append(self.producer.send(self.topic, key=record.key, value=value, headers=headers))
 
     def flush(self, timeout_s: float = 30.0) -> None:
         if not self._futures:

@@ -110,7 +110,7 @@ class Settings(BaseSettings):
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Settings from the environment, then an optional KEY=value file, then non-None overrides (highest)."""
+    """Non-None overrides (e.g. CLI options) win over LINEGUARD_* variables, which win over the KEY=value file."""
     given = {key: value for key, value in overrides.items() if value is not None}
     if config_file is not None:
         return Settings(_env_file=str(config_file), **given)  # type: ignore[call-arg]
