@@ -51,7 +51,7 @@ def write_normal_frames(root: Path, count: int, seed: int) -> Path:
     return root
 
 
-def run_demo(workdir: Path, frames: int, defect_rate: float, train_minutes: float) -> DemoSummary:
+def run_demo(workdir: Path, frames: int, defect_rate: float, train_minutes: float, epochs: int = 40) -> DemoSummary:
     """Train, stream, consume, alert; every part is the real one, on 127.0.0.1."""
     from pipeline.alert_receiver import AlertReceiver
     from pipeline.broker import EmbeddedBroker, ensure_topics

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from training.models.blocks import ConvDecoder, ConvEncoder, ModelOutput, conv_block, up_block
+from training.ssim import gaussian_blur, gaussian_kernel
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class CAEConfig:
     latent_channels: int = 64
     dropout: float = 0.1
     head_width: int = 16
+    map_smoothing_sigma: float = 2.0
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -36,6 +38,8 @@ class CAEConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.head_width < 4:
             raise ValueError(f"head_width must be >= 4, got {self.head_width}")
+        if self.map_smoothing_sigma <= 0:
+            raise ValueError(f"map_smoothing_sigma must be > 0, got {self.map_smoothing_sigma}")
 
 
 class SegmentationHead(nn.Module):
@@ -75,8 +79,12 @@ class DenoisingSegmentingCAE(nn.Module):
         self.encoder = ConvEncoder(config.channels, config.widths, config.latent_channels, config.dropout)
         self.decoder = ConvDecoder(config.channels, config.widths, config.latent_channels)
         self.head = SegmentationHead(config.channels * 2, config.head_width)
+        # smoothing the per-pixel probabilities ranks pixels near a detection above far-away ones,
+        # which is what pixel-level metrics and region extraction both want
+        self.register_buffer("smooth_kernel", gaussian_kernel(config.map_smoothing_sigma, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         reconstruction = self.decoder(self.encoder(x))
         logits = self.head(torch.cat([x, reconstruction], dim=1))
-        return ModelOutput(reconstruction, torch.sigmoid(logits), segmentation_logits=logits)
+        anomaly_map = gaussian_blur(torch.sigmoid(logits), self.smooth_kernel)
+        return ModelOutput(reconstruction, anomaly_map, segmentation_logits=logits)
