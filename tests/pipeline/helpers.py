@@ -21,15 +21,19 @@ class ConsumerThread:
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         self.stop_event = threading.Event()
+        self.frames = 0  # frames this consumer has stored so far
         self.stats: ConsumerStats | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(settings, kwargs), daemon=True)
 
     def _run(self, settings: Settings, kwargs: dict[str, Any]) -> None:
         try:
-            self.stats = run_consumer(settings, stop=self.stop_event, **kwargs)
+            self.stats = run_consumer(settings, stop=self.stop_event, on_batch=self._count, **kwargs)
         except BaseException as exc:
             self.error = exc
+
+    def _count(self, results: list[Any]) -> None:
+        self.frames += len(results)
 
     def start(self) -> ConsumerThread:
         self._thread.start()

@@ -44,6 +44,10 @@ def test_broker_command_prints_its_address_and_serves() -> None:
         process.wait(15)
 
 
+def scrape(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
 def test_simulate_then_consume_with_metrics(bootstrap: str, tmp_path: Path, tiny_model: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     port = free_port()
@@ -76,7 +80,9 @@ def test_simulate_then_consume_with_metrics(bootstrap: str, tmp_path: Path, tiny
     consumer = ConsumerThread(settings).start()
     try:
         wait_for(lambda: db_totals(url)[0] == 30, timeout=60, what="30 frames stored")
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        # Counters move just after the commit that makes the rows visible: wait for them too.
+        wait_for(lambda: 'lineguard_frames_total{camera="cam-9"} 30.0' in scrape(port), timeout=10, what="metrics")
+        body = scrape(port)
     finally:
         stats = consumer.stop()
     assert 'lineguard_frames_total{camera="cam-9"} 30.0' in body
