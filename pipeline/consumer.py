@@ -230,6 +230,7 @@ class LineConsumer:
             )
 
     def close(self) -> None:
+        self.metrics.close()
         self.dispatcher.stop()
         self.pool.shutdown(wait=True)
         self.consumer.close(autocommit=False)

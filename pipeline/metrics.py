@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
 
@@ -34,7 +36,14 @@ class ConsumerMetrics:
         )
         self.db_retries = Counter("lineguard_db_retries", "Batch transactions retried", registry=self.registry)
         self.model = Info("lineguard_model", "Serving model and execution provider", registry=self.registry)
+        self._server: Any = None
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
-        """Expose /metrics over HTTP on `port` (a daemon thread)."""
-        start_http_server(port, addr=addr, registry=self.registry)
+        """Expose /metrics over HTTP on `port` (a daemon thread) until `close`."""
+        self._server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
