@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from pipeline.metrics import ConsumerMetrics
 from pipeline.model_runtime import ModelHolder, OnnxModel
 from pipeline.preprocess import preprocess
 from pipeline.settings import Settings
-from pipeline.sinks import DatabaseSink, ShutdownRequested
+from pipeline.sinks import DatabaseSink, ShutdownRequested, Written
 from pipeline.verdict import find_regions, overlay_png
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,17 @@ def judge(model: OnnxModel, frames: list[Decoded], store_images: bool) -> list[F
     return results
 
 
+@dataclass(frozen=True)
+class _InFlight:
+    """A batch judged and handed to the writer thread, not yet committed to Kafka."""
+
+    future: Future[Written]
+    records: list[Any]
+    results: list[FrameResult]
+    offsets: dict[tuple[str, int], int]
+    started: float
+
+
 class LineConsumer:
     """Owns the Kafka clients, model, database sink, DLQ and alert dispatcher of one consumer process."""
 
@@ -136,6 +148,8 @@ class LineConsumer:
         self.db.register_model(self.model.model)
         self.dispatcher = AlertDispatcher(self.sessions, channels, settings).start()
         self.pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode")
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="db-writer")
+        self.inflight: _InFlight | None = None
         self.consumer = KafkaConsumer(
             **settings.consumer_options(),
             group_id=settings.group_id,
@@ -160,9 +174,8 @@ class LineConsumer:
         batches = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms, max_records=limit)
         return [record for records in batches.values() for record in records]
 
-    def process(self, records: list[Any], stats: ConsumerStats) -> list[FrameResult]:
-        """One batch, start to commit; returns the verdicts not stored before. Raises ShutdownRequested if
-        stopped while the database is down."""
+    def prepare(self, records: list[Any]) -> tuple[list[FrameResult], float]:
+        """Decode, dead-letter and judge one batch (the CPU/GPU part); nothing is stored yet."""
         started = time.monotonic()
         model = self.model.model
         limit = self.settings.max_frame_bytes
@@ -174,11 +187,32 @@ class LineConsumer:
                 self.metrics.dlq.labels(reason=outcome.reason.split(" ")[0][:40]).inc()
         results = judge(model, good, self.settings.store_images)
         self.dlq.flush()  # before the database: a record is never marked done while its DLQ copy is in flight
+        return results, started
+
+    def submit(self, records: list[Any], results: list[FrameResult], started: float) -> None:
+        """Write the batch on the writer thread, so the next batch is decoded and scored meanwhile."""
         offsets = _next_offsets(records)
-        written = self.db.write(results, offsets, model)
-        self.commit(offsets)
-        self._count(stats, records, results, written, started)
+        future = self.writer.submit(self.db.write, results, offsets, self.model.model)
+        self.inflight = _InFlight(future, records, results, offsets, started)
+
+    def finish(self, stats: ConsumerStats) -> list[FrameResult] | None:
+        """Wait for the batch being written, then commit its offsets; its new verdicts, or None if none was.
+
+        Raises ShutdownRequested if stopped while the database is down (offsets stay uncommitted)."""
+        batch, self.inflight = self.inflight, None
+        if batch is None:
+            return None
+        written = batch.future.result()
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        # A rebalance during the write may have moved a partition: its new owner resumes from the database.
+        self.commit({key: offset for key, offset in batch.offsets.items() if key in assigned})
+        self._count(stats, batch.records, batch.results, written, batch.started)
         return written.fresh
+
+    def wait_for_writer(self) -> None:
+        if self.inflight is not None:
+            with contextlib.suppress(Exception):  # its error surfaces in finish()
+                self.inflight.future.result()
 
     def _count(
         self, stats: ConsumerStats, records: list[Any], results: list[FrameResult], written: Any, started: float
@@ -230,6 +264,8 @@ class LineConsumer:
             )
 
     def close(self) -> None:
+        self.wait_for_writer()
+        self.writer.shutdown(wait=True)
         self.metrics.close()
         self.dispatcher.stop()
         self.pool.shutdown(wait=True)
@@ -253,9 +289,10 @@ def _rebalance_listener(owner: LineConsumer) -> Any:
 
 
 def _on_revoked(owner: LineConsumer, revoked: Any) -> None:
-    # Listeners run inside poll(), and every batch is committed before the next poll, so nothing
-    # processed is uncommitted here; a commit that failed earlier is covered by the database offsets.
+    # Let the batch being written reach the database first: the partitions' next owner starts from the
+    # database offsets. (Committing to Kafka from here is not possible: listeners run on the IO thread.)
     log.info("revoked partitions: %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked))
+    owner.wait_for_writer()
 
 
 def _on_assigned(owner: LineConsumer, assigned: Any) -> None:
@@ -314,28 +351,36 @@ def run_consumer(
     started = time.monotonic()
     stats = ConsumerStats()
     runtime = LineConsumer(settings, stop)
-    first_data: float | None = None
+    first_data = time.monotonic()
+
+    def deliver(fresh: list[FrameResult] | None) -> None:
+        if fresh is not None:
+            stats.active_seconds = time.monotonic() - first_data
+            if on_batch is not None:
+                on_batch(fresh)
+
     try:
         idle = _IdleClock(idle_exit)
+        polled = 0
         while not stop.is_set() and not idle.expired(runtime):
-            limit = (
-                settings.batch_size if max_messages is None else min(settings.batch_size, max_messages - stats.records)
-            )
+            limit = settings.batch_size if max_messages is None else min(settings.batch_size, max_messages - polled)
             if limit <= 0:
                 break
             runtime.maybe_reload_model()
             records = runtime.poll(limit)
             if not records:
+                deliver(runtime.finish(stats))  # idle: do not leave a written batch uncommitted
                 continue
+            if polled == 0:
+                first_data = time.monotonic()
+            polled += len(records)
             idle.touch()
-            first_data = first_data or time.monotonic()
-            try:
-                fresh = runtime.process(records, stats)
-            except ShutdownRequested:
-                break
-            stats.active_seconds = time.monotonic() - first_data
-            if on_batch is not None:
-                on_batch(fresh)
+            results, started = runtime.prepare(records)  # scored while the previous batch is being written
+            deliver(runtime.finish(stats))
+            runtime.submit(records, results, started)
+        deliver(runtime.finish(stats))
+    except ShutdownRequested:
+        log.warning("stopped while the database was unavailable: the last batch will be replayed")
     finally:
         stats.db_retries = runtime.db.retries
         runtime.close()
