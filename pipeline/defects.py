@@ -67,6 +67,17 @@ def get_defect(session: Session, defect_id: int) -> Defect:
     return defect
 
 
+def review_defect(session: Session, defect_id: int, status: str, label: str | None = None) -> Defect:
+    """Record a reviewer's verdict (confirmed or rejected) and optional label; training reads these back."""
+    if status not in REVIEW_STATUSES:
+        raise LineGuardError(f"status must be one of {REVIEW_STATUSES}, got {status!r}")
+    defect = get_defect(session, defect_id)
+    defect.review_status = status
+    defect.label = label
+    defect.reviewed_at = datetime.now(UTC)
+    return defect
+
+
 def summary(defect: Defect) -> dict[str, object]:
     """The reviewable fields of a defect (no image bytes)."""
     return {

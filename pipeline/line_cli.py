@@ -188,6 +188,25 @@ def defects_show(
     typer.echo(json.dumps(data, indent=2))
 
 
+@defects_app.command("review")
+def defects_review(
+    defect_id: Annotated[int, typer.Argument(help="defect id")],
+    status: Annotated[str, typer.Option(help="confirmed, rejected or new")],
+    label: Annotated[str | None, typer.Option(help="defect type, e.g. scratch")] = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Record a review verdict and label on one defect."""
+    from pipeline.database import open_database
+    from pipeline.defects import review_defect, summary
+
+    settings = _settings(config, database_url=db)
+    _, sessions = open_database(settings.database_url)
+    with sessions() as session, session.begin():
+        data = summary(review_defect(session, defect_id, status, label))
+    typer.echo(json.dumps(data, indent=2))
+
+
 def register(app: typer.Typer) -> None:
     """Add the line runtime commands to the `lineguard` app."""
     app.command("broker")(broker)

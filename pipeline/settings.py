@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,7 +46,8 @@ class Settings(BaseSettings):
     model_path: Path | None = None
     prefer_gpu: bool = True
     batch_size: int = Field(default=32, ge=1, le=4096)
-    decode_threads: int = Field(default=2, ge=1, le=64)
+    # OpenCV releases the GIL while decoding: a few threads pay on machines with spare cores.
+    decode_threads: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1, le=64)
     store_images: bool = True
     count_interval_s: int = Field(default=60, ge=1)
     db_retry_initial_s: float = 0.5

@@ -61,6 +61,14 @@ def test_frames_in_defects_out_with_the_right_boxes(bootstrap: str, db_url: str,
     shown = runner.invoke(app, ["defects", "show", str(first_id), "--db", db_url])
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output)["regions"]
+    reviewed = runner.invoke(
+        app, ["defects", "review", str(first_id), "--status", "confirmed", "--label", "spot", "--db", db_url]
+    )
+    assert reviewed.exit_code == 0, reviewed.output
+    confirmed = runner.invoke(app, ["defects", "list", "--db", db_url, "--status", "confirmed", "--format", "json"])
+    assert [(d["id"], d["label"]) for d in json.loads(confirmed.output)] == [(first_id, "spot")]
+    bad = runner.invoke(app, ["defects", "review", str(first_id), "--status", "maybe", "--db", db_url])
+    assert bad.exit_code != 0 and "status must be one of" in str(bad.exception)
 
 
 def cli_app() -> typer.Typer:
