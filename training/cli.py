@@ -34,14 +34,14 @@ def train_command(
     model: Annotated[str, typer.Option(help="registered model (see `lineguard models`)")] = "cae",
     size: Annotated[int, typer.Option(help="square model input size in pixels")] = 128,
     epochs: Annotated[int, typer.Option(help="maximum epochs")] = 300,
-    max_minutes: Annotated[float, typer.Option(help="training time budget")] = 8.0,
-    batch_size: Annotated[int, typer.Option()] = 16,
-    learning_rate: Annotated[float, typer.Option(help="peak learning rate (cosine decay over the budget)")] = 1e-3,
+    max_minutes: Annotated[float, typer.Option(help="training time budget")] = 9.0,
+    batch_size: Annotated[int, typer.Option()] = 8,
+    learning_rate: Annotated[float, typer.Option(help="peak learning rate (cosine decay over the budget)")] = 2e-3,
     resize_mode: Annotated[str, typer.Option(help="stretch or letterbox (keeps aspect ratio)")] = "stretch",
     latent_channels: Annotated[int, typer.Option(help="bottleneck channels")] = 64,
     dropout: Annotated[float, typer.Option(help="bottleneck dropout (regularisation)")] = 0.1,
     weight_decay: Annotated[float, typer.Option()] = 1e-5,
-    sensitivity: Annotated[float, typer.Option(help="threshold margin in std of normal scores")] = 1.0,
+    sensitivity: Annotated[float, typer.Option(help="threshold margin in std of normal scores")] = 0.0,
     val_dir: Annotated[
         Path | None,
         typer.Option(

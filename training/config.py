@@ -19,9 +19,9 @@ class TrainConfig:
     size: int = 128
     resize_mode: str = "stretch"
     epochs: int = 300
-    max_minutes: float = 8.0
-    batch_size: int = 16
-    learning_rate: float = 1e-3
+    max_minutes: float = 9.0
+    batch_size: int = 8
+    learning_rate: float = 2e-3
     weight_decay: float = 1e-5
     patience: int = 15
     val_fraction: float = 0.1
@@ -35,7 +35,7 @@ class TrainConfig:
     segmentation_weight: float = 1.0
     kl_weight: float = 1e-3
     calibration_quantile: float = 0.99
-    sensitivity: float = 1.0
+    sensitivity: float = 0.0
     labelled_val_dir: Path | None = None
     device: str = "auto"
     model_name: str = ""

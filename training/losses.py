@@ -27,6 +27,17 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -
     return ((1 - p_true) ** gamma * bce).mean()
 
 
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - Dice overlap of predicted probabilities and the mask over the batch.
+
+    Focal loss alone leaves defect probabilities near 0.5 (it stops pushing once a pixel is 'easy
+    enough'), which caps and compresses image scores; the Dice term rewards confident coverage.
+    """
+    probability = torch.sigmoid(logits)
+    overlap = (probability * target).sum()
+    return 1 - (2 * overlap + eps) / (probability.sum() + target.sum() + eps)
+
+
 def total_loss(
     output: ModelOutput, clean: torch.Tensor, mask: torch.Tensor, weights: LossWeights
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -37,7 +48,8 @@ def total_loss(
         "ssim": weights.ssim * (1 - ssim_map(output.reconstruction, clean, kernel).mean()),
     }
     if output.segmentation_logits is not None:
-        terms["segmentation"] = weights.segmentation * focal_loss(output.segmentation_logits, mask)
+        logits = output.segmentation_logits
+        terms["segmentation"] = weights.segmentation * (focal_loss(logits, mask) + soft_dice_loss(logits, mask))
     if output.kl_divergence is not None:
         terms["kl"] = weights.kl * output.kl_divergence
     loss = torch.stack(list(terms.values())).sum()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training.models.blocks import ConvDecoder, ConvEncoder, ModelOutput, conv_block, up_block
+from training.models.blocks import ConvDecoder, ConvEncoder, ErrorMap, ModelOutput, conv_block, up_block
 from training.ssim import gaussian_blur, gaussian_kernel
 
 
@@ -26,6 +26,7 @@ class CAEConfig:
     dropout: float = 0.1
     head_width: int = 16
     map_smoothing_sigma: float = 2.0
+    error_map_weight: float = 0.25
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -38,6 +39,8 @@ class CAEConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.head_width < 4:
             raise ValueError(f"head_width must be >= 4, got {self.head_width}")
+        if self.error_map_weight < 0:
+            raise ValueError(f"error_map_weight must be >= 0, got {self.error_map_weight}")
         if self.map_smoothing_sigma <= 0:
             raise ValueError(f"map_smoothing_sigma must be > 0, got {self.map_smoothing_sigma}")
 
@@ -82,9 +85,13 @@ class DenoisingSegmentingCAE(nn.Module):
         # smoothing the per-pixel probabilities ranks pixels near a detection above far-away ones,
         # which is what pixel-level metrics and region extraction both want
         self.register_buffer("smooth_kernel", gaussian_kernel(config.map_smoothing_sigma, 1), persistent=False)
+        # Where the head is silent (probability ~0 on most pixels) the reconstruction error still ranks
+        # pixels, and catches defects unlike any synthetic one; weighted low so the head decides.
+        self.error_map = ErrorMap(config.channels, smooth_sigma=config.map_smoothing_sigma)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         reconstruction = self.decoder(self.encoder(x))
         logits = self.head(torch.cat([x, reconstruction], dim=1))
         anomaly_map = gaussian_blur(torch.sigmoid(logits), self.smooth_kernel)
+        anomaly_map = anomaly_map + self.config.error_map_weight * self.error_map(x, reconstruction)
         return ModelOutput(reconstruction, anomaly_map, segmentation_logits=logits)

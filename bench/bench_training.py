@@ -1,0 +1,76 @@
+"""Detection quality on the real data sets in ../shared/data: train with default settings, evaluate
+through onnxruntime, print a table and write JSON (results go into docs/BENCHMARKS.md).
+
+    .venv/bin/python bench/bench_training.py [--sets mvtec_bottle_256 magnetic_tile] [--models cae cae-plain]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.model_runtime import read_metadata
+from training.config import TrainConfig
+from training.evaluate import evaluate
+from training.report import write_report
+from training.train import train
+
+DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DEFAULT_SETS = ("mvtec_bottle_256", "magnetic_tile")
+
+
+def run(data_root: Path, sets: list[str], models: list[str], out_dir: Path, max_minutes: float | None) -> list[dict]:
+    rows = []
+    for model in models:
+        for name in sets:
+            overrides = {} if max_minutes is None else {"max_minutes": max_minutes}
+            model_path = out_dir / f"{name}-{model}.onnx"
+            started = time.monotonic()
+            train(TrainConfig(data_dir=data_root / name, out=model_path, model=model, model_name=name,
+                              show_progress=False, **overrides))
+            train_minutes = (time.monotonic() - started) / 60
+            result, predictions = evaluate(model_path, data_root / name)
+            write_report(result, predictions, out_dir / f"{name}-{model}")
+            summary = read_metadata(model_path).training_config["summary"]
+            rows.append({"set": name, "model": model, **result.to_dict(), "train_minutes": round(train_minutes, 2),
+                         "epochs": summary["epochs"], "stopped_by": summary["stopped_by"]})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
+    parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS))
+    parser.add_argument("--models", nargs="+", default=["cae"])
+    parser.add_argument("--max-minutes", type=float, default=None, help="override the default time budget")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_training"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = run(args.data_root, args.sets, args.models, args.out, args.max_minutes)
+
+    table = Table(title="detection quality (test sets, thresholds from normal validation images)")
+    columns = ["set", "model", "image_auroc", "pixel_auroc", "aupro", "f1", "precision", "recall", "train_minutes",
+               "epochs"]
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    Console().print(table)
+    record = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.machine(),
+              "cpus": os.cpu_count(), "rows": rows}
+    result_path = Path("bench/results") / "training.json"
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {result_path}")
+
+
+if __name__ == "__main__":
+    main()
