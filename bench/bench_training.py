@@ -34,14 +34,30 @@ def run(data_root: Path, sets: list[str], models: list[str], out_dir: Path, max_
             overrides = {} if max_minutes is None else {"max_minutes": max_minutes}
             model_path = out_dir / f"{name}-{model}.onnx"
             started = time.monotonic()
-            train(TrainConfig(data_dir=data_root / name, out=model_path, model=model, model_name=name,
-                              show_progress=False, **overrides))
+            train(
+                TrainConfig(
+                    data_dir=data_root / name,
+                    out=model_path,
+                    model=model,
+                    model_name=name,
+                    show_progress=False,
+                    **overrides,
+                )
+            )
             train_minutes = (time.monotonic() - started) / 60
             result, predictions = evaluate(model_path, data_root / name)
             write_report(result, predictions, out_dir / f"{name}-{model}")
             summary = read_metadata(model_path).training_config["summary"]
-            rows.append({"set": name, "model": model, **result.to_dict(), "train_minutes": round(train_minutes, 2),
-                         "epochs": summary["epochs"], "stopped_by": summary["stopped_by"]})
+            rows.append(
+                {
+                    "set": name,
+                    "model": model,
+                    **result.to_dict(),
+                    "train_minutes": round(train_minutes, 2),
+                    "epochs": summary["epochs"],
+                    "stopped_by": summary["stopped_by"],
+                }
+            )
     return rows
 
 
@@ -57,15 +73,29 @@ def main() -> None:
     rows = run(args.data_root, args.sets, args.models, args.out, args.max_minutes)
 
     table = Table(title="detection quality (test sets, thresholds from normal validation images)")
-    columns = ["set", "model", "image_auroc", "pixel_auroc", "aupro", "f1", "precision", "recall", "train_minutes",
-               "epochs"]
+    columns = [
+        "set",
+        "model",
+        "image_auroc",
+        "pixel_auroc",
+        "aupro",
+        "f1",
+        "precision",
+        "recall",
+        "train_minutes",
+        "epochs",
+    ]
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
     Console().print(table)
-    record = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.machine(),
-              "cpus": os.cpu_count(), "rows": rows}
+    record = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "rows": rows,
+    }
     result_path = Path("bench/results") / "training.json"
     result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=2) + "\n")
