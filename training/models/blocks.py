@@ -19,6 +19,18 @@ class ModelOutput(NamedTuple):
     kl_divergence: torch.Tensor | None = None  # scalar, for variational models
 
 
+def check_autoencoder_fields(channels: int, widths: tuple[int, ...], latent_channels: int, dropout: float) -> None:
+    """The field checks every autoencoder config shares; errors name the field and the bad value."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if not widths or min(widths) < 1:
+        raise ValueError(f"widths must be positive, got {widths}")
+    if latent_channels < 1:
+        raise ValueError(f"latent_channels must be >= 1, got {latent_channels}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+
+
 def conv_block(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
     """3x3 conv, batch norm, ReLU."""
     return nn.Sequential(

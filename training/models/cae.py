@@ -12,7 +12,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training.models.blocks import ConvDecoder, ConvEncoder, ErrorMap, ModelOutput, conv_block, up_block
+from training.models.blocks import (
+    ConvDecoder,
+    ConvEncoder,
+    ErrorMap,
+    ModelOutput,
+    check_autoencoder_fields,
+    conv_block,
+    up_block,
+)
 from training.ssim import gaussian_blur, gaussian_kernel
 
 
@@ -21,22 +29,15 @@ class CAEConfig:
     """Widths of the reconstruction encoder, bottleneck size, dropout and the segmentation head width."""
 
     channels: int = 3
-    widths: tuple[int, ...] = (32, 64, 128, 128)
+    widths: tuple[int, ...] = (16, 32, 64, 128)
     latent_channels: int = 64
     dropout: float = 0.1
-    head_width: int = 16
+    head_width: int = 8
     map_smoothing_sigma: float = 2.0
     error_map_weight: float = 0.25
 
     def __post_init__(self) -> None:
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        if not self.widths or min(self.widths) < 1:
-            raise ValueError(f"widths must be positive, got {self.widths}")
-        if self.latent_channels < 1:
-            raise ValueError(f"latent_channels must be >= 1, got {self.latent_channels}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_autoencoder_fields(self.channels, self.widths, self.latent_channels, self.dropout)
         if self.head_width < 4:
             raise ValueError(f"head_width must be >= 4, got {self.head_width}")
         if self.error_map_weight < 0:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training.models.blocks import ConvDecoder, ConvEncoder, ErrorMap, ModelOutput
+from training.models.blocks import ConvDecoder, ConvEncoder, ErrorMap, ModelOutput, check_autoencoder_fields
 
 
 @dataclass(frozen=True)
@@ -15,16 +15,11 @@ class VAEConfig:
     """Encoder widths and the number of latent channels (each a per-location Gaussian)."""
 
     channels: int = 3
-    widths: tuple[int, ...] = (32, 64, 128, 128)
+    widths: tuple[int, ...] = (16, 32, 64, 128)
     latent_channels: int = 32
 
     def __post_init__(self) -> None:
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        if not self.widths or min(self.widths) < 1:
-            raise ValueError(f"widths must be positive, got {self.widths}")
-        if self.latent_channels < 1:
-            raise ValueError(f"latent_channels must be >= 1, got {self.latent_channels}")
+        check_autoencoder_fields(self.channels, self.widths, self.latent_channels, dropout=0.0)
 
 
 class ConvVAE(nn.Module):
