@@ -10,26 +10,21 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
-
-import numpy as np
 
 from pipeline.alert_rules import AlertRuleConfig, AlertRules
 from pipeline.alerts import AlertDispatcher, build_channels
 from pipeline.database import open_database
 from pipeline.deadletter import DeadLetterSink
 from pipeline.errors import ConfigError, InvalidMessageError
-from pipeline.frames import FrameResult, Source
-from pipeline.messages import FrameMeta, decode_frame, parse_headers
+from pipeline.frames import FrameResult
 from pipeline.metrics import ConsumerMetrics
-from pipeline.model_runtime import ModelHolder, OnnxModel
-from pipeline.preprocess import preprocess
+from pipeline.model_runtime import ModelHolder
 from pipeline.settings import Settings
 from pipeline.sinks import DatabaseSink, ShutdownRequested, Written
-from pipeline.verdict import find_regions, overlay_png
+from pipeline.stages import Decoded, judge, try_decode
 
 log = logging.getLogger(__name__)
 
@@ -55,61 +50,6 @@ class ConsumerStats:
     def frames_per_s(self) -> float:
         elapsed = self.active_seconds or self.seconds
         return self.frames / elapsed if elapsed > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class Decoded:
-    record: Any
-    meta: FrameMeta
-    shape: tuple[int, ...]
-    model_input: np.ndarray  # C x H x W float32, from pipeline.preprocess (the path training uses)
-
-
-def decode_record(record: Any, model: OnnxModel, max_bytes: int) -> Decoded:
-    """Headers + payload -> preprocessed model input; InvalidMessageError for anything that breaks the format."""
-    meta = parse_headers(record.headers)
-    image = decode_frame(record.value, meta, max_bytes, f"{record.topic}[{record.partition}]@{record.offset}")
-    return Decoded(record, meta, image.shape, preprocess(image, model.metadata.input_spec))
-
-
-def judge(model: OnnxModel, frames: list[Decoded], store_images: bool) -> list[FrameResult]:
-    """One batched inference, then the verdict and regions per frame."""
-    if not frames:
-        return []
-    scores = model.score(np.stack([f.model_input for f in frames]))
-    meta = model.metadata
-    detected_at = datetime.now(UTC)
-    results = []
-    for index, frame in enumerate(frames):
-        score = float(scores.score[index])
-        is_defect = score > meta.image_threshold
-        regions: list[dict[str, Any]] = []
-        overlay = None
-        if is_defect:
-            heat = scores.anomaly_map[index]
-            found = find_regions(heat, meta.pixel_threshold, frame.shape, meta.input_spec)
-            regions = [r.as_dict() for r in found]
-            overlay = overlay_png(frame.model_input, heat, meta.pixel_threshold) if store_images else None
-        record = frame.record
-        results.append(
-            FrameResult(
-                source=Source(record.topic, record.partition, record.offset),
-                camera_id=frame.meta.camera_id,
-                line_id=frame.meta.line_id,
-                seq=frame.meta.seq,
-                captured_at=frame.meta.captured_at,
-                detected_at=detected_at,
-                score=score,
-                threshold=meta.image_threshold,
-                is_defect=is_defect,
-                regions=regions,
-                frame=record.value if is_defect and store_images else None,
-                frame_content_type=frame.meta.content_type if is_defect and store_images else None,
-                overlay_png=overlay,
-                ground_truth=frame.meta.ground_truth,
-            )
-        )
-    return results
 
 
 @dataclass(frozen=True)
@@ -179,7 +119,7 @@ class LineConsumer:
         started = time.monotonic()
         model = self.model.model
         limit = self.settings.max_frame_bytes
-        outcomes = list(self.pool.map(lambda r: _try_decode(r, model, limit), records))
+        outcomes = list(self.pool.map(lambda r: try_decode(r, model, limit), records))
         good = [o for o in outcomes if isinstance(o, Decoded)]
         for record, outcome in zip(records, outcomes, strict=True):
             if isinstance(outcome, InvalidMessageError):
@@ -308,15 +248,6 @@ def _on_assigned(owner: LineConsumer, assigned: Any) -> None:
         target = stored.get((tp.topic, tp.partition))
         if target is not None:
             owner.consumer.seek(tp, target)
-
-
-def _try_decode(record: Any, model: OnnxModel, max_bytes: int) -> Decoded | InvalidMessageError:
-    try:
-        return decode_record(record, model, max_bytes)
-    except InvalidMessageError as exc:
-        return exc
-    except Exception as exc:  # anything else about one record must not stop the line
-        return InvalidMessageError(f"undecodable record: {type(exc).__name__}: {exc}")
 
 
 def _next_offsets(records: list[Any]) -> dict[tuple[str, int], int]:

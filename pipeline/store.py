@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from pipeline.alert_rules import RaisedAlert
@@ -129,8 +129,6 @@ def _add_counts(session: Session, results: list[FrameResult], interval_s: int) -
 
 
 def _greatest(session: Session, a: Any, b: Any) -> Any:
-    from sqlalchemy import func
-
     # SQLite's two-argument max() is its GREATEST.
     return func.max(a, b) if session.get_bind().dialect.name == "sqlite" else func.greatest(a, b)
 

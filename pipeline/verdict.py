@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -46,7 +47,10 @@ def find_regions(
     return regions
 
 
-def _box_mapper(frame_hw: tuple[int, ...], spec: InputSpec):  # type: ignore[no-untyped-def]
+BoxMapper = Callable[[int, int, int, int], tuple[int, int, int, int]]
+
+
+def _box_mapper(frame_hw: tuple[int, ...], spec: InputSpec) -> BoxMapper:
     height, width = int(frame_hw[0]), int(frame_hw[1])
     if spec.resize_mode == "stretch":
         sx, sy, ox, oy = width / spec.size, height / spec.size, 0.0, 0.0
