@@ -23,6 +23,8 @@ BootstrapOpt = Annotated[str | None, typer.Option("--bootstrap", help="Kafka boo
 TopicOpt = Annotated[str | None, typer.Option("--topic", help="frames topic (default lineguard.frames)")]
 DbOpt = Annotated[str | None, typer.Option("--db", help="database URL (default sqlite:///lineguard.db)")]
 
+TABLE_COLUMNS = ("id", "camera", "captured (UTC)", "score", "regions", "status", "label")
+
 defects_app = typer.Typer(help="Review stored defects.", no_args_is_help=True)
 
 
@@ -156,11 +158,21 @@ def defects_list(
         writer.writerows(rows)
         typer.echo(buffer.getvalue(), nl=False)
     else:
+        # The table keeps what fits a terminal; json and csv carry every field.
         table = Table(title=f"{len(rows)} defects")
-        for column in rows[0] if rows else ["id"]:
-            table.add_column(column)
+        for column in TABLE_COLUMNS:
+            table.add_column(column, no_wrap=True)
         for row in rows:
-            table.add_row(*(str(v) for v in row.values()))
+            captured = str(row["captured_at"])[:19].replace("T", " ")
+            table.add_row(
+                str(row["id"]),
+                str(row["camera_id"]),
+                captured,
+                f"{row['score']:.4f}",
+                str(row["regions"]),
+                str(row["status"]),
+                str(row["label"] or ""),
+            )
         Console().print(table)
 
 

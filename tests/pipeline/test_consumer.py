@@ -56,6 +56,8 @@ def test_frames_in_defects_out_with_the_right_boxes(bootstrap: str, db_url: str,
     listed = runner.invoke(app, ["defects", "list", "--db", db_url, "--format", "json"])
     assert listed.exit_code == 0, listed.output
     assert len(json.loads(listed.output)) == len(injected)
+    table = runner.invoke(app, ["defects", "list", "--db", db_url, "--min-score", "0"])
+    assert table.exit_code == 0 and f"{len(injected)} defects" in table.output
     csv_out = runner.invoke(app, ["defects", "list", "--db", db_url, "--format", "csv", "--camera", "nope"])
     assert csv_out.exit_code == 0 and csv_out.output.strip() == "id"
     shown = runner.invoke(app, ["defects", "show", str(first_id), "--db", db_url])
