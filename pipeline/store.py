@@ -27,16 +27,17 @@ class WriteResult:
     alerts: int
 
 
-def stored_offsets(session: Session, group_id: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    """Next offset recorded in the database per (topic, partition) for this group."""
+def stored_offsets(
+    session: Session, group_id: str, partitions: list[tuple[str, int]], lock: bool = False
+) -> dict[tuple[str, int], int]:
+    """Next offset recorded in the database per (topic, partition) for this group (row-locked if `lock`)."""
     if not partitions:
         return {}
-    rows = session.execute(
-        select(SourceOffset.topic, SourceOffset.partition, SourceOffset.next_offset).where(
-            SourceOffset.group_id == group_id,
-            tuple_(SourceOffset.topic, SourceOffset.partition).in_(partitions),
-        )
+    query = select(SourceOffset.topic, SourceOffset.partition, SourceOffset.next_offset).where(
+        SourceOffset.group_id == group_id,
+        tuple_(SourceOffset.topic, SourceOffset.partition).in_(partitions),
     )
+    rows = session.execute(query.with_for_update() if lock else query)
     return {(topic, partition): next_offset for topic, partition, next_offset in rows}
 
 
@@ -44,7 +45,8 @@ def fresh_results(
     session: Session, group_id: str, results: list[FrameResult], batch_offsets: dict[tuple[str, int], int]
 ) -> list[FrameResult]:
     """Drop results already applied by an earlier run (their offset is below the stored next offset)."""
-    done = stored_offsets(session, group_id, list(batch_offsets))
+    # Row locks (PostgreSQL) make a zombie consumer that still writes a partition wait, then skip.
+    done = stored_offsets(session, group_id, list(batch_offsets), lock=True)
     return [r for r in results if r.source.offset >= done.get((r.source.topic, r.source.partition), 0)]
 
 
