@@ -201,3 +201,44 @@ class AlertDispatcher:
             deadline = time.monotonic() + drain_timeout_s
             while time.monotonic() < deadline and self.drain_once():
                 pass
+
+
+def flush_outbox(settings: Settings, timeout_s: float = 10.0) -> int:
+    """Deliver what the outbox still holds (e.g. after the consumer stopped); returns how many were delivered.
+
+    Stops when nothing due is left or after `timeout_s`; undelivered alerts stay pending for the next run.
+    """
+    from pipeline.database import open_database
+
+    producer = None
+
+    def make_producer() -> Any:
+        nonlocal producer
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(**settings.producer_options(), acks="all")
+        return producer
+
+    engine, sessions = open_database(settings.database_url)
+    channels = build_channels(settings, make_producer)
+    delivered = 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            count = deliver_due(sessions, channels, settings.alert_retry_initial_s, settings.alert_retry_max_s)
+            delivered += count
+            if not _pending(sessions, [c.name for c in channels]):
+                break
+            if not count:
+                time.sleep(min(settings.alert_poll_s, max(0.0, deadline - time.monotonic())))
+    finally:
+        if producer is not None:
+            producer.close(timeout=5)
+        engine.dispose()
+    return delivered
+
+
+def _pending(sessions: sessionmaker[Session], channels: list[str]) -> bool:
+    with sessions() as session:
+        query = select(AlertDelivery.id).where(AlertDelivery.status == "pending", AlertDelivery.channel.in_(channels))
+        return session.execute(query.limit(1)).first() is not None

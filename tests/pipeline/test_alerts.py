@@ -10,11 +10,12 @@ from sqlalchemy import select
 
 from pipeline.alert_receiver import AlertReceiver
 from pipeline.alert_rules import AlertRuleConfig, AlertRules
-from pipeline.alerts import LogChannel, WebhookChannel, deliver_due, sign, verify_signature
+from pipeline.alerts import LogChannel, WebhookChannel, deliver_due, flush_outbox, sign, verify_signature
 from pipeline.broker import free_port
 from pipeline.database import open_database
 from pipeline.frames import FrameResult, Source
 from pipeline.models import AlertDelivery
+from pipeline.settings import Settings
 from pipeline.store import ModelInfo, write_batch
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
@@ -90,6 +91,23 @@ def test_webhook_down_then_up_delivers_every_alert_once(db_url: str) -> None:
     assert len({a["alert_id"] for a in receiver.alerts}) == 5
     with sessions() as session:
         assert all(d.status == "delivered" for d in session.scalars(select(AlertDelivery)))
+
+
+@pytest.mark.integration
+def test_flush_outbox_after_the_consumer_stopped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'flush.db'}"
+    _, sessions = open_database(url)
+    rules = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=99, burst_window_frames=99, cooldown_s=0))
+    frames = [frame(i, True) for i in range(4)]
+    with sessions() as session, session.begin():
+        write_batch(
+            session, "g", frames, {("frames", 0): 4}, rules.evaluate(frames, "1"), ["webhook"], ModelInfo("m", "1"), 60
+        )
+    with AlertReceiver(secret="k") as receiver:
+        settings = Settings(database_url=url, webhook_url=receiver.url, webhook_secret="k", alert_log=False)
+        assert flush_outbox(settings, timeout_s=10) == 4
+        assert flush_outbox(settings, timeout_s=1) == 0
+    assert len(receiver.alerts) == 4
 
 
 @pytest.mark.integration
