@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["cae"])
     parser.add_argument("--max-minutes", type=float, default=None, help="override the default time budget")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_training"))
+    parser.add_argument("--results", type=Path, default=Path("bench/results/training.json"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = run(args.data_root, args.sets, args.models, args.out, args.max_minutes)
@@ -96,7 +97,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "rows": rows,
     }
-    result_path = Path("bench/results") / "training.json"
+    result_path = args.results
     result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {result_path}")

@@ -54,6 +54,7 @@ def write_normal_frames(root: Path, count: int, seed: int) -> Path:
 def run_demo(workdir: Path, frames: int, defect_rate: float, train_minutes: float, epochs: int = 40) -> DemoSummary:
     """Train, stream, consume, alert; every part is the real one, on 127.0.0.1."""
     from pipeline.alert_receiver import AlertReceiver
+    from pipeline.alerts import flush_outbox
     from pipeline.broker import EmbeddedBroker, ensure_topics
     from pipeline.consumer import run_consumer
     from pipeline.frames import FrameResult
@@ -95,7 +96,7 @@ def run_demo(workdir: Path, frames: int, defect_rate: float, train_minutes: floa
         ensure_topics(settings.kafka_common(), [settings.frames_topic, settings.dlq_topic, settings.alerts_topic])
         published = publish_frames(settings, count=frames, defect_rate=defect_rate, seed=2)
         stats = run_consumer(settings, max_messages=frames, idle_exit=10.0, on_batch=verdicts.extend)
-        _wait_for(lambda: len(receiver.alerts) >= stats.alerts, seconds=10.0)
+        flush_outbox(settings, timeout_s=10.0)  # alerts the consumer had no time to send before it stopped
         alerts_received = len(receiver.alerts)
     injected = [v for v in verdicts if v.ground_truth not in (None, "good")]
     return DemoSummary(
@@ -113,12 +114,6 @@ def run_demo(workdir: Path, frames: int, defect_rate: float, train_minutes: floa
         database=settings.database_url,
         model=str(model),
     )
-
-
-def _wait_for(condition: object, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
-        time.sleep(0.2)
 
 
 def demo_command(
