@@ -6,11 +6,13 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import create_engine, func, select, text
 
 from pipeline.consumer import ConsumerStats, run_consumer
+from pipeline.frames import FrameResult, Source
 from pipeline.models import Defect, InspectionCount
 from pipeline.settings import Settings
 from pipeline.simulator import SimFrame, synthetic_frames
@@ -107,3 +109,22 @@ def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     h = max(0, min(ay1, by1) - max(a[1], b[1]))
     inter = w * h
     return inter / float(a[2] * a[3] + b[2] * b[3] - inter)
+
+
+T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
+
+
+def frame_result(offset: int, defect: bool, camera: str = "cam-1", score: float | None = None) -> FrameResult:
+    """A verdict on frame `offset` of topic "frames" (50 ms after capture), with one region when defective."""
+    return FrameResult(
+        source=Source("frames", 0, offset),
+        camera_id=camera,
+        line_id="line-1",
+        seq=offset,
+        captured_at=T0 + timedelta(seconds=offset),
+        detected_at=T0 + timedelta(seconds=offset, milliseconds=50),
+        score=score if score is not None else (0.5 if defect else 0.01),
+        threshold=0.1,
+        is_defect=defect,
+        regions=[{"x": 1, "y": 2, "w": 3, "h": 4, "area": 12, "peak": 0.5}] if defect else [],
+    )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers import frame_result
 from sqlalchemy import select
 
 from pipeline.alert_receiver import AlertReceiver
@@ -13,46 +13,34 @@ from pipeline.alert_rules import AlertRuleConfig, AlertRules
 from pipeline.alerts import LogChannel, WebhookChannel, deliver_due, flush_outbox, sign, verify_signature
 from pipeline.broker import free_port
 from pipeline.database import open_database
-from pipeline.frames import FrameResult, Source
 from pipeline.models import AlertDelivery
 from pipeline.settings import Settings
 from pipeline.store import ModelInfo, write_batch
 
-T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
-
-
-def frame(offset: int, defect: bool, camera: str = "cam-1", score: float = 0.5) -> FrameResult:
-    return FrameResult(
-        source=Source("frames", 0, offset),
-        camera_id=camera,
-        line_id="line-1",
-        seq=offset,
-        captured_at=T0 + timedelta(seconds=offset),
-        detected_at=T0 + timedelta(seconds=offset),
-        score=score if defect else 0.01,
-        threshold=0.1,
-        is_defect=defect,
-    )
-
 
 def test_burst_rule_counts_per_camera_and_cooldown_suppresses() -> None:
     rules = AlertRules(AlertRuleConfig(alert_score=0.9, burst_defects=2, burst_window_frames=3, cooldown_s=0))
-    frames = [frame(0, True, "a"), frame(1, True, "b"), frame(2, False, "a"), frame(3, True, "a")]
+    frames = [
+        frame_result(0, True, "a"),
+        frame_result(1, True, "b"),
+        frame_result(2, False, "a"),
+        frame_result(3, True, "a"),
+    ]
     assert [(a.rule, a.camera_id) for a in rules.evaluate(frames, "1")] == [("burst", "a")]
     # Defects far apart (more than the window) never make a burst.
-    spaced = [frame(10 + i, i % 4 == 0, "c") for i in range(12)]
+    spaced = [frame_result(10 + i, i % 4 == 0, "c") for i in range(12)]
     assert rules.evaluate(spaced, "1") == []
     cooled = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=99, burst_window_frames=99, cooldown_s=10))
-    alerts = cooled.evaluate([frame(i, True) for i in range(25)], "1")
+    alerts = cooled.evaluate([frame_result(i, True) for i in range(25)], "1")
     assert [a.payload["source"]["offset"] for a in alerts] == [0, 10, 20]
 
 
 def test_rules_roll_back_with_a_failed_transaction() -> None:
     rules = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=2, burst_window_frames=5, cooldown_s=0))
     rules.checkpoint()
-    assert len(rules.evaluate([frame(0, True)], "1")) == 1
+    assert len(rules.evaluate([frame_result(0, True)], "1")) == 1
     rules.rollback()  # the batch is retried: its defect must not count twice towards a burst
-    assert [a.rule for a in rules.evaluate([frame(0, True)], "1")] == ["high_score"]
+    assert [a.rule for a in rules.evaluate([frame_result(0, True)], "1")] == ["high_score"]
 
 
 def test_signature_round_trip() -> None:
@@ -66,7 +54,7 @@ def test_signature_round_trip() -> None:
 def test_webhook_down_then_up_delivers_every_alert_once(db_url: str) -> None:
     _, sessions = open_database(db_url)
     rules = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=99, burst_window_frames=99, cooldown_s=0))
-    frames = [frame(i, i % 2 == 0) for i in range(10)]
+    frames = [frame_result(i, i % 2 == 0) for i in range(10)]
     with sessions() as session, session.begin():
         alerts = rules.evaluate(frames, "1")
         write_batch(session, "g", frames, {("frames", 0): 10}, alerts, ["webhook", "log"], ModelInfo("m", "1"), 60)
@@ -98,7 +86,7 @@ def test_flush_outbox_after_the_consumer_stopped(tmp_path) -> None:  # type: ign
     url = f"sqlite:///{tmp_path / 'flush.db'}"
     _, sessions = open_database(url)
     rules = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=99, burst_window_frames=99, cooldown_s=0))
-    frames = [frame(i, True) for i in range(4)]
+    frames = [frame_result(i, True) for i in range(4)]
     with sessions() as session, session.begin():
         write_batch(
             session, "g", frames, {("frames", 0): 4}, rules.evaluate(frames, "1"), ["webhook"], ModelInfo("m", "1"), 60
@@ -115,7 +103,7 @@ def test_receiver_rejects_a_bad_signature(tmp_path) -> None:  # type: ignore[no-
     _, sessions = open_database(f"sqlite:///{tmp_path / 'a.db'}")
     rules = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=99, burst_window_frames=99, cooldown_s=0))
     with sessions() as session, session.begin():
-        frames = [frame(0, True)]
+        frames = [frame_result(0, True)]
         alerts = rules.evaluate(frames, "1")
         write_batch(session, "g", frames, {("frames", 0): 1}, alerts, ["webhook"], ModelInfo("m", "1"), 60)
     with AlertReceiver(secret="right") as receiver:

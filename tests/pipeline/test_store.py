@@ -6,31 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from helpers import T0, frame_result
 from sqlalchemy import func, select
 
 from pipeline.alert_rules import AlertRuleConfig, AlertRules
 from pipeline.database import migrate, open_database
 from pipeline.defects import list_defects, parse_since
-from pipeline.frames import FrameResult, Source
+from pipeline.frames import FrameResult
 from pipeline.models import Alert, AlertDelivery, Base, Defect, InspectionCount, SourceOffset
 from pipeline.store import ModelInfo, fresh_results, write_batch
-
-T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
-
-
-def result(offset: int, defect: bool, camera: str = "cam-1", score: float | None = None) -> FrameResult:
-    return FrameResult(
-        source=Source("frames", 0, offset),
-        camera_id=camera,
-        line_id="line-1",
-        seq=offset,
-        captured_at=T0 + timedelta(seconds=offset),
-        detected_at=T0 + timedelta(seconds=offset, milliseconds=50),
-        score=score if score is not None else (0.5 if defect else 0.01),
-        threshold=0.1,
-        is_defect=defect,
-        regions=[{"x": 1, "y": 2, "w": 3, "h": 4, "area": 12, "peak": 0.5}] if defect else [],
-    )
 
 
 def test_migrations_match_the_models(db_url: str) -> None:
@@ -53,10 +37,10 @@ def write(sessions, results: list[FrameResult], rules: AlertRules) -> int:  # ty
 def test_replayed_batch_inserts_nothing_twice(db_url: str) -> None:
     _, sessions = open_database(db_url)
     rules = AlertRules(AlertRuleConfig(alert_score=0.4, burst_defects=2, burst_window_frames=5, cooldown_s=0))
-    batch = [result(0, False), result(1, True), result(2, True), result(3, False)]
+    batch = [frame_result(0, False), frame_result(1, True), frame_result(2, True), frame_result(3, False)]
     assert write(sessions, batch, rules) == 4
     assert write(sessions, batch, rules) == 0  # replay after a crash before the Kafka commit
-    assert write(sessions, [*batch, result(4, True)], rules) == 1  # overlapping batch: only the new record
+    assert write(sessions, [*batch, frame_result(4, True)], rules) == 1  # overlapping batch: only the new record
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Defect)) == 3
         counts = session.scalars(select(InspectionCount)).all()
@@ -70,7 +54,11 @@ def test_replayed_batch_inserts_nothing_twice(db_url: str) -> None:
 def test_review_queries(db_url: str) -> None:
     _, sessions = open_database(db_url)
     rules = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=99, burst_window_frames=99, cooldown_s=0))
-    write(sessions, [result(0, True, "a", 0.2), result(1, True, "b", 0.9), result(2, True, "a", 0.6)], rules)
+    write(
+        sessions,
+        [frame_result(0, True, "a", 0.2), frame_result(1, True, "b", 0.9), frame_result(2, True, "a", 0.6)],
+        rules,
+    )
     with sessions() as session:
         assert [d.source_offset for d in list_defects(session)] == [2, 1, 0]
         assert [d.source_offset for d in list_defects(session, camera="a")] == [2, 0]
