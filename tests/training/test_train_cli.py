@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import build_app
-from pipeline.model_runtime import read_metadata
+from pipeline.model_runtime import OnnxModel, read_metadata
+from training.data import load_test_set
+from training.metrics import threshold_metrics
 
 runner = CliRunner()
 app = build_app()
@@ -99,3 +103,29 @@ def test_building_the_cli_loads_no_torch() -> None:
     code = "import sys; from pipeline.cli import build_app; build_app(); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_labelled_validation_set_sets_an_f1_optimal_threshold(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "f1.onnx"
+    args = ["train", str(tiny_dataset), "--out", str(out), "--size", "32", "--epochs", "2", "--batch-size", "4"]
+    result = runner.invoke(app, [*args, "--val-dir", str(tiny_dataset)])
+    assert result.exit_code == 0, result.output
+    model = OnnxModel(out)
+    labelled = load_test_set(tiny_dataset, model.metadata.input_spec)
+    scores = model.score(labelled.images).score
+    threshold = model.metadata.image_threshold
+    # no other threshold gives a better F1 on the labelled set it was chosen on
+    best = max(threshold_metrics(scores, labelled.labels, t)["f1"] for t in np.concatenate([scores - 1e-6, scores]))
+    assert threshold_metrics(scores, labelled.labels, threshold)["f1"] == pytest.approx(best)
+
+
+def test_evaluate_without_masks_reports_no_pixel_metrics(
+    trained_model: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "no_masks"
+    shutil.copytree(tiny_dataset / "test", copy / "test")
+    result = runner.invoke(app, ["evaluate", str(trained_model), str(copy), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["pixel_auroc"] is None and metrics["aupro"] is None
+    assert metrics["image_auroc"] is not None
