@@ -1,35 +1,21 @@
-# LineGuard developer tasks. `make demo` and `make test` are the README's two commands.
-PYTHON ?= python3
-VENV := .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-
+# Shortcuts for scripts/dev.sh, which needs nothing but bash and Python (no make on a bare machine).
 .PHONY: venv demo test lint bench-training clean
 
-venv: $(STAMP)
+venv:
+	bash scripts/dev.sh install
 
-# torch==2.13.0 first, explicitly: it is a CPU build that lies on disk here; letting pip resolve
-# torch on its own pulls a multi-GB CUDA build.
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[train,dev]'
-	touch $(STAMP)
+demo:
+	bash scripts/dev.sh demo
 
-demo: venv
-	$(BIN)/lineguard demo
-
-test: venv
-	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+test:
+	bash scripts/dev.sh test
 
 lint: venv
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 bench-training: venv
-	$(BIN)/python bench/bench_training.py
+	.venv/bin/python bench/bench_training.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf .venv .pytest_cache .ruff_cache

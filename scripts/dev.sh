@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Developer entry point that needs nothing but bash and Python 3.11 on Debian:
+#   bash scripts/dev.sh demo    the whole job on embedded defaults, with a summary
+#   bash scripts/dev.sh test    lint + the test suite (real broker, SQLite and PostgreSQL)
+# The first call creates .venv: torch==2.13.0 (a CPU build) is installed first and explicitly,
+# because letting pip resolve torch on its own pulls a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+ensure_venv_module() {
+    if ! "$PYTHON" -c "import venv, ensurepip" >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            apt-get update -qq && apt-get install -y -qq python3-venv
+        else
+            echo "error: $PYTHON lacks the venv module; install it (Debian: apt-get install python3-venv)" >&2
+            exit 1
+        fi
+    fi
+}
+
+install() {
+    if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ]; then
+        return
+    fi
+    ensure_venv_module
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet torch==2.13.0
+    "$VENV/bin/pip" install --quiet -e '.[train,dev]'
+    touch "$STAMP"
+}
+
+case "${1:-}" in
+    install) install ;;
+    demo) install; shift; exec "$VENV/bin/lineguard" demo "$@" ;;
+    test) install; "$VENV/bin/ruff" check .; shift; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    *) echo "usage: bash scripts/dev.sh install|demo|test" >&2; exit 2 ;;
+esac
