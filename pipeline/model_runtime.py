@@ -17,6 +17,8 @@ from pipeline.model_metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 
 log = logging.getLogger(__name__)
 
+SCORED_OUTPUTS = ("anomaly_map", "score")
+
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -25,7 +27,6 @@ CPU = "CPUExecutionProvider"
 class BatchScores:
     """Outputs of one batched inference."""
 
-    reconstruction: np.ndarray  # N x C x H x W, float32 in model input scale
     anomaly_map: np.ndarray  # N x 1 x H x W
     score: np.ndarray  # N
 
@@ -102,16 +103,17 @@ class OnnxModel:
         expected = (spec.channels, spec.size, spec.size)
         if batch.ndim != 4 or batch.shape[1:] != expected:
             raise ValueError(f"batch shape {batch.shape} does not match model input N x {expected}")
-        reconstruction, anomaly_map, score = self.session.run(
-            list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
+        # The graph also outputs the reconstruction, but nothing downstream reads it: not fetching it
+        # saves copying a full N x C x H x W float array out of onnxruntime on every batch.
+        anomaly_map, score = self.session.run(
+            list(SCORED_OUTPUTS), {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
         )
-        return BatchScores(reconstruction=reconstruction, anomaly_map=anomaly_map, score=score)
+        return BatchScores(anomaly_map=anomaly_map, score=score)
 
     def score_in_chunks(self, batch: np.ndarray, chunk: int = 16) -> BatchScores:
         """Score a large array in fixed-size chunks to bound memory."""
         parts = [self.score(batch[start : start + chunk]) for start in range(0, len(batch), chunk)]
         return BatchScores(
-            reconstruction=np.concatenate([p.reconstruction for p in parts]),
             anomaly_map=np.concatenate([p.anomaly_map for p in parts]),
             score=np.concatenate([p.score for p in parts]),
         )

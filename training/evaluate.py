@@ -39,14 +39,13 @@ class Predictions:
     test_set: LabelledSet
     scores: np.ndarray
     maps: np.ndarray
-    reconstructions: np.ndarray
 
 
 def predict_test_set(model_path: Path, data_dir: Path) -> tuple[OnnxModel, Predictions]:
     model = OnnxModel(model_path)
     test_set = load_test_set(data_dir, model.metadata.input_spec)
     outputs = model.score_in_chunks(test_set.images)
-    return model, Predictions(test_set, outputs.score, outputs.anomaly_map[:, 0], outputs.reconstruction)
+    return model, Predictions(test_set, outputs.score, outputs.anomaly_map[:, 0])
 
 
 def evaluate(model_path: Path, data_dir: Path) -> tuple[EvaluationResult, Predictions]:
