@@ -12,6 +12,9 @@ import numpy as np
 
 from pipeline.errors import ImageDecodeError
 
+# file types read_image accepts; training folders and the simulator's image source use the same list
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+
 ResizeMode = Literal["stretch", "letterbox"]
 RESIZE_MODES: tuple[str, ...] = ("stretch", "letterbox")
 

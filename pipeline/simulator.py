@@ -13,10 +13,8 @@ import cv2
 import numpy as np
 
 from pipeline.messages import JPEG, EncodedFrame, encode_frame
-from pipeline.preprocess import read_image
+from pipeline.preprocess import IMAGE_SUFFIXES, read_image
 from pipeline.settings import Settings
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 @dataclass(frozen=True)

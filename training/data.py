@@ -9,10 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ImageDecodeError
-from pipeline.preprocess import InputSpec, is_color, preprocess, preprocess_mask, read_image
+from pipeline.preprocess import IMAGE_SUFFIXES, InputSpec, is_color, preprocess, preprocess_mask, read_image
 from training.errors import DatasetError
-
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 
 
 @dataclass(frozen=True)

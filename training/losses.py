@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,12 @@ class LossWeights:
     ssim: float = 1.0
     segmentation: float = 1.0
     kl: float = 1e-3
+
+
+@lru_cache(maxsize=8)
+def _ssim_window(channels: int) -> torch.Tensor:
+    # built once per channel count rather than on every training step
+    return gaussian_kernel(1.5, channels)
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
@@ -42,7 +49,7 @@ def total_loss(
     output: ModelOutput, clean: torch.Tensor, mask: torch.Tensor, weights: LossWeights
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Sum of the terms that apply to this model's output; also returns each term for logging."""
-    kernel = gaussian_kernel(1.5, clean.shape[1]).to(clean.device)
+    kernel = _ssim_window(clean.shape[1]).to(clean.device)
     terms = {
         "mse": F.mse_loss(output.reconstruction, clean),
         "ssim": weights.ssim * (1 - ssim_map(output.reconstruction, clean, kernel).mean()),
