@@ -11,7 +11,7 @@ import torch
 
 from pipeline.model_metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata, ScoreStats
 from pipeline.model_runtime import OnnxModel
-from training.errors import UnknownModelError
+from training.errors import ConfigError, UnknownModelError
 from training.export import ScoringGraph, export_onnx
 from training.losses import LossWeights, total_loss
 from training.models import MODELS, create_model
@@ -77,3 +77,14 @@ def test_unknown_model_lists_valid_names() -> None:
 def test_bad_model_config_names_the_field() -> None:
     with pytest.raises(ValueError, match="dropout"):
         create_model("cae", 3, dropout=1.5)
+
+
+def test_unknown_override_key_lists_the_valid_keys() -> None:
+    with pytest.raises(ConfigError, match=r"'latent_chanels'.*valid keys: dropout, .*latent_channels, .*widths"):
+        create_model("cae", 3, latent_chanels=8)
+
+
+def test_override_of_another_model_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    model = create_model("vae", 1, widths=(8, 8, 16, 16), head_width=4, dropout=None)
+    assert model.config.widths == (8, 8, 16, 16)
+    assert "model 'vae' takes no head_width: ignored" in caplog.text

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
 from torch import nn
 
-from training.errors import UnknownModelError
+from training.errors import ConfigError, UnknownModelError
 from training.models.cae import CAEConfig, DenoisingSegmentingCAE
 from training.models.cae_plain import PlainCAE, PlainCAEConfig
 from training.models.vae import ConvVAE, VAEConfig
@@ -30,15 +31,32 @@ MODELS: dict[str, ModelEntry] = {
 }
 
 
+log = logging.getLogger(__name__)
+
+
 def model_names() -> list[str]:
     return sorted(MODELS)
 
 
 def create_model(name: str, channels: int, **overrides: Any) -> nn.Module:
-    """Build a registered model; `overrides` set config fields that the model's config has."""
+    """Build a registered model; `overrides` set fields of its config (None: keep the model's default).
+
+    A key no registered model has is an error listing this model's keys (a typo must not train a
+    default model). A key only other models have (`dropout` for `vae`: the training config passes
+    its knobs to every model) is ignored with a warning that names it.
+    """
     if name not in MODELS:
         raise UnknownModelError(name, model_names())
     entry = MODELS[name]
-    known = {f.name for f in fields(entry.config_class)}
-    config = entry.config_class(channels=channels, **{k: v for k, v in overrides.items() if k in known})
+    valid = sorted(f.name for f in fields(entry.config_class) if f.name != "channels")
+    given = {key: value for key, value in overrides.items() if value is not None}
+    anywhere = {f.name for other in MODELS.values() for f in fields(other.config_class)}
+    unknown = sorted(given.keys() - anywhere)
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(key, given[key], f"model {name!r} has no such field; valid keys: {', '.join(valid)}")
+    ignored = sorted(given.keys() - set(valid))
+    if ignored:
+        log.warning("model %r takes no %s: ignored", name, ", ".join(ignored))
+    config = entry.config_class(channels=channels, **{k: v for k, v in given.items() if k in valid})
     return entry.build(config)
