@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pipeline.frames import FrameResult
+from pipeline.results import FrameResult, RaisedAlert
 
 HIGH_SCORE = "high_score"
 BURST = "burst"
@@ -24,18 +24,6 @@ class AlertRuleConfig:
     burst_defects: int
     burst_window_frames: int
     cooldown_s: float
-
-
-@dataclass(frozen=True)
-class RaisedAlert:
-    """An alert to write to the outbox."""
-
-    dedupe_key: str
-    rule: str
-    camera_id: str
-    line_id: str
-    created_at: datetime
-    payload: dict[str, Any]
 
 
 @dataclass

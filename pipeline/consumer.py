@@ -19,9 +19,9 @@ from pipeline.alerts import AlertDispatcher, build_channels
 from pipeline.database import open_database
 from pipeline.deadletter import DeadLetterSink
 from pipeline.errors import ConfigError, InvalidMessageError
-from pipeline.frames import FrameResult
 from pipeline.metrics import ConsumerMetrics
 from pipeline.model_runtime import ModelHolder
+from pipeline.results import FrameResult
 from pipeline.settings import Settings
 from pipeline.sinks import DatabaseSink, ShutdownRequested, Written
 from pipeline.stages import Decoded, judge, try_decode

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pipeline.frames import Source
+from pipeline.results import Source
 
 log = logging.getLogger(__name__)
 

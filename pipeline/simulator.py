@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.messages import JPEG, EncodedFrame, encode_frame
 from pipeline.preprocess import IMAGE_SUFFIXES, read_image
 from pipeline.settings import Settings
+from pipeline.wire import JPEG, EncodedFrame, encode_frame
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.alert_rules import AlertRules
 from pipeline.errors import LineGuardError
-from pipeline.frames import FrameResult
 from pipeline.metrics import ConsumerMetrics
 from pipeline.model_runtime import OnnxModel
+from pipeline.results import FrameResult
 from pipeline.settings import Settings
 from pipeline.store import ModelInfo, fresh_results, register_model, stored_offsets, write_batch
 

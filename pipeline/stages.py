@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import InvalidMessageError
-from pipeline.frames import FrameResult, Source
-from pipeline.messages import FrameMeta, decode_frame, parse_headers
 from pipeline.model_runtime import OnnxModel
 from pipeline.preprocess import preprocess
+from pipeline.results import FrameResult, Source
 from pipeline.verdict import find_regions, overlay_png
+from pipeline.wire import FrameMeta, decode_frame, parse_headers
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,9 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from pipeline.alert_rules import RaisedAlert
 from pipeline.database import dialect_insert
-from pipeline.frames import FrameResult
 from pipeline.models import Alert, AlertDelivery, Defect, InspectionCount, ModelVersion, SourceOffset
+from pipeline.results import FrameResult, RaisedAlert
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def run_demo(workdir: Path, frames: int, defect_rate: float, train_minutes: floa
     from pipeline.alerts import flush_outbox
     from pipeline.broker import EmbeddedBroker, ensure_topics
     from pipeline.consumer import run_consumer
-    from pipeline.frames import FrameResult
+    from pipeline.results import FrameResult
     from pipeline.settings import load_settings
     from pipeline.simulator import publish_frames
     from training.config import TrainConfig

@@ -11,8 +11,8 @@ import pytest
 from conftest import line_settings, make_topics
 from helpers import read_topic
 
-from pipeline.messages import parse_headers
 from pipeline.simulator import folder_frames, publish_frames, synthetic_frame
+from pipeline.wire import parse_headers
 
 
 def mvtec_folder(root: Path) -> Path:

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from pipeline.alert_rules import AlertRuleConfig, AlertRules
 from pipeline.database import migrate, open_database
 from pipeline.defects import list_defects, parse_since
-from pipeline.frames import FrameResult
 from pipeline.models import Alert, AlertDelivery, Base, Defect, InspectionCount, SourceOffset
+from pipeline.results import FrameResult
 from pipeline.store import ModelInfo, fresh_results, write_batch
 
 

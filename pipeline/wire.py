@@ -8,7 +8,6 @@ broker's `message.max.bytes` must be at least that. A larger payload is refused 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -201,7 +200,3 @@ def _decode_raw(value: bytes, meta: FrameMeta) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     return image
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

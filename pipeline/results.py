@@ -1,4 +1,4 @@
-"""Per-frame result records passed between the consumer stages and the sinks."""
+"""What a batch produces: per-frame verdicts and the alerts they raise, the records the batch writer stores."""
 
 from __future__ import annotations
 
@@ -41,3 +41,15 @@ class FrameResult:
     @property
     def latency_ms(self) -> float:
         return max(0.0, (self.detected_at - self.captured_at).total_seconds() * 1000.0)
+
+
+@dataclass(frozen=True)
+class RaisedAlert:
+    """An alert a rule raised, to write to the outbox in the batch transaction."""
+
+    dedupe_key: str
+    rule: str
+    camera_id: str
+    line_id: str
+    created_at: datetime
+    payload: dict[str, Any]

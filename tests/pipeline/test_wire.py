@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InvalidMessageError
-from pipeline.messages import JPEG, PNG, RAW, decode_frame, encode_frame, parse_headers
+from pipeline.wire import JPEG, PNG, RAW, decode_frame, encode_frame, parse_headers
 
 
 def gray(h: int = 64, w: int = 80) -> np.ndarray:
