@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.models import Alert, AlertDelivery
 from pipeline.settings import Settings
+from pipeline.storage.tables import Alert, AlertDelivery
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def flush_outbox(settings: Settings, timeout_s: float = 10.0) -> int:
 
     Stops when nothing due is left or after `timeout_s`; undelivered alerts stay pending for the next run.
     """
-    from pipeline.database import open_database
+    from pipeline.storage.engine import open_database
 
     producer = None
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from pipeline.alert_rules import AlertRuleConfig, AlertRules
 from pipeline.alerts import AlertDispatcher, build_channels
-from pipeline.database import open_database
 from pipeline.deadletter import DeadLetterSink
 from pipeline.errors import ConfigError, InvalidMessageError
 from pipeline.metrics import ConsumerMetrics
@@ -25,6 +24,7 @@ from pipeline.results import FrameResult
 from pipeline.settings import Settings
 from pipeline.sinks import DatabaseSink, ShutdownRequested, Written
 from pipeline.stages import Decoded, judge, try_decode
+from pipeline.storage.engine import open_database
 
 log = logging.getLogger(__name__)
 

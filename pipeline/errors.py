@@ -48,3 +48,7 @@ class BrokerError(LineGuardError):
 
 class ConfigError(LineGuardError):
     """A setting that is missing or inconsistent for the command being run."""
+
+
+class NotFoundError(LineGuardError):
+    """No row with that id."""

@@ -135,8 +135,8 @@ def defects_list(
     config: ConfigOpt = None,
 ) -> None:
     """List defects, newest first."""
-    from pipeline.database import open_database
-    from pipeline.defects import list_defects, parse_since, summary
+    from pipeline.storage.engine import open_database
+    from pipeline.storage.review import list_defects, parse_since, summary
 
     if output not in ("table", "json", "csv"):
         raise LineGuardError(f"--format must be table, json or csv, got {output!r}")
@@ -185,8 +185,8 @@ def defects_show(
     config: ConfigOpt = None,
 ) -> None:
     """Show one defect with its regions; optionally save its frame and heatmap overlay."""
-    from pipeline.database import open_database
-    from pipeline.defects import get_defect, summary
+    from pipeline.storage.engine import open_database
+    from pipeline.storage.review import get_defect, summary
 
     settings = _settings(config, database_url=db)
     _, sessions = open_database(settings.database_url)
@@ -209,8 +209,8 @@ def defects_review(
     config: ConfigOpt = None,
 ) -> None:
     """Record a review verdict and label on one defect."""
-    from pipeline.database import open_database
-    from pipeline.defects import review_defect, summary
+    from pipeline.storage.engine import open_database
+    from pipeline.storage.review import review_defect, summary
 
     settings = _settings(config, database_url=db)
     _, sessions = open_database(settings.database_url)

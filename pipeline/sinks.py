@@ -16,7 +16,7 @@ from pipeline.metrics import ConsumerMetrics
 from pipeline.model_runtime import OnnxModel
 from pipeline.results import FrameResult
 from pipeline.settings import Settings
-from pipeline.store import ModelInfo, fresh_results, register_model, stored_offsets, write_batch
+from pipeline.storage.store import ModelInfo, fresh_results, register_model, stored_offsets, write_batch
 
 log = logging.getLogger(__name__)
 

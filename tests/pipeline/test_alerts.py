@@ -12,10 +12,10 @@ from pipeline.alert_receiver import AlertReceiver
 from pipeline.alert_rules import AlertRuleConfig, AlertRules
 from pipeline.alerts import LogChannel, WebhookChannel, deliver_due, flush_outbox, sign, verify_signature
 from pipeline.broker import free_port
-from pipeline.database import open_database
-from pipeline.models import AlertDelivery
 from pipeline.settings import Settings
-from pipeline.store import ModelInfo, write_batch
+from pipeline.storage.engine import open_database
+from pipeline.storage.store import ModelInfo, write_batch
+from pipeline.storage.tables import AlertDelivery
 
 
 def test_burst_rule_counts_per_camera_and_cooldown_suppresses() -> None:

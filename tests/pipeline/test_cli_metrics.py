@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from pipeline import line_cli
 from pipeline.broker import free_port
-from pipeline.database import migrate
+from pipeline.storage.engine import migrate
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ import pipeline
 
 
 def all_submodules() -> list[str]:
-    return sorted(f"pipeline.{m.name}" for m in pkgutil.walk_packages(pipeline.__path__) if m.name not in ("__main__",))
+    modules = pkgutil.walk_packages(pipeline.__path__, prefix="pipeline.")
+    return sorted(m.name for m in modules if not m.name.endswith("__main__"))
 
 
 def test_pipeline_imports_no_torch() -> None:

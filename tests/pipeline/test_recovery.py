@@ -15,10 +15,10 @@ from sqlalchemy import create_engine, func, select
 
 from pipeline.alert_receiver import AlertReceiver
 from pipeline.broker import free_port
-from pipeline.database import migrate
-from pipeline.models import AlertDelivery, Defect, SourceOffset
 from pipeline.settings import Settings
 from pipeline.simulator import publish_frames
+from pipeline.storage.engine import migrate
+from pipeline.storage.tables import AlertDelivery, Defect, SourceOffset
 
 pytestmark = pytest.mark.integration
 

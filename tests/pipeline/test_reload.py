@@ -12,9 +12,9 @@ from helpers import ConsumerThread, db_totals, wait_for
 from model_factory import build_tiny_model, tiny_metadata
 from sqlalchemy import create_engine, select
 
-from pipeline.database import migrate
-from pipeline.models import Defect, ModelVersion
 from pipeline.simulator import publish_frames
+from pipeline.storage.engine import migrate
+from pipeline.storage.tables import Defect, ModelVersion
 
 pytestmark = pytest.mark.integration
 

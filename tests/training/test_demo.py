@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from pipeline.models import Defect
+from pipeline.storage.tables import Defect
 from training.demo import run_demo
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from pipeline.database import make_engine
-from pipeline.models import Base
+from pipeline.storage.engine import make_engine
+from pipeline.storage.tables import Base
 
 config = context.config
 url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")

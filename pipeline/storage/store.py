@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from pipeline.database import dialect_insert
-from pipeline.models import Alert, AlertDelivery, Defect, InspectionCount, ModelVersion, SourceOffset
 from pipeline.results import FrameResult, RaisedAlert
+from pipeline.storage.engine import dialect_insert
+from pipeline.storage.tables import Alert, AlertDelivery, Defect, InspectionCount, ModelVersion, SourceOffset
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from helpers import T0, frame_result
 from sqlalchemy import func, select
 
 from pipeline.alert_rules import AlertRuleConfig, AlertRules
-from pipeline.database import migrate, open_database
-from pipeline.defects import list_defects, parse_since
-from pipeline.models import Alert, AlertDelivery, Base, Defect, InspectionCount, SourceOffset
 from pipeline.results import FrameResult
-from pipeline.store import ModelInfo, fresh_results, write_batch
+from pipeline.storage.engine import migrate, open_database
+from pipeline.storage.review import list_defects, parse_since
+from pipeline.storage.store import ModelInfo, fresh_results, write_batch
+from pipeline.storage.tables import Alert, AlertDelivery, Base, Defect, InspectionCount, SourceOffset
 
 
 def test_migrations_match_the_models(db_url: str) -> None:

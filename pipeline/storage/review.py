@@ -8,16 +8,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.errors import LineGuardError
-from pipeline.models import Defect
+from pipeline.errors import LineGuardError, NotFoundError
+from pipeline.storage.tables import Defect
 
 REVIEW_STATUSES = ("new", "confirmed", "rejected")
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-class NotFoundError(LineGuardError):
-    """No row with that id."""
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
