@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from pipeline.alerts import ALERT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from pipeline.alerting.signing import ALERT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 
 class AlertReceiver:

@@ -14,8 +14,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from pipeline.alert_rules import AlertRuleConfig, AlertRules
-from pipeline.alerts import AlertDispatcher, build_channels
+from pipeline.alerting.channels import build_channels
+from pipeline.alerting.outbox import AlertDispatcher
+from pipeline.alerting.rules import AlertRuleConfig, AlertRules
 from pipeline.deadletter import DeadLetterSink
 from pipeline.errors import ConfigError, InvalidMessageError
 from pipeline.metrics import ConsumerMetrics

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.alert_rules import AlertRules
+from pipeline.alerting.rules import AlertRules
 from pipeline.errors import LineGuardError
 from pipeline.metrics import ConsumerMetrics
 from pipeline.model_runtime import OnnxModel

@@ -54,7 +54,7 @@ def write_normal_frames(root: Path, count: int, seed: int) -> Path:
 def run_demo(workdir: Path, frames: int, defect_rate: float, train_minutes: float, epochs: int = 40) -> DemoSummary:
     """Train, stream, consume, alert; every part is the real one, on 127.0.0.1."""
     from pipeline.alert_receiver import AlertReceiver
-    from pipeline.alerts import flush_outbox
+    from pipeline.alerting.outbox import flush_outbox
     from pipeline.broker import EmbeddedBroker, ensure_topics
     from pipeline.consumer import run_consumer
     from pipeline.results import FrameResult

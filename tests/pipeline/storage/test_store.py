@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from helpers import T0, frame_result
 from sqlalchemy import func, select
 
-from pipeline.alert_rules import AlertRuleConfig, AlertRules
+from pipeline.alerting.rules import AlertRuleConfig, AlertRules
 from pipeline.results import FrameResult
 from pipeline.storage.engine import migrate, open_database
 from pipeline.storage.review import list_defects, parse_since

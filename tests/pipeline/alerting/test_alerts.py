@@ -9,8 +9,10 @@ from helpers import frame_result
 from sqlalchemy import select
 
 from pipeline.alert_receiver import AlertReceiver
-from pipeline.alert_rules import AlertRuleConfig, AlertRules
-from pipeline.alerts import LogChannel, WebhookChannel, deliver_due, flush_outbox, sign, verify_signature
+from pipeline.alerting.channels import LogChannel, WebhookChannel
+from pipeline.alerting.outbox import deliver_due, flush_outbox
+from pipeline.alerting.rules import AlertRuleConfig, AlertRules
+from pipeline.alerting.signing import sign, verify_signature
 from pipeline.broker import free_port
 from pipeline.settings import Settings
 from pipeline.storage.engine import open_database

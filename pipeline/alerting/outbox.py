@@ -1,119 +1,25 @@
-"""Alert delivery from the outbox: webhook (JSON, HMAC-SHA256, retries with backoff), Kafka alert topic, log."""
+"""The alert outbox: pending deliveries written in the batch transaction, sent from here with retries and backoff.
+
+A dispatcher thread drains it while the consumer runs; `flush_outbox` delivers what is left after it stopped.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.alerting.channels import Channel, build_channels
 from pipeline.settings import Settings
 from pipeline.storage.tables import Alert, AlertDelivery
 
 log = logging.getLogger(__name__)
-
-SIGNATURE_HEADER = "X-LineGuard-Signature"
-TIMESTAMP_HEADER = "X-LineGuard-Timestamp"
-ALERT_ID_HEADER = "X-LineGuard-Alert-Id"
-
-
-class Channel(Protocol):
-    name: str
-
-    def send(self, alert_id: int, payload: dict[str, Any]) -> None:
-        """Deliver or raise; a raise means retry later."""
-
-
-def alert_body(alert_id: int, payload: dict[str, Any]) -> bytes:
-    return json.dumps({"alert_id": alert_id, **payload}, sort_keys=True).encode()
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """Signature header value: hex HMAC-SHA256 over "<timestamp>.<body>" (the timestamp guards against replays)."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
-def verify_signature(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
-    """For receivers: constant-time check of a webhook's signature header."""
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
-
-
-class WebhookChannel:
-    """POST one JSON alert; any non-2xx answer or network error is a failure to retry."""
-
-    name = "webhook"
-
-    def __init__(self, url: str, secret: str | None, timeout_s: float) -> None:
-        self.url = url
-        self.secret = secret
-        self.timeout_s = timeout_s
-
-    def send(self, alert_id: int, payload: dict[str, Any]) -> None:
-        body = alert_body(alert_id, payload)
-        timestamp = str(int(time.time()))
-        headers = {"Content-Type": "application/json", ALERT_ID_HEADER: str(alert_id), TIMESTAMP_HEADER: timestamp}
-        if self.secret:
-            headers[SIGNATURE_HEADER] = sign(self.secret, timestamp, body)
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-            if not 200 <= response.status < 300:
-                raise OSError(f"webhook answered {response.status}")
-
-
-class KafkaChannel:
-    """Publish the alert JSON to the alert topic, keyed by camera, and wait for the broker's ack."""
-
-    name = "kafka"
-
-    def __init__(self, producer: Any, topic: str, timeout_s: float = 10.0) -> None:
-        self.producer = producer
-        self.topic = topic
-        self.timeout_s = timeout_s
-
-    def send(self, alert_id: int, payload: dict[str, Any]) -> None:
-        key = str(payload.get("camera_id", "")).encode()
-        future = self.producer.send(self.topic, key=key, value=alert_body(alert_id, payload))
-        future.get(timeout=self.timeout_s)
-
-
-class LogChannel:
-    name = "log"
-
-    def send(self, alert_id: int, payload: dict[str, Any]) -> None:
-        log.warning(
-            "ALERT %d %s camera=%s line=%s score=%s source=%s",
-            alert_id,
-            payload.get("rule"),
-            payload.get("camera_id"),
-            payload.get("line_id"),
-            payload.get("score"),
-            payload.get("source"),
-        )
-
-
-def build_channels(settings: Settings, producer_factory: Callable[[], Any] | None = None) -> list[Channel]:
-    """The channels enabled in settings; the Kafka channel needs a producer factory."""
-    channels: list[Channel] = []
-    if settings.webhook_url:
-        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-        channels.append(WebhookChannel(settings.webhook_url, secret, settings.webhook_timeout_s))
-    if settings.alert_kafka and producer_factory is not None:
-        channels.append(KafkaChannel(producer_factory(), settings.alerts_topic))
-    if settings.alert_log:
-        channels.append(LogChannel())
-    return channels
 
 
 def deliver_due(
