@@ -46,7 +46,7 @@ def broker(
     partitions: Annotated[int, typer.Option(help="partitions of the frames topic")] = 1,
 ) -> None:
     """Start the embedded development broker (memory only) and print its address; Ctrl-C stops it."""
-    from pipeline.broker import EmbeddedBroker, ensure_topics
+    from pipeline.dev.broker import EmbeddedBroker, ensure_topics
 
     _quiet_kafka()
     with EmbeddedBroker(port=port or None) as running:
@@ -76,7 +76,7 @@ def simulate(
     config: ConfigOpt = None,
 ) -> None:
     """Publish camera frames to Kafka, ground truth in a header."""
-    from pipeline.simulator import publish_frames
+    from pipeline.dev.simulator import publish_frames
 
     _quiet_kafka()
     settings = _settings(config, bootstrap_servers=bootstrap)

@@ -41,7 +41,7 @@ class DemoSummary:
 
 def write_normal_frames(root: Path, count: int, seed: int) -> Path:
     """Normal frames from the simulator's own generator: the model learns the line it will watch."""
-    from pipeline.simulator import synthetic_frame
+    from pipeline.dev.simulator import synthetic_frame
 
     folder = root / "train" / "good"
     folder.mkdir(parents=True, exist_ok=True)
@@ -53,13 +53,13 @@ def write_normal_frames(root: Path, count: int, seed: int) -> Path:
 
 def run_demo(workdir: Path, frames: int, defect_rate: float, train_minutes: float, epochs: int = 40) -> DemoSummary:
     """Train, stream, consume, alert; every part is the real one, on 127.0.0.1."""
-    from pipeline.alert_receiver import AlertReceiver
     from pipeline.alerting.outbox import flush_outbox
-    from pipeline.broker import EmbeddedBroker, ensure_topics
     from pipeline.consumer import run_consumer
+    from pipeline.dev.broker import EmbeddedBroker, ensure_topics
+    from pipeline.dev.receiver import AlertReceiver
+    from pipeline.dev.simulator import publish_frames
     from pipeline.results import FrameResult
     from pipeline.settings import load_settings
-    from pipeline.simulator import publish_frames
     from training.config import TrainConfig
     from training.train import train
 

@@ -35,7 +35,7 @@ def bootstrap() -> Iterator[str]:
     if external:
         yield external
         return
-    from pipeline.broker import EmbeddedBroker
+    from pipeline.dev.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker.bootstrap
@@ -95,7 +95,7 @@ def line_settings(bootstrap: str, db_url: str, model: Path | None, **overrides: 
 
 
 def make_topics(settings: Settings, partitions: int = 1) -> None:
-    from pipeline.broker import ensure_topics
+    from pipeline.dev.broker import ensure_topics
 
     ensure_topics(settings.kafka_common(), [settings.frames_topic], partitions)
     ensure_topics(settings.kafka_common(), [settings.dlq_topic, settings.alerts_topic], 1)

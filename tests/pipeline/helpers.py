@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import create_engine, func, select, text
 
 from pipeline.consumer import ConsumerStats, run_consumer
+from pipeline.dev.simulator import SimFrame, synthetic_frames
 from pipeline.results import FrameResult, Source
 from pipeline.settings import Settings
-from pipeline.simulator import SimFrame, synthetic_frames
 from pipeline.storage.tables import Defect, InspectionCount
 
 

@@ -14,7 +14,7 @@ from helpers import ConsumerThread, db_totals, wait_for
 from typer.testing import CliRunner
 
 from pipeline import line_cli
-from pipeline.broker import free_port
+from pipeline.dev.broker import free_port
 from pipeline.storage.engine import migrate
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from pipeline import line_cli
 from pipeline.deadletter import H_REASON, H_SOURCE_OFFSET, H_SOURCE_PARTITION, H_SOURCE_TOPIC, H_VALUE_DROPPED
-from pipeline.simulator import publish_frames, synthetic_frame
+from pipeline.dev.simulator import publish_frames, synthetic_frame
 from pipeline.storage.engine import open_database
 from pipeline.storage.tables import Defect
 from pipeline.wire import PNG, encode_frame

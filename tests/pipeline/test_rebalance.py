@@ -10,7 +10,7 @@ from conftest import line_settings, make_topics
 from helpers import ConsumerThread, db_totals, wait_for
 from sqlalchemy import create_engine, func, select
 
-from pipeline.simulator import publish_frames
+from pipeline.dev.simulator import publish_frames
 from pipeline.storage.engine import migrate
 from pipeline.storage.tables import SourceOffset
 

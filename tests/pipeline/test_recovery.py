@@ -13,10 +13,10 @@ from conftest import FAST_GROUP, REPO_ROOT, line_settings, make_topics, new_pg_d
 from helpers import ConsumerThread, db_totals, expected_frames, read_topic, wait_for
 from sqlalchemy import create_engine, func, select
 
-from pipeline.alert_receiver import AlertReceiver
-from pipeline.broker import free_port
+from pipeline.dev.broker import free_port
+from pipeline.dev.receiver import AlertReceiver
+from pipeline.dev.simulator import publish_frames
 from pipeline.settings import Settings
-from pipeline.simulator import publish_frames
 from pipeline.storage.engine import migrate
 from pipeline.storage.tables import AlertDelivery, Defect, SourceOffset
 

@@ -12,7 +12,7 @@ from helpers import ConsumerThread, db_totals, wait_for
 from model_factory import build_tiny_model, tiny_metadata
 from sqlalchemy import create_engine, select
 
-from pipeline.simulator import publish_frames
+from pipeline.dev.simulator import publish_frames
 from pipeline.storage.engine import migrate
 from pipeline.storage.tables import Defect, ModelVersion
 

@@ -8,12 +8,12 @@ import pytest
 from helpers import frame_result
 from sqlalchemy import select
 
-from pipeline.alert_receiver import AlertReceiver
 from pipeline.alerting.channels import LogChannel, WebhookChannel
 from pipeline.alerting.outbox import deliver_due, flush_outbox
 from pipeline.alerting.rules import AlertRuleConfig, AlertRules
 from pipeline.alerting.signing import sign, verify_signature
-from pipeline.broker import free_port
+from pipeline.dev.broker import free_port
+from pipeline.dev.receiver import AlertReceiver
 from pipeline.settings import Settings
 from pipeline.storage.engine import open_database
 from pipeline.storage.store import ModelInfo, write_batch

@@ -11,7 +11,7 @@ import pytest
 from conftest import line_settings, make_topics
 from helpers import read_topic
 
-from pipeline.simulator import folder_frames, publish_frames, synthetic_frame
+from pipeline.dev.simulator import folder_frames, publish_frames, synthetic_frame
 from pipeline.wire import parse_headers
 
 
