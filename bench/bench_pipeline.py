@@ -31,10 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.consumer import run_consumer  # noqa: E402
+from pipeline.contract import ModelMetadata, ScoreStats  # noqa: E402
 from pipeline.dev.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from pipeline.dev.simulator import encode_sim_frame, publish_frames, synthetic_frames  # noqa: E402
-from pipeline.model_metadata import ModelMetadata, ScoreStats  # noqa: E402
-from pipeline.model_runtime import OnnxModel  # noqa: E402
+from pipeline.inference import OnnxModel  # noqa: E402
 from pipeline.results import FrameResult  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.stages import decode_record  # noqa: E402

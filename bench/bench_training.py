@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.model_runtime import read_metadata
+from pipeline.inference import read_metadata
 from training.config import TrainConfig
 from training.evaluate import evaluate
 from training.report import write_report

@@ -19,8 +19,8 @@ from pipeline.alerting.outbox import AlertDispatcher
 from pipeline.alerting.rules import AlertRuleConfig, AlertRules
 from pipeline.deadletter import DeadLetterSink
 from pipeline.errors import ConfigError, InvalidMessageError
+from pipeline.inference import ModelHolder
 from pipeline.metrics import ConsumerMetrics
-from pipeline.model_runtime import ModelHolder
 from pipeline.results import FrameResult
 from pipeline.settings import Settings
 from pipeline.sinks import DatabaseSink, ShutdownRequested, Written

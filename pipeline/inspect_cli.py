@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.errors import LineGuardError
-from pipeline.model_runtime import read_metadata
+from pipeline.inference import read_metadata
 
 
 def inspect_model(

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.alerting.rules import AlertRules
 from pipeline.errors import LineGuardError
+from pipeline.inference import OnnxModel
 from pipeline.metrics import ConsumerMetrics
-from pipeline.model_runtime import OnnxModel
 from pipeline.results import FrameResult
 from pipeline.settings import Settings
 from pipeline.storage.store import ModelInfo, fresh_results, register_model, stored_offsets, write_batch

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import InvalidMessageError
-from pipeline.model_runtime import OnnxModel
+from pipeline.inference import OnnxModel
 from pipeline.preprocess import preprocess
 from pipeline.results import FrameResult, Source
 from pipeline.verdict import find_regions, overlay_png

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-from pipeline.model_metadata import ScoreStats
+from pipeline.contract import ScoreStats
 
 
 def normal_threshold(scores: np.ndarray, quantile: float, sensitivity: float) -> float:

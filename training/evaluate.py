@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.model_runtime import OnnxModel
+from pipeline.inference import OnnxModel
 from training.data import LabelledSet, load_test_set
 from training.metrics import aupro, image_auroc, pixel_auroc, threshold_metrics
 

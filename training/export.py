@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.model_metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from pipeline.contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from training.errors import ExportParityError
 
 OPSET = 17

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from torch import nn
 
-from pipeline.model_metadata import ModelMetadata
+from pipeline.contract import ModelMetadata
 from pipeline.preprocess import InputSpec
 from training.calibrate import f1_optimal_threshold, normal_threshold, score_stats
 from training.config import TrainConfig

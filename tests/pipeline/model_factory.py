@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from pipeline.model_metadata import INPUT_NAME, ModelMetadata, ScoreStats
+from pipeline.contract import INPUT_NAME, ModelMetadata, ScoreStats
 
 OPSET = 17
 

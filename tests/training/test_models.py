@@ -9,8 +9,8 @@ import onnx
 import pytest
 import torch
 
-from pipeline.model_metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata, ScoreStats
-from pipeline.model_runtime import OnnxModel
+from pipeline.contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata, ScoreStats
+from pipeline.inference import OnnxModel
 from training.errors import ConfigError, UnknownModelError
 from training.export import ScoringGraph, export_onnx
 from training.losses import LossWeights, total_loss

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import build_app
-from pipeline.model_runtime import OnnxModel, read_metadata
+from pipeline.inference import OnnxModel, read_metadata
 from training.data import load_test_set
 from training.metrics import threshold_metrics
 

@@ -1,4 +1,4 @@
-"""The ONNX contract's metadata: what `training.export` embeds and what the runtime reads back.
+"""The ONNX contract's metadata: what `training.export` embeds in a model file and what the runtime reads back.
 
 Every value is stored as a string in the model's `metadata_props`; composite values are JSON.
 """

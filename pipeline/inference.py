@@ -1,4 +1,4 @@
-"""Load a LineGuard ONNX model and score batches with onnxruntime (CUDA when present, else CPU)."""
+"""Load a LineGuard ONNX model, score batches with onnxruntime (CUDA when present, else CPU), hot-reload it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from pipeline.contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from pipeline.errors import MetadataError, ModelLoadError
-from pipeline.model_metadata import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from model_factory import build_tiny_model, tiny_metadata
 
-from pipeline.model_runtime import ModelHolder, OnnxModel, thresholds_path
+from pipeline.inference import ModelHolder, OnnxModel, thresholds_path
 
 
 def bump_mtime(path: Path) -> None:
