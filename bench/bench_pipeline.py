@@ -32,12 +32,12 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.consumer import run_consumer  # noqa: E402
 from pipeline.contract import ModelMetadata, ScoreStats  # noqa: E402
+from pipeline.decode import decode_record  # noqa: E402
 from pipeline.dev.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from pipeline.dev.simulator import encode_sim_frame, publish_frames, synthetic_frames  # noqa: E402
 from pipeline.inference import OnnxModel  # noqa: E402
 from pipeline.results import FrameResult  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
-from pipeline.stages import decode_record  # noqa: E402
 from pipeline.storage.engine import open_database  # noqa: E402
 
 FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
@@ -178,8 +178,8 @@ def naive_loop(settings: Settings, count: int) -> float:
     from kafka import KafkaConsumer, TopicPartition
     from kafka.structs import OffsetAndMetadata
 
-    from pipeline.stages import judge
     from pipeline.storage.store import ModelInfo, write_batch
+    from pipeline.verdict import judge
 
     model = OnnxModel(settings.model_path)  # type: ignore[arg-type]
     model.warm_up(1)

@@ -18,14 +18,15 @@ from pipeline.alerting.channels import build_channels
 from pipeline.alerting.outbox import AlertDispatcher
 from pipeline.alerting.rules import AlertRuleConfig, AlertRules
 from pipeline.deadletter import DeadLetterSink
+from pipeline.decode import Decoded, try_decode
 from pipeline.errors import ConfigError, InvalidMessageError
 from pipeline.inference import ModelHolder
 from pipeline.metrics import ConsumerMetrics
 from pipeline.results import FrameResult
 from pipeline.settings import Settings
 from pipeline.sinks import DatabaseSink, ShutdownRequested, Written
-from pipeline.stages import Decoded, judge, try_decode
 from pipeline.storage.engine import open_database
+from pipeline.verdict import judge
 
 log = logging.getLogger(__name__)
 

@@ -87,17 +87,37 @@ def convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a frame lands in the size x size model input: its scaled size, the padding before it (letterbox)
+    and how many frame pixels one input pixel spans; `resize` and the verdict's boxes share it."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    frame_per_input_x: float
+    frame_per_input_y: float
+
+
+def placement(frame_hw: tuple[int, ...], size: int, mode: ResizeMode) -> Placement:
+    """'stretch' scales each axis to `size`; 'letterbox' keeps the aspect ratio and centres the frame."""
+    height, width = int(frame_hw[0]), int(frame_hw[1])
+    if mode == "stretch":
+        return Placement(size, size, 0, 0, width / size, height / size)
+    scale = size / max(height, width)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    return Placement(new_w, new_h, (size - new_w) // 2, (size - new_h) // 2, 1.0 / scale, 1.0 / scale)
+
+
 def resize(image: np.ndarray, size: int, mode: ResizeMode, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
     """Resize to size x size: 'stretch' ignores aspect ratio, 'letterbox' keeps it and pads with zeros."""
     if mode == "stretch":
         return cv2.resize(image, (size, size), interpolation=interpolation)
-    height, width = image.shape[:2]
-    scale = size / max(height, width)
-    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-    scaled = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    place = placement(image.shape, size, mode)
+    scaled = cv2.resize(image, (place.width, place.height), interpolation=interpolation)
     canvas = np.zeros((size, size, *image.shape[2:]), dtype=image.dtype)
-    top, left = (size - new_h) // 2, (size - new_w) // 2
-    canvas[top : top + new_h, left : left + new_w] = scaled
+    canvas[place.top : place.top + place.height, place.left : place.left + place.width] = scaled
     return canvas
 
 

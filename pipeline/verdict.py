@@ -1,14 +1,60 @@
-"""Verdict stage: score vs threshold, defect regions from the anomaly map, heatmap overlay; plain numpy functions."""
+"""Verdict stage: one batched inference, score vs threshold, defect regions from the anomaly map, heatmap overlay."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import cv2
 import numpy as np
 
-from pipeline.preprocess import InputSpec
+from pipeline.decode import Decoded
+from pipeline.inference import OnnxModel
+from pipeline.preprocess import InputSpec, placement
+from pipeline.results import FrameResult, Source
+
+
+def judge(model: OnnxModel, frames: list[Decoded], store_images: bool) -> list[FrameResult]:
+    """Score the batch in one inference; a frame whose score is above the image threshold is a defect."""
+    if not frames:
+        return []
+    scores = model.score(np.stack([f.model_input for f in frames]))
+    meta = model.metadata
+    detected_at = datetime.now(UTC)
+    results = []
+    for index, frame in enumerate(frames):
+        score = float(scores.score[index])
+        is_defect = score > meta.image_threshold
+        regions: list[dict[str, Any]] = []
+        overlay = None
+        if is_defect:
+            heat = scores.anomaly_map[index]
+            found = find_regions(heat, meta.pixel_threshold, frame.shape, meta.input_spec)
+            regions = [r.as_dict() for r in found]
+            overlay = overlay_png(frame.model_input, heat, meta.pixel_threshold) if store_images else None
+        record = frame.record
+        kept = is_defect and store_images
+        results.append(
+            FrameResult(
+                source=Source(record.topic, record.partition, record.offset),
+                camera_id=frame.meta.camera_id,
+                line_id=frame.meta.line_id,
+                seq=frame.meta.seq,
+                captured_at=frame.meta.captured_at,
+                detected_at=detected_at,
+                score=score,
+                threshold=meta.image_threshold,
+                is_defect=is_defect,
+                regions=regions,
+                frame=record.value if kept else None,
+                frame_content_type=frame.meta.content_type if kept else None,
+                overlay_png=overlay,
+                ground_truth=frame.meta.ground_truth,
+            )
+        )
+    return results
 
 
 @dataclass(frozen=True)
@@ -51,14 +97,10 @@ BoxMapper = Callable[[int, int, int, int], tuple[int, int, int, int]]
 
 
 def _box_mapper(frame_hw: tuple[int, ...], spec: InputSpec) -> BoxMapper:
+    """Model-input boxes back to frame pixels, through the placement `preprocess` resized the frame with."""
     height, width = int(frame_hw[0]), int(frame_hw[1])
-    if spec.resize_mode == "stretch":
-        sx, sy, ox, oy = width / spec.size, height / spec.size, 0.0, 0.0
-    else:
-        scale = spec.size / max(height, width)
-        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-        sx = sy = 1.0 / scale
-        ox, oy = (spec.size - new_w) // 2, (spec.size - new_h) // 2
+    place = placement(frame_hw, spec.size, spec.resize_mode)
+    sx, sy, ox, oy = place.frame_per_input_x, place.frame_per_input_y, place.left, place.top
 
     def mapped(x: int, y: int, w: int, h: int) -> tuple[int, int, int, int]:
         x0 = int(np.clip(np.floor((x - ox) * sx), 0, width - 1))

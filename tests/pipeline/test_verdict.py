@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.preprocess import InputSpec
+from pipeline.preprocess import InputSpec, preprocess
 from pipeline.verdict import find_regions, overlay_png
 
 
@@ -40,3 +40,16 @@ def test_separate_regions_and_noise() -> None:
 def test_overlay_is_a_png() -> None:
     data = overlay_png(np.zeros((1, 32, 32), np.float32), heat_with_box(32, 4, 4, 8, 8), 0.5)
     assert data.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("mode", ["stretch", "letterbox"])
+def test_boxes_map_back_through_the_resize_preprocess_did(mode: str) -> None:
+    # One geometry (preprocess.placement) for the resize and the way back: a box in the frame is
+    # found where it was after a round trip through the model-size input.
+    frame = np.zeros((90, 240), np.uint8)
+    frame[30:60, 120:180] = 255
+    spec = InputSpec(size=64, channels=1, resize_mode=mode)  # type: ignore[arg-type]
+    heat = preprocess(frame, spec)
+    [region] = find_regions(heat, 0.5, frame.shape, spec)
+    assert abs(region.x - 120) <= 4 and abs(region.y - 30) <= 4
+    assert abs(region.w - 60) <= 8 and abs(region.h - 30) <= 8
