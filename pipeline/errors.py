@@ -52,3 +52,7 @@ class ConfigError(LineGuardError):
 
 class NotFoundError(LineGuardError):
     """No row with that id."""
+
+
+class ShutdownRequested(LineGuardError):
+    """Stop was requested while a batch could not be written; its offsets stay uncommitted."""

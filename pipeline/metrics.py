@@ -6,6 +6,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
+from pipeline.results import FrameResult
+
 
 class ConsumerMetrics:
     """Counters and gauges the consumer updates; frames/s is `rate(lineguard_frames_total[1m])`."""
@@ -37,6 +39,20 @@ class ConsumerMetrics:
         self.db_retries = Counter("lineguard_db_retries", "Batch transactions retried", registry=self.registry)
         self.model = Info("lineguard_model", "Serving model and execution provider", registry=self.registry)
         self._server: Any = None
+
+    def observe(self, fresh: list[FrameResult], batch_seconds: float, lag: dict[tuple[str, int], int]) -> None:
+        """Count a committed batch: its new frames and defects, its time, the lag it leaves behind."""
+        for result in fresh:
+            self.frames.labels(camera=result.camera_id).inc()
+            self.frame_latency.observe(result.latency_ms / 1000.0)
+            if result.is_defect:
+                self.defects.labels(camera=result.camera_id).inc()
+        self.batch_seconds.observe(batch_seconds)
+        for (topic, partition), behind in lag.items():
+            self.lag.labels(topic=topic, partition=str(partition)).set(behind)
+
+    def serving(self, name: str, version: str, provider: str) -> None:
+        self.model.info({"name": name, "version": version, "provider": provider})
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """Expose /metrics over HTTP on `port` (a daemon thread) until `close`."""

@@ -1,9 +1,12 @@
-"""Database sink: one transaction per batch (defects, counts, alerts, offsets), retried while the database is down."""
+"""The write step: one database transaction per batch (defects, counts, alerts, offsets), retried while the database
+is down, on a writer thread of its own so that the next batch is decoded and scored meanwhile."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,23 +14,34 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.alerting.rules import AlertRules
-from pipeline.errors import LineGuardError
+from pipeline.errors import ShutdownRequested
 from pipeline.inference import OnnxModel
 from pipeline.metrics import ConsumerMetrics
 from pipeline.results import FrameResult
 from pipeline.settings import Settings
+from pipeline.source import Offsets
 from pipeline.storage.store import ModelInfo, fresh_results, register_model, stored_offsets, write_batch
 
 log = logging.getLogger(__name__)
 
 
-class ShutdownRequested(LineGuardError):
-    """Stop was requested while a batch could not be written; its offsets stay uncommitted."""
+@dataclass(frozen=True)
+class Batch:
+    """A processed batch: how many records were polled, their verdicts, the offsets they complete, who judged."""
+
+    polled: int  # records, including those sent to the dead-letter topic
+    results: list[FrameResult]
+    offsets: Offsets
+    model: OnnxModel
+    started: float  # monotonic time processing began, for the batch-time histogram
 
 
 @dataclass(frozen=True)
 class Written:
-    fresh: list[FrameResult]  # results not already stored by an earlier run
+    """A batch the database holds: its verdicts new to the database (not stored by an earlier run) and counts."""
+
+    batch: Batch
+    fresh: list[FrameResult]
     defects: int
     alerts: int
 
@@ -38,7 +52,7 @@ def _transient(exc: Exception) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-class DatabaseSink:
+class BatchTransaction:
     """Writes a batch in one transaction; while the database is unavailable, waits and retries the same batch."""
 
     def __init__(
@@ -58,20 +72,22 @@ class DatabaseSink:
         self.stop = stop
         self.retries = 0
 
-    def write(self, results: list[FrameResult], offsets: dict[tuple[str, int], int], model: OnnxModel) -> Written:
-        info = ModelInfo(model.metadata.model_name, model.metadata.model_version)
+    def write(self, batch: Batch) -> Written:
+        """Raises ShutdownRequested if stopped while the database is down (the batch stays uncommitted)."""
+        meta = batch.model.metadata
+        info = ModelInfo(meta.model_name, meta.model_version)
         delay = self.settings.db_retry_initial_s
         while True:
             self.rules.checkpoint()
             try:
                 with self.sessions() as session, session.begin():
-                    fresh = fresh_results(session, self.settings.group_id, results, offsets)
+                    fresh = fresh_results(session, self.settings.group_id, batch.results, batch.offsets)
                     alerts = self.rules.evaluate(fresh, info.version)
                     result = write_batch(
                         session,
                         self.settings.group_id,
                         fresh,
-                        offsets,
+                        batch.offsets,
                         alerts,
                         self.channels,
                         info,
@@ -79,7 +95,7 @@ class DatabaseSink:
                     )
                 for alert in alerts:
                     self.metrics.alerts.labels(rule=alert.rule).inc()
-                return Written(fresh=fresh, defects=result.defects, alerts=result.alerts)
+                return Written(batch, fresh, result.defects, result.alerts)
             except Exception as exc:
                 self.rules.rollback()
                 if not _transient(exc):
@@ -95,7 +111,7 @@ class DatabaseSink:
                     raise ShutdownRequested("stopped while the database was unavailable") from exc
                 delay = min(delay * 2, self.settings.db_retry_max_s)
 
-    def stored_offsets(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    def stored_offsets(self, partitions: list[tuple[str, int]]) -> Offsets:
         with self.sessions() as session:
             return stored_offsets(session, self.settings.group_id, partitions)
 
@@ -115,3 +131,38 @@ class DatabaseSink:
                     "first_served_at": datetime.now(UTC),
                 },
             )
+
+
+class BatchWriter:
+    """The overlap of writing and scoring, as one object: `submit(batch N+1)` waits for batch N's transaction,
+    starts N+1's on the writer thread and returns N's outcome, which the loop then commits to Kafka.
+
+    Transactions run one at a time, in batch order (alert rule state and stored offsets depend on it).
+    """
+
+    def __init__(self, transaction: BatchTransaction) -> None:
+        self.transaction = transaction
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="db-writer")
+        self._inflight: Future[Written] | None = None
+
+    def submit(self, batch: Batch) -> Written | None:
+        """Start writing `batch`; the previous batch, now in the database, or None when there was none."""
+        previous = self.drain()
+        self._inflight = self._thread.submit(self.transaction.write, batch)
+        return previous
+
+    def drain(self) -> Written | None:
+        """Wait for the batch being written; its outcome, or None when none was in flight. Raises what it raised."""
+        inflight, self._inflight = self._inflight, None
+        return inflight.result() if inflight is not None else None
+
+    def settle(self) -> None:
+        """Wait for the batch being written without taking its outcome (a rebalance: let it reach the database)."""
+        inflight = self._inflight
+        if inflight is not None:
+            with contextlib.suppress(Exception):  # its error surfaces in drain()
+                inflight.result()
+
+    def close(self) -> None:
+        self.settle()
+        self._thread.shutdown(wait=True)
