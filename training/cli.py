@@ -1,13 +1,15 @@
 """Training commands of the `lineguard` CLI: `train`, `evaluate`, `models`, `demo`.
 
-This module imports no torch itself, so that `lineguard consume` on a line machine does not pay for
-loading the training stack; each command imports its implementation when called.
+`register` is this package's entry in the `lineguard.commands` entry-point group (pyproject.toml). This
+module imports no torch, so that building the CLI does not pay for loading the training stack; each
+command checks the training extra, then imports its implementation.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import logging
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -15,17 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.errors import LineGuardError
-from training.config import TrainConfig
-
-TRAINING_EXTRA_HINT = "pip install torch==2.13.0 'lineguard[train]'"
-
-
-def require_training_stack() -> None:
-    """Fail with the install command when the training extra is missing (e.g. on a line image)."""
-    for module in ("torch", "sklearn", "matplotlib"):
-        if importlib.util.find_spec(module) is None:
-            raise LineGuardError(f"this command needs the training extra ({module} is missing): {TRAINING_EXTRA_HINT}")
+from training.extra import require_training_stack
 
 
 def train_command(
@@ -55,6 +47,7 @@ def train_command(
 ) -> None:
     """Train on normal images, calibrate thresholds on held-out normals, export one ONNX file."""
     require_training_stack()
+    from training.config import TrainConfig
     from training.train import train
 
     cfg = TrainConfig(
@@ -113,10 +106,30 @@ def models_command() -> None:
         typer.echo(f"{name:12s} {MODELS[name].summary}")
 
 
+def demo_command(
+    workdir: Annotated[Path | None, typer.Option(help="folder for data, model and database (default: temp)")] = None,
+    frames: Annotated[int, typer.Option(help="frames to stream")] = 600,
+    defect_rate: Annotated[float, typer.Option(help="fraction of frames with an injected defect")] = 0.1,
+    train_minutes: Annotated[float, typer.Option(help="training time budget")] = 1.5,
+) -> None:
+    """Run LineGuard end to end on embedded defaults and print a summary."""
+    require_training_stack()
+    from training.demo import run_demo
+
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # client chatter would bury the summary
+    folder = workdir or Path(tempfile.mkdtemp(prefix="lineguard-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = run_demo(folder, frames, defect_rate, train_minutes)
+    table = Table(title="LineGuard demo", show_header=False)
+    for key, value in summary.__dict__.items():
+        table.add_row(key.replace("_", " "), f"{value:.1f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    Console().print(f"review the defects: lineguard defects list --db {summary.database}")
+
+
 def register(app: typer.Typer) -> None:
+    """Add the training commands to the `lineguard` app (the `training` entry of `lineguard.commands`)."""
     app.command("train")(train_command)
     app.command("evaluate")(evaluate_command)
     app.command("models")(models_command)
-    from training.demo import demo_command
-
     app.command("demo")(demo_command)

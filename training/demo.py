@@ -1,21 +1,15 @@
-"""`lineguard demo`: the whole job on embedded defaults (embedded broker, SQLite, a small model trained
-on the spot, a stream of frames with defects, the consumer, signed webhook alerts to a local receiver),
-ending with a summary table."""
+"""The demo behind `lineguard demo`: the whole job on embedded defaults (embedded broker, SQLite, a small
+model trained on the spot, a stream of frames with defects, the consumer, signed webhook alerts to a local
+receiver), summarised against the simulator's ground truth."""
 
 from __future__ import annotations
 
-import logging
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import cv2
 import numpy as np
-import typer
-from rich.console import Console
-from rich.table import Table
 
 DEMO_SECRET = "lineguard-demo-secret"
 
@@ -120,24 +114,3 @@ def run_demo(workdir: Path, frames: int, defect_rate: float, train_minutes: floa
         database=settings.database_url,
         model=str(model),
     )
-
-
-def demo_command(
-    workdir: Annotated[Path | None, typer.Option(help="folder for data, model and database (default: temp)")] = None,
-    frames: Annotated[int, typer.Option(help="frames to stream")] = 600,
-    defect_rate: Annotated[float, typer.Option(help="fraction of frames with an injected defect")] = 0.1,
-    train_minutes: Annotated[float, typer.Option(help="training time budget")] = 1.5,
-) -> None:
-    """Run LineGuard end to end on embedded defaults and print a summary."""
-    from training.cli import require_training_stack
-
-    require_training_stack()
-    logging.getLogger("kafka").setLevel(logging.WARNING)  # client chatter would bury the summary
-    folder = workdir or Path(tempfile.mkdtemp(prefix="lineguard-demo-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    summary = run_demo(folder, frames, defect_rate, train_minutes)
-    table = Table(title="LineGuard demo", show_header=False)
-    for key, value in summary.__dict__.items():
-        table.add_row(key.replace("_", " "), f"{value:.1f}" if isinstance(value, float) else str(value))
-    Console().print(table)
-    Console().print(f"review the defects: lineguard defects list --db {summary.database}")

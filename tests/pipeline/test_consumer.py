@@ -13,7 +13,7 @@ from helpers import ConsumerThread, db_totals, expected_frames, iou, read_topic
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from pipeline import line_cli
+from pipeline.cli import defects as defects_cli
 from pipeline.deadletter import H_REASON, H_SOURCE_OFFSET, H_SOURCE_PARTITION, H_SOURCE_TOPIC, H_VALUE_DROPPED
 from pipeline.dev.simulator import publish_frames, synthetic_frame
 from pipeline.storage.engine import open_database
@@ -75,7 +75,7 @@ def test_frames_in_defects_out_with_the_right_boxes(bootstrap: str, db_url: str,
 
 def cli_app() -> typer.Typer:
     app = typer.Typer()
-    line_cli.register(app)
+    defects_cli.register(app)
     return app
 
 

@@ -19,7 +19,7 @@ def all_submodules() -> list[str]:
 
 def test_pipeline_imports_no_torch() -> None:
     modules = ["pipeline", *all_submodules()]
-    assert "pipeline.consumer" in modules and "pipeline.line_cli" in modules
+    assert "pipeline.consumer" in modules and "pipeline.cli.app" in modules
     code = (
         "import importlib, json, sys\n"
         f"for name in {modules!r}:\n"

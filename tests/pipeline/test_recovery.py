@@ -33,7 +33,7 @@ def consumer_process(settings: Settings, tmp_path: Path, name: str, idle_exit: f
     command = [
         sys.executable,
         "-m",
-        "pipeline.line_cli",
+        "pipeline",
         "consume",
         "--bootstrap",
         settings.bootstrap_servers,

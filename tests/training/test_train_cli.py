@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import build_app
+from pipeline.cli.app import build_app
 from pipeline.inference import OnnxModel, read_metadata
 from training.data import load_test_set
 from training.metrics import threshold_metrics
@@ -100,7 +100,7 @@ def test_cli_errors_are_one_readable_line(args: list[str], message: str, tiny_da
 
 def test_building_the_cli_loads_no_torch() -> None:
     # `lineguard consume` on a line machine must not pay for (or need) the training stack
-    code = "import sys; from pipeline.cli import build_app; build_app(); print('torch' in sys.modules)"
+    code = "import sys; from pipeline.cli.app import build_app; build_app(); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
 

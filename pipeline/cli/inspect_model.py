@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.errors import LineGuardError
-from pipeline.inference import read_metadata
 
 
 def inspect_model(
@@ -20,6 +19,8 @@ def inspect_model(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Print the metadata a LineGuard ONNX model carries (thresholds, input layout, provenance)."""
+    from pipeline.inference import read_metadata
+
     try:
         metadata = read_metadata(model)
     except LineGuardError as exc:

@@ -8,29 +8,22 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import typer
 from conftest import REPO_ROOT, line_settings, make_topics, subprocess_env
 from helpers import ConsumerThread, db_totals, wait_for
 from typer.testing import CliRunner
 
-from pipeline import line_cli
+from pipeline.cli.app import build_app
 from pipeline.dev.broker import free_port
 from pipeline.storage.engine import migrate
 
 pytestmark = pytest.mark.integration
 
 
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    line_cli.register(app)
-    return app
-
-
 def test_broker_command_prints_its_address_and_serves() -> None:
     from kafka import KafkaAdminClient
 
     port = free_port()
-    command = [sys.executable, "-m", "pipeline.line_cli", "broker", "--port", str(port)]
+    command = [sys.executable, "-m", "pipeline", "broker", "--port", str(port)]
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -55,7 +48,7 @@ def test_simulate_then_consume_with_metrics(bootstrap: str, tmp_path: Path, tiny
     make_topics(settings)
     migrate(url)
     sent = CliRunner().invoke(
-        cli(),
+        build_app(),
         [
             "simulate",
             "--bootstrap",
@@ -96,7 +89,7 @@ def test_consume_without_a_model_is_one_readable_error(bootstrap: str, tmp_path:
     command = [
         sys.executable,
         "-m",
-        "pipeline.line_cli",
+        "pipeline",
         "consume",
         "--bootstrap",
         bootstrap,

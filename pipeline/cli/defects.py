@@ -1,0 +1,121 @@
+"""`lineguard defects list | show | review`: the review queries over stored defects."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.cli.options import ConfigOpt, DbOpt, settings_from
+from pipeline.errors import LineGuardError
+
+TABLE_COLUMNS = ("id", "camera", "captured (UTC)", "score", "regions", "status", "label")
+
+defects_app = typer.Typer(help="Review stored defects.", no_args_is_help=True)
+
+
+@defects_app.command("list")
+def defects_list(
+    db: DbOpt = None,
+    camera: Annotated[str | None, typer.Option(help="camera id")] = None,
+    line: Annotated[str | None, typer.Option(help="line id")] = None,
+    since: Annotated[str | None, typer.Option(help="30m, 2h, 7d or an ISO time")] = None,
+    min_score: Annotated[float | None, typer.Option(help="lowest score shown")] = None,
+    status: Annotated[str | None, typer.Option(help="review status: new, confirmed, rejected")] = None,
+    limit: Annotated[int, typer.Option(help="rows at most")] = 100,
+    output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    config: ConfigOpt = None,
+) -> None:
+    """List defects, newest first."""
+    from pipeline.storage.engine import open_database
+    from pipeline.storage.review import list_defects, parse_since, summary
+
+    if output not in ("table", "json", "csv"):
+        raise LineGuardError(f"--format must be table, json or csv, got {output!r}")
+    settings = settings_from(config, database_url=db)
+    _, sessions = open_database(settings.database_url)
+    with sessions() as session:
+        rows = [
+            summary(d)
+            for d in list_defects(
+                session, camera, line, parse_since(since) if since else None, min_score, status, limit=limit
+            )
+        ]
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+    elif output == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["id"])
+        writer.writeheader()
+        writer.writerows(rows)
+        typer.echo(buffer.getvalue(), nl=False)
+    else:
+        # The table keeps what fits a terminal; json and csv carry every field.
+        table = Table(title=f"{len(rows)} defects")
+        for column in TABLE_COLUMNS:
+            table.add_column(column, no_wrap=True)
+        for row in rows:
+            captured = str(row["captured_at"])[:19].replace("T", " ")
+            table.add_row(
+                str(row["id"]),
+                str(row["camera_id"]),
+                captured,
+                f"{row['score']:.4f}",
+                str(row["regions"]),
+                str(row["status"]),
+                str(row["label"] or ""),
+            )
+        Console().print(table)
+
+
+@defects_app.command("show")
+def defects_show(
+    defect_id: Annotated[int, typer.Argument(help="defect id")],
+    db: DbOpt = None,
+    save_frame: Annotated[Path | None, typer.Option(help="write the stored frame here")] = None,
+    save_overlay: Annotated[Path | None, typer.Option(help="write the heatmap overlay PNG here")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Show one defect with its regions; optionally save its frame and heatmap overlay."""
+    from pipeline.storage.engine import open_database
+    from pipeline.storage.review import get_defect, summary
+
+    settings = settings_from(config, database_url=db)
+    _, sessions = open_database(settings.database_url)
+    with sessions() as session:
+        defect = get_defect(session, defect_id)
+        data = summary(defect) | {"regions": defect.regions, "ground_truth": defect.ground_truth}
+        if save_frame is not None and defect.frame:
+            save_frame.write_bytes(defect.frame)
+        if save_overlay is not None and defect.overlay_png:
+            save_overlay.write_bytes(defect.overlay_png)
+    typer.echo(json.dumps(data, indent=2))
+
+
+@defects_app.command("review")
+def defects_review(
+    defect_id: Annotated[int, typer.Argument(help="defect id")],
+    status: Annotated[str, typer.Option(help="confirmed, rejected or new")],
+    label: Annotated[str | None, typer.Option(help="defect type, e.g. scratch")] = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Record a review verdict and label on one defect."""
+    from pipeline.storage.engine import open_database
+    from pipeline.storage.review import review_defect, summary
+
+    settings = settings_from(config, database_url=db)
+    _, sessions = open_database(settings.database_url)
+    with sessions() as session, session.begin():
+        data = summary(review_defect(session, defect_id, status, label))
+    typer.echo(json.dumps(data, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(defects_app, name="defects")
