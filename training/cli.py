@@ -23,12 +23,20 @@ from training.extra import require_training_stack
 def train_command(
     data_dir: Annotated[Path, typer.Argument(help="MVTec-layout folder (train/good) or a folder of normal images")],
     out: Annotated[Path, typer.Option(help="where to write the .onnx model")],
-    model: Annotated[str, typer.Option(help="registered model (see `lineguard models`)")] = "cae",
-    size: Annotated[int, typer.Option(help="square model input size in pixels")] = 128,
-    epochs: Annotated[int, typer.Option(help="maximum epochs")] = 300,
-    max_minutes: Annotated[float, typer.Option(help="training time budget")] = 9.0,
-    batch_size: Annotated[int, typer.Option()] = 8,
-    learning_rate: Annotated[float, typer.Option(help="peak learning rate (cosine decay over the budget)")] = 2e-3,
+    model: Annotated[
+        str | None, typer.Option(help="registered model (see `lineguard models`); default: feature-cae")
+    ] = None,
+    backbone: Annotated[
+        str,
+        typer.Option(help="pretrained backbone of feature-space models; 'none' trains a model from scratch (cae)"),
+    ] = "efficientnet-lite0",
+    size: Annotated[int | None, typer.Option(help="square model input size in pixels (default: the model's)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="maximum epochs (default: the model's)")] = None,
+    max_minutes: Annotated[float, typer.Option(help="time budget for training")] = 9.0,
+    batch_size: Annotated[int | None, typer.Option(help="default: the model's")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="peak learning rate, cosine decay over the budget (default: the model's)")
+    ] = None,
     resize_mode: Annotated[str, typer.Option(help="stretch or letterbox (keeps aspect ratio)")] = "stretch",
     latent_channels: Annotated[int, typer.Option(help="bottleneck channels")] = 64,
     dropout: Annotated[float, typer.Option(help="bottleneck dropout (regularisation)")] = 0.1,
@@ -54,6 +62,7 @@ def train_command(
         data_dir=data_dir,
         out=out,
         model=model,
+        backbone=backbone,
         size=size,
         epochs=epochs,
         max_minutes=max_minutes,

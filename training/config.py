@@ -6,22 +6,31 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from training.backbone import backbone_names
 from training.errors import ConfigError
+from training.models import DEFAULT_MODEL, DEFAULT_SCRATCH_MODEL, model_entry
+
+NO_BACKBONE = "none"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything `train()` needs; defaults are sized for a 2-core CPU and a few minutes."""
+    """Everything `train()` needs; defaults are sized for a 2-core CPU and a few minutes.
+
+    Fields left None take the model's defaults (`TrainDefaults` in the registry); `model` None means
+    the default model, or the default from-scratch model when `backbone` is "none".
+    """
 
     data_dir: Path
     out: Path
-    model: str = "cae"
-    size: int = 128
+    model: str | None = None
+    backbone: str = "efficientnet-lite0"
+    size: int | None = None
     resize_mode: str = "stretch"
-    epochs: int = 300
+    epochs: int | None = None
     max_minutes: float = 9.0
-    batch_size: int = 8
-    learning_rate: float = 2e-3
+    batch_size: int | None = None
+    learning_rate: float | None = None
     weight_decay: float = 1e-5
     patience: int = 15
     val_fraction: float = 0.1
@@ -31,6 +40,7 @@ class TrainConfig:
     latent_channels: int = 64
     dropout: float = 0.1
     head_width: int = 8
+    restorer_epochs: int = 30
     ssim_weight: float = 1.0
     segmentation_weight: float = 1.0
     kl_weight: float = 1e-3
@@ -43,12 +53,14 @@ class TrainConfig:
     show_progress: bool = True
 
     def __post_init__(self) -> None:
+        self._resolve_model_defaults()
         checks: list[tuple[str, bool, str]] = [
             (
                 "size",
-                self.size >= 32 and self.size % 2 ** len(self.widths) == 0,
-                f"must be >= 32 and divisible by {2 ** len(self.widths)}",
+                self.size >= 32 and self.size % self.size_multiple == 0,
+                f"must be >= 32 and divisible by {self.size_multiple}",
             ),
+            ("restorer_epochs", self.restorer_epochs >= 0, "must be >= 0"),
             ("resize_mode", self.resize_mode in ("stretch", "letterbox"), "must be 'stretch' or 'letterbox'"),
             ("epochs", self.epochs >= 1, "must be >= 1"),
             ("max_minutes", self.max_minutes > 0, "must be > 0"),
@@ -68,12 +80,36 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(name, getattr(self, name), reason)
 
+    def _resolve_model_defaults(self) -> None:
+        valid_backbones = [*backbone_names(), NO_BACKBONE]
+        if self.backbone not in valid_backbones:
+            raise ConfigError("backbone", self.backbone, f"must be one of {', '.join(valid_backbones)}")
+        if self.model is None:
+            object.__setattr__(self, "model", DEFAULT_SCRATCH_MODEL if self.backbone == NO_BACKBONE else DEFAULT_MODEL)
+        entry = model_entry(self.model)  # type: ignore[arg-type]
+        if entry.uses_backbone and self.backbone == NO_BACKBONE:
+            raise ConfigError("backbone", self.backbone, f"model {self.model!r} works on a pretrained backbone")
+        for name in ("size", "batch_size", "learning_rate", "epochs"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(entry.defaults, name))
+
+    @property
+    def uses_backbone(self) -> bool:
+        return model_entry(self.model).uses_backbone  # type: ignore[arg-type]
+
+    @property
+    def size_multiple(self) -> int:
+        """Feature-space models downsample by 32 (backbone stride 16, then the bottleneck)."""
+        return 32 if self.uses_backbone else 2 ** len(self.widths)
+
     @property
     def score_pool(self) -> int:
         """Odd window (about 1/12 of the image) over which the anomaly map is averaged for the image score."""
         return max(3, (self.size // 12) | 1)
 
     def model_overrides(self) -> dict[str, Any]:
+        if self.uses_backbone:
+            return {"backbone": self.backbone, "image_size": self.size}
         return {
             "widths": self.widths,
             "latent_channels": self.latent_channels,

@@ -42,3 +42,11 @@ class ExportParityError(TrainingError):
         self.output = output
         self.max_abs_diff = max_abs_diff
         super().__init__(f"ONNX output {output!r} differs from torch by {max_abs_diff:.2e} (> {tolerance:.0e})")
+
+
+class BackboneError(TrainingError):
+    """A pretrained backbone that is unknown, not installed or whose weights do not fit."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        super().__init__(f"backbone {name!r}: {reason}")

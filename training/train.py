@@ -5,45 +5,37 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from torch import nn
 
 from pipeline.contract import ModelMetadata
 from pipeline.preprocess import InputSpec
+from training.backbone import backbone_entry, weights_digest
 from training.calibrate import f1_optimal_threshold, normal_threshold, score_stats
-from training.config import TrainConfig
+from training.config import NO_BACKBONE, TrainConfig
 from training.data import detect_channels, files_digest, list_images, load_images, load_test_set, split_validation
 from training.data import train_folder as find_train_folder
 from training.export import ScoringGraph, export_onnx
+from training.feature_fit import fit_feature_model
+from training.fitting import FitSummary, copy_state, cosine_learning_rate, progress_bar, set_learning_rate
 from training.losses import LossWeights, total_loss
 from training.models import create_model
+from training.models.feature_space import FeatureSpaceAutoencoder
 from training.synthetic_defects import corrupt_batch
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class FitSummary:
-    """How the fit went, stored in the model's metadata and printed at the end."""
-
-    epochs: int
-    minutes: float
-    best_epoch: int
-    best_val_loss: float
-    stopped_by: str
-
-
 def train(cfg: TrainConfig) -> Path:
     """Train, calibrate and export one model; returns the path of the written .onnx file."""
     started = time.monotonic()
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)  # checkpoints are written there during the fit
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     files = list_images(find_train_folder(cfg.data_dir))
@@ -54,10 +46,14 @@ def train(cfg: TrainConfig) -> Path:
     log.info("%d training and %d validation images at %s on %s", len(train_idx), len(val_idx), spec, device)
 
     model = create_model(cfg.model, spec.channels, **cfg.model_overrides())
-    # channels-last convolutions run about 3x faster on CPU (oneDNN) and do not hurt on CUDA
-    model = model.to(device, memory_format=torch.channels_last)
-    summary = fit(model, train_images, val_images, cfg, device)
-    model = model.cpu().to(memory_format=torch.contiguous_format)
+    if isinstance(model, FeatureSpaceAutoencoder):
+        summary = fit_feature_model(model, train_images, val_images, cfg, device)
+        model = model.cpu()
+    else:
+        # channels-last convolutions run about 3x faster on CPU (oneDNN) and do not hurt on CUDA
+        model = model.to(device, memory_format=torch.channels_last)
+        summary = fit(model, train_images, val_images, cfg, device)
+        model = model.cpu().to(memory_format=torch.contiguous_format)
     graph = ScoringGraph(model, cfg.score_pool).eval()
 
     val_maps, val_scores = predict(graph, val_images)
@@ -81,11 +77,24 @@ def train(cfg: TrainConfig) -> Path:
         pixel_score_stats=score_stats(val_maps[:, :, ::4, ::4]),
         train_data_digest=files_digest(files),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        training_config={**cfg.to_json_dict(), "summary": summary.__dict__},
+        training_config={**cfg.to_json_dict(), "summary": summary.__dict__, "backbone": backbone_record(cfg)},
     )
     parity = export_onnx(graph, metadata, cfg.out)
     print_summary(cfg, metadata, summary, parity, time.monotonic() - started)
     return cfg.out
+
+
+def backbone_record(cfg: TrainConfig) -> dict[str, str]:
+    """Which pretrained weights the model carries, so a site can check their origin and licence."""
+    if not cfg.uses_backbone:
+        return {"name": NO_BACKBONE}
+    entry = backbone_entry(cfg.backbone)
+    return {
+        "name": cfg.backbone,
+        "weights_sha256": weights_digest(cfg.backbone),
+        "licence": entry.licence,
+        "source": entry.source,
+    }
 
 
 def pick_device(requested: str) -> torch.device:
@@ -110,10 +119,10 @@ def fit(
     )
     deadline = time.monotonic() + cfg.max_minutes * 60
     started = time.monotonic()
-    best_loss, best_epoch, best_state = math.inf, 0, _copy_state(model)
+    best_loss, best_epoch, best_state = math.inf, 0, copy_state(model)
     stopped_by, epoch = "epochs", 0
     batches_per_epoch = max(1, len(train_images) // cfg.batch_size)
-    with _progress(cfg.show_progress) as progress:
+    with progress_bar(cfg.show_progress) as progress:
         task = progress.add_task("training", total=cfg.epochs)
         for epoch in range(1, cfg.epochs + 1):
             model.train()
@@ -132,7 +141,7 @@ def fit(
                 optimizer.step()
             val_loss = validation_loss(model, val_inputs, val_images, val_masks, weights, device)
             if val_loss < best_loss:
-                best_loss, best_epoch, best_state = val_loss, epoch, _copy_state(model)
+                best_loss, best_epoch, best_state = val_loss, epoch, copy_state(model)
                 torch.save(best_state, cfg.out.with_suffix(".ckpt.pt"))
             progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best_loss:.4f}")
             if epoch - best_epoch >= cfg.patience:
@@ -145,27 +154,8 @@ def fit(
     return FitSummary(epoch, (time.monotonic() - started) / 60, best_epoch, best_loss, stopped_by)
 
 
-def cosine_learning_rate(base: float, progress: float, floor: float = 0.05) -> float:
-    """Cosine decay over the run, measured by whichever of time budget or epoch cap is nearer."""
-    progress = min(1.0, max(0.0, progress))
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = value
-
-
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(array).to(device).contiguous(memory_format=torch.channels_last)
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), disable=not enabled)
-
-
-def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {key: value.detach().clone() for key, value in model.state_dict().items()}
 
 
 @torch.no_grad()

@@ -42,7 +42,7 @@ def tiny_metadata(name: str, channels: int) -> ModelMetadata:
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_forward_backward_export_parity(name: str, channels: int, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = create_model(name, channels, widths=(8, 8, 16, 16), latent_channels=8, head_width=4)
+    model = create_model(name, channels, widths=(8, 8, 16, 16), latent_channels=8, head_width=4, image_size=SIZE)
     clean = torch.rand(2, channels, SIZE, SIZE)
     mask = torch.zeros(2, 1, SIZE, SIZE)
     mask[0, 0, 4:10, 4:10] = 1
@@ -70,7 +70,7 @@ def test_forward_backward_export_parity(name: str, channels: int, tmp_path: Path
 
 
 def test_unknown_model_lists_valid_names() -> None:
-    with pytest.raises(UnknownModelError, match="valid names: cae, cae-plain, vae"):
+    with pytest.raises(UnknownModelError, match="valid names: cae, cae-plain, feature-cae, reverse-distillation, vae"):
         create_model("resnet", 3)
 
 

@@ -12,6 +12,8 @@ from torch import nn
 from training.errors import ConfigError, UnknownModelError
 from training.models.cae import CAEConfig, DenoisingSegmentingCAE
 from training.models.cae_plain import PlainCAE, PlainCAEConfig
+from training.models.feature_cae import FeatureCAE, FeatureCAEConfig
+from training.models.reverse_distillation import ReverseDistillation, ReverseDistillationConfig
 from training.models.vae import ConvVAE, VAEConfig
 
 
@@ -22,13 +24,49 @@ class ModelEntry:
     config_class: type
     build: Callable[[Any], nn.Module]
     summary: str
+    defaults: TrainDefaults
+    uses_backbone: bool = False
 
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    """Training settings a model is tuned for, used where the run's config leaves them unset."""
+
+    size: int
+    batch_size: int
+    learning_rate: float
+    epochs: int
+
+
+FROM_SCRATCH = TrainDefaults(size=128, batch_size=8, learning_rate=2e-3, epochs=300)
+# Feature-space models train on cached features: many cheap epochs, larger batches.
+IN_FEATURE_SPACE = TrainDefaults(size=224, batch_size=16, learning_rate=1e-3, epochs=60)
 
 MODELS: dict[str, ModelEntry] = {
-    "cae": ModelEntry(CAEConfig, DenoisingSegmentingCAE, "denoising CAE + defect-segmentation head (default)"),
-    "cae-plain": ModelEntry(PlainCAEConfig, PlainCAE, "plain convolutional autoencoder, reconstruction error"),
-    "vae": ModelEntry(VAEConfig, ConvVAE, "variational convolutional autoencoder, reconstruction error"),
+    "feature-cae": ModelEntry(
+        FeatureCAEConfig,
+        FeatureCAE,
+        "convolutional autoencoder on frozen pretrained features (default)",
+        IN_FEATURE_SPACE,
+        uses_backbone=True,
+    ),
+    "reverse-distillation": ModelEntry(
+        ReverseDistillationConfig,
+        ReverseDistillation,
+        "frozen pretrained encoder, one-class bottleneck, student decoder; cosine distance",
+        IN_FEATURE_SPACE,
+        uses_backbone=True,
+    ),
+    "cae": ModelEntry(
+        CAEConfig, DenoisingSegmentingCAE, "denoising CAE + defect-segmentation head, from scratch", FROM_SCRATCH
+    ),
+    "cae-plain": ModelEntry(
+        PlainCAEConfig, PlainCAE, "plain convolutional autoencoder, reconstruction error", FROM_SCRATCH
+    ),
+    "vae": ModelEntry(VAEConfig, ConvVAE, "variational convolutional autoencoder, reconstruction error", FROM_SCRATCH),
 }
+DEFAULT_MODEL = "feature-cae"
+DEFAULT_SCRATCH_MODEL = "cae"
 
 
 log = logging.getLogger(__name__)
@@ -38,6 +76,12 @@ def model_names() -> list[str]:
     return sorted(MODELS)
 
 
+def model_entry(name: str) -> ModelEntry:
+    if name not in MODELS:
+        raise UnknownModelError(name, model_names())
+    return MODELS[name]
+
+
 def create_model(name: str, channels: int, **overrides: Any) -> nn.Module:
     """Build a registered model; `overrides` set fields of its config (None: keep the model's default).
 
@@ -45,9 +89,7 @@ def create_model(name: str, channels: int, **overrides: Any) -> nn.Module:
     default model). A key only other models have (`dropout` for `vae`: the training config passes
     its knobs to every model) is ignored with a warning that names it.
     """
-    if name not in MODELS:
-        raise UnknownModelError(name, model_names())
-    entry = MODELS[name]
+    entry = model_entry(name)
     valid = sorted(f.name for f in fields(entry.config_class) if f.name != "channels")
     given = {key: value for key, value in overrides.items() if value is not None}
     anywhere = {f.name for other in MODELS.values() for f in fields(other.config_class)}

@@ -1,0 +1,148 @@
+"""Training of the feature-space autoencoders: backbone features of the normal images are extracted
+once and cached; the autoencoder trains on the cache, then the image restorer on cached features of
+corrupted copies (so it learns to give back the clean part)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training.config import TrainConfig
+from training.fitting import FitSummary, copy_state, cosine_learning_rate, progress_bar, set_learning_rate
+from training.models.feature_space import FeatureSpaceAutoencoder
+from training.ssim import gaussian_kernel, ssim_map
+from training.synthetic_defects import corrupt_batch
+
+# Share of the time budget for the feature autoencoder; the restorer gets the rest. The anomaly map
+# depends on the autoencoder only, so it gets most of the time.
+FEATURE_SHARE = 0.7
+
+
+@torch.no_grad()
+def extract_features(
+    model: FeatureSpaceAutoencoder, images: np.ndarray, device: torch.device, batch: int = 32
+) -> list[torch.Tensor]:
+    """Backbone features of every image, one tensor per tapped stride, kept on `device`."""
+    model.eval()
+    parts: list[list[torch.Tensor]] = []
+    for start in range(0, len(images), batch):
+        parts.append(model.extract(torch.from_numpy(images[start : start + batch]).to(device)))
+    return [torch.cat(scale) for scale in zip(*parts, strict=True)]
+
+
+def take(features: list[torch.Tensor], index: torch.Tensor) -> list[torch.Tensor]:
+    return [scale[index] for scale in features]
+
+
+def fit_feature_model(
+    model: FeatureSpaceAutoencoder,
+    train_images: np.ndarray,
+    val_images: np.ndarray,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> FitSummary:
+    """Cache features, fit the autoencoder (early stopping on held-out normals), then the restorer."""
+    started = time.monotonic()
+    budget = cfg.max_minutes * 60
+    generator = torch.Generator().manual_seed(cfg.seed)
+    model.to(device)
+    train_features = extract_features(model, train_images, device)
+    val_features = extract_features(model, val_images, device)
+    model.fit_statistics(train_features)
+
+    autoencoder_params, restorer_params = model.trainable_groups()
+    optimizer = torch.optim.AdamW(autoencoder_params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    deadline = started + budget * FEATURE_SHARE
+    best_loss, best_epoch, best_state = math.inf, 0, copy_state(model)
+    stopped_by, epoch = "epochs", 0
+    n = len(train_images)
+    with progress_bar(cfg.show_progress) as progress:
+        task = progress.add_task("feature autoencoder", total=cfg.epochs)
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            order = torch.randperm(n, generator=generator)
+            fraction = max((time.monotonic() - started) / (deadline - started), (epoch - 1) / cfg.epochs)
+            set_learning_rate(optimizer, cosine_learning_rate(cfg.learning_rate, fraction))
+            for start in range(0, n - 1, cfg.batch_size):
+                batch = take(train_features, order[start : start + cfg.batch_size].to(device))
+                if len(batch[0]) < 2:  # batch norm needs two samples
+                    continue
+                loss = model.feature_loss(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            val_loss = feature_validation_loss(model, val_features)
+            if val_loss < best_loss:
+                best_loss, best_epoch, best_state = val_loss, epoch, copy_state(model)
+            progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best_loss:.4f}")
+            if epoch - best_epoch >= cfg.patience:
+                stopped_by = "early stopping"
+                break
+            if time.monotonic() > deadline:
+                stopped_by = "time budget"
+                break
+    model.load_state_dict(best_state)
+    fit_restorer(model, train_images, restorer_params, cfg, device, started + budget)
+    torch.save(copy_state(model), cfg.out.with_suffix(".ckpt.pt"))
+    return FitSummary(epoch, (time.monotonic() - started) / 60, best_epoch, best_loss, stopped_by)
+
+
+@torch.no_grad()
+def feature_validation_loss(model: FeatureSpaceAutoencoder, features: list[torch.Tensor], batch: int = 32) -> float:
+    model.eval()
+    n = len(features[0])
+    total = 0.0
+    for start in range(0, n, batch):
+        chunk = [scale[start : start + batch] for scale in features]
+        total += float(model.feature_loss(chunk)) * len(chunk[0])
+    return total / n
+
+
+def fit_restorer(
+    model: FeatureSpaceAutoencoder,
+    train_images: np.ndarray,
+    params: list[torch.nn.Parameter],
+    cfg: TrainConfig,
+    device: torch.device,
+    deadline: float,
+) -> None:
+    """Train the image restorer on features of corrupted normal images against the clean images.
+
+    The autoencoder is frozen here: the restorer reads what the autoencoder rebuilt, so a defect the
+    autoencoder removed from the features is also absent from the restored frame.
+    """
+    if cfg.restorer_epochs == 0:
+        return
+    rng = np.random.default_rng(cfg.seed + 2)
+    corrupted, _ = corrupt_batch(train_images, train_images, rng, cfg.defect_probability)
+    features = extract_features(model, corrupted, device)
+    clean = torch.from_numpy(train_images).to(device)
+    window = gaussian_kernel(1.5, clean.shape[1]).to(device)
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    generator = torch.Generator().manual_seed(cfg.seed + 3)
+    started = time.monotonic()
+    for epoch in range(cfg.restorer_epochs):
+        model.eval()
+        model.restorer.train()
+        fraction = max((time.monotonic() - started) / max(deadline - started, 1e-6), epoch / cfg.restorer_epochs)
+        set_learning_rate(optimizer, cosine_learning_rate(cfg.learning_rate, fraction))
+        order = torch.randperm(len(clean), generator=generator).to(device)
+        for start in range(0, len(clean) - 1, cfg.batch_size):
+            index = order[start : start + cfg.batch_size]
+            if len(index) < 2:
+                continue
+            with torch.no_grad():
+                _, restorer_input = model.reconstruct(take(features, index))
+            restored = model.restorer(restorer_input)
+            target = clean[index]
+            loss = F.mse_loss(restored, target) + (1 - ssim_map(restored, target, window).mean())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if time.monotonic() > deadline:
+            break
+    model.eval()

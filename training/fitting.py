@@ -1,0 +1,40 @@
+"""What both training loops share: the learning-rate schedule, best-state copies, progress and summary."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+
+
+@dataclass(frozen=True)
+class FitSummary:
+    """How the fit went, stored in the model's metadata and printed at the end."""
+
+    epochs: int
+    minutes: float
+    best_epoch: int
+    best_val_loss: float
+    stopped_by: str
+
+
+def cosine_learning_rate(base: float, progress: float, floor: float = 0.05) -> float:
+    """Cosine decay over the run, measured by whichever of time budget or epoch cap is nearer."""
+    progress = min(1.0, max(0.0, progress))
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, value: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = value
+
+
+def progress_bar(enabled: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), disable=not enabled)
+
+
+def copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}

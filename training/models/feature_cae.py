@@ -1,0 +1,95 @@
+"""Feature-reconstruction convolutional autoencoder (after DFR) on a frozen pretrained backbone.
+
+Features of several backbone stages are brought to the finest tapped resolution, averaged over a
+small neighbourhood (so one location describes a patch, not a pixel) and standardised per channel
+with statistics of the normal training images. A convolutional autoencoder with a narrow bottleneck
+learns to reproduce them; where it cannot, the squared error is the anomaly map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.models.blocks import conv_block
+from training.models.feature_space import FeatureSpaceAutoencoder, ImageRestorer, upsample_to
+
+
+@dataclass(frozen=True)
+class FeatureCAEConfig:
+    """Backbone and taps, neighbourhood, autoencoder widths, restorer widths and map smoothing."""
+
+    channels: int = 3
+    image_size: int = 224
+    backbone: str = "efficientnet-lite0"
+    feature_strides: tuple[int, ...] = (8, 16)
+    neighbourhood: int = 3
+    hidden_channels: int = 128
+    latent_channels: int = 48
+    restorer_widths: tuple[int, ...] = (64, 32, 16, 8)
+    contrast_normalize: bool = False
+    map_smoothing_sigma: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if self.image_size % 32:
+            raise ValueError(f"image_size must be a multiple of 32, got {self.image_size}")
+        if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
+            raise ValueError(f"neighbourhood must be an odd number >= 1, got {self.neighbourhood}")
+        if not 1 <= self.latent_channels <= self.hidden_channels:
+            raise ValueError(f"latent_channels must be in [1, hidden_channels], got {self.latent_channels}")
+        if self.map_smoothing_sigma <= 0:
+            raise ValueError(f"map_smoothing_sigma must be > 0, got {self.map_smoothing_sigma}")
+
+
+class FeatureCAE(FeatureSpaceAutoencoder):
+    """Backbone -> merged, standardised features -> convolutional autoencoder -> squared error."""
+
+    def __init__(self, config: FeatureCAEConfig) -> None:
+        super().__init__(
+            config.backbone,
+            config.feature_strides,
+            config.image_size,
+            config.channels,
+            config.contrast_normalize,
+            config.map_smoothing_sigma,
+        )
+        self.config = config
+        width = sum(self.backbone.out_channels)
+        self.register_buffer("feature_mean", torch.zeros(1, width, 1, 1))
+        self.register_buffer("feature_std", torch.ones(1, width, 1, 1))
+        hidden, latent = config.hidden_channels, config.latent_channels
+        # 1x1 then 3x3 convolutions: the code sees a patch's neighbours, the bottleneck keeps it from
+        # copying features it never saw on normal parts
+        self.encoder = nn.Sequential(conv_block_1x1(width, hidden), conv_block(hidden, latent))
+        self.decoder = nn.Sequential(conv_block(latent, hidden), nn.Conv2d(hidden, width, 1))
+        self.restorer = ImageRestorer(width, config.channels, min(config.feature_strides), config.restorer_widths)
+
+    def merge(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Scales resized to the finest, concatenated, neighbourhood-averaged (not yet standardised)."""
+        size = features[0].shape[-1]
+        merged = torch.cat([f if f.shape[-1] == size else upsample_to(f, size) for f in features], dim=1)
+        k = self.config.neighbourhood
+        if k > 1:
+            merged = F.avg_pool2d(merged, k, stride=1, padding=k // 2, count_include_pad=False)
+        return merged
+
+    @torch.no_grad()
+    def fit_statistics(self, features: list[torch.Tensor]) -> None:
+        merged = self.merge(features)
+        self.feature_mean.copy_(merged.mean(dim=(0, 2, 3), keepdim=True))
+        self.feature_std.copy_(merged.std(dim=(0, 2, 3), keepdim=True) + 1e-4)
+
+    def reconstruct(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        target = (self.merge(features) - self.feature_mean) / self.feature_std
+        rebuilt = self.decoder(self.encoder(target))
+        distance = ((rebuilt - target) ** 2).mean(dim=1, keepdim=True)
+        return distance, rebuilt
+
+
+def conv_block_1x1(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU())

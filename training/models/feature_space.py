@@ -1,0 +1,106 @@
+"""What the autoencoders in a frozen backbone's feature space share: the backbone front end, the
+image restorer and the forward pass that turns a feature distance into the line's anomaly map."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from abc import abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.backbone import FrozenBackbone
+from training.models.blocks import ModelOutput, conv_block, up_block
+from training.ssim import gaussian_blur, gaussian_kernel
+
+
+class ContrastNormalize(nn.Module):
+    """Per-image standardisation into the range of natural photographs.
+
+    Line images are often dark and low in contrast (the backbone saw ImageNet photographs), and the
+    lighting drifts over a shift; standardising each frame keeps the features about texture, not
+    exposure. Clamped so that a bright glint cannot dominate.
+    """
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        mean = image.mean(dim=(1, 2, 3), keepdim=True)
+        std = image.std(dim=(1, 2, 3), keepdim=True)
+        return ((image - mean) / (std + 1e-3) * 0.22 + 0.45).clamp(0.0, 1.0)
+
+
+class ImageRestorer(nn.Module):
+    """Decoder from (reconstructed) features back to the image: the model's restored frame.
+
+    It is trained on features of corrupted normal images to give the clean image, so on the line it
+    shows what the part should look like; the anomaly map never depends on it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        steps = int(math.log2(stride))
+        if 2**steps != stride or steps < 1:
+            raise ValueError(f"restorer stride must be a power of two >= 2, got {stride}")
+        per_step = [widths[min(i, len(widths) - 1)] for i in range(steps + 1)]
+        layers: list[nn.Module] = [conv_block(in_channels, per_step[0])]
+        for previous, width in itertools.pairwise(per_step):
+            layers.append(up_block(previous, width))
+        layers += [nn.Conv2d(per_step[-1], out_channels, 3, padding=1), nn.Sigmoid()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(features)
+
+
+def upsample_to(x: torch.Tensor, size: int) -> torch.Tensor:
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+class FeatureSpaceAutoencoder(nn.Module):
+    """Base of the feature-space models: backbone -> (model) -> distance map + restored image.
+
+    Subclasses implement `fit_statistics`, `feature_loss` and `reconstruct`; training works on the
+    cached output of `extract`, so the backbone runs once per training image, not once per epoch.
+    """
+
+    restorer: ImageRestorer
+
+    def __init__(
+        self, backbone: str, strides: tuple[int, ...], image_size: int, channels: int, contrast: bool, sigma: float
+    ) -> None:
+        super().__init__()
+        self.contrast = ContrastNormalize() if contrast else nn.Identity()
+        self.backbone = FrozenBackbone(backbone, strides, image_size, channels)
+        self.register_buffer("smooth_kernel", gaussian_kernel(sigma, 1), persistent=False)
+
+    @torch.no_grad()
+    def extract(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Backbone features of a batch of images in [0, 1], one map per tapped stride."""
+        return self.backbone(self.contrast(image))
+
+    @abstractmethod
+    def fit_statistics(self, features: list[torch.Tensor]) -> None:
+        """Set whatever the model derives from the normal features before training (e.g. scaling)."""
+
+    @abstractmethod
+    def reconstruct(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(distance map N x 1 x h x w, input of the restorer) for a batch of backbone features."""
+
+    def feature_loss(self, features: list[torch.Tensor]) -> torch.Tensor:
+        distance, _ = self.reconstruct(features)
+        return distance.mean()
+
+    def restore(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.restorer(self.reconstruct(features)[1])
+
+    def forward(self, image: torch.Tensor) -> ModelOutput:
+        distance, restorer_input = self.reconstruct(self.backbone(self.contrast(image)))
+        anomaly_map = gaussian_blur(upsample_to(distance, image.shape[-1]), self.smooth_kernel)
+        return ModelOutput(self.restorer(restorer_input), anomaly_map)
+
+    def trainable_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(feature-model parameters, restorer parameters): trained one after the other."""
+        restorer = set(map(id, self.restorer.parameters()))
+        model = [p for p in self.parameters() if p.requires_grad and id(p) not in restorer]
+        return model, list(self.restorer.parameters())
