@@ -18,6 +18,7 @@ from pipeline.errors import MetadataError, ModelLoadError
 log = logging.getLogger(__name__)
 
 SCORED_OUTPUTS = ("anomaly_map", "score")
+RECONSTRUCTION_OUTPUT = "reconstruction"
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -109,6 +110,17 @@ class OnnxModel:
             list(SCORED_OUTPUTS), {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
         )
         return BatchScores(anomaly_map=anomaly_map, score=score)
+
+    def restore(self, batch: np.ndarray) -> np.ndarray:
+        """The model's restored (denoised) frames, N x C x H x W in [0, 1], for the frames that are kept.
+
+        A separate call on the defective frames only: on the normal path nothing copies a full-size
+        image out of onnxruntime.
+        """
+        (reconstruction,) = self.session.run(
+            [RECONSTRUCTION_OUTPUT], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
+        )
+        return reconstruction
 
     def score_in_chunks(self, batch: np.ndarray, chunk: int = 16) -> BatchScores:
         """Score a large array in fixed-size chunks to bound memory."""

@@ -36,6 +36,7 @@ class FrameResult:
     frame: bytes | None = None
     frame_content_type: str | None = None
     overlay_png: bytes | None = None
+    restored_png: bytes | None = None  # the model's restored (denoised) frame, at model size
     ground_truth: str | None = None
 
     @property

@@ -23,6 +23,8 @@ def judge(model: OnnxModel, frames: list[Decoded], store_images: bool) -> list[F
     scores = model.score(np.stack([f.model_input for f in frames]))
     meta = model.metadata
     detected_at = datetime.now(UTC)
+    flagged = [i for i, score in enumerate(scores.score) if score > meta.image_threshold]
+    restored = restored_pngs(model, frames, flagged) if store_images else {}
     results = []
     for index, frame in enumerate(frames):
         score = float(scores.score[index])
@@ -51,10 +53,27 @@ def judge(model: OnnxModel, frames: list[Decoded], store_images: bool) -> list[F
                 frame=record.value if kept else None,
                 frame_content_type=frame.meta.content_type if kept else None,
                 overlay_png=overlay,
+                restored_png=restored.get(index),
                 ground_truth=frame.meta.ground_truth,
             )
         )
     return results
+
+
+def restored_pngs(model: OnnxModel, frames: list[Decoded], flagged: list[int]) -> dict[int, bytes]:
+    """PNG of the model's restored frame for each flagged frame index (one extra inference, defects only)."""
+    if not flagged:
+        return {}
+    restored = model.restore(np.stack([frames[i].model_input for i in flagged]))
+    return {index: image_png(image) for index, image in zip(flagged, restored, strict=True)}
+
+
+def image_png(image: np.ndarray) -> bytes:
+    """A C x H x W float image in [0, 1] as PNG (gray or RGB)."""
+    pixels = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    pixels = pixels[0] if pixels.shape[0] == 1 else cv2.cvtColor(pixels.transpose(1, 2, 0), cv2.COLOR_RGB2BGR)
+    ok, buffer = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    return buffer.tobytes() if ok else b""
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,12 @@ def defects_show(
     db: DbOpt = None,
     save_frame: Annotated[Path | None, typer.Option(help="write the stored frame here")] = None,
     save_overlay: Annotated[Path | None, typer.Option(help="write the heatmap overlay PNG here")] = None,
+    save_restored: Annotated[
+        Path | None, typer.Option(help="write the model's restored (denoised) frame PNG here")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Show one defect with its regions; optionally save its frame and heatmap overlay."""
+    """Show one defect with its regions; optionally save its frame, heatmap overlay and restored frame."""
     from pipeline.storage.engine import open_database
     from pipeline.storage.review import get_defect, summary
 
@@ -95,6 +98,8 @@ def defects_show(
             save_frame.write_bytes(defect.frame)
         if save_overlay is not None and defect.overlay_png:
             save_overlay.write_bytes(defect.overlay_png)
+        if save_restored is not None and defect.restored_png:
+            save_restored.write_bytes(defect.restored_png)
     typer.echo(json.dumps(data, indent=2))
 
 

@@ -90,6 +90,7 @@ def _defect_row(result: FrameResult, model: ModelInfo) -> dict[str, Any]:
         "frame_content_type": result.frame_content_type,
         "frame": result.frame,
         "overlay_png": result.overlay_png,
+        "restored_png": result.restored_png,
         "ground_truth": result.ground_truth,
         "review_status": "new",
     }

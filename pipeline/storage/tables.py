@@ -56,6 +56,7 @@ class Defect(Base):
     frame_content_type: Mapped[str | None] = mapped_column(String(64))
     frame: Mapped[bytes | None] = mapped_column(LargeBinary)
     overlay_png: Mapped[bytes | None] = mapped_column(LargeBinary)
+    restored_png: Mapped[bytes | None] = mapped_column(LargeBinary)  # the model's restored frame
     ground_truth: Mapped[str | None] = mapped_column(String(64))  # simulator header, for measurement only
     review_status: Mapped[str] = mapped_column(String(16), default="new", server_default="new")
     label: Mapped[str | None] = mapped_column(String(64))

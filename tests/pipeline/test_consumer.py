@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import typer
@@ -23,7 +24,9 @@ from pipeline.wire import PNG, encode_frame
 pytestmark = pytest.mark.integration
 
 
-def test_frames_in_defects_out_with_the_right_boxes(bootstrap: str, db_url: str, tiny_model: Path) -> None:
+def test_frames_in_defects_out_with_the_right_boxes(
+    bootstrap: str, db_url: str, tiny_model: Path, tmp_path: Path
+) -> None:
     settings = line_settings(bootstrap, db_url, tiny_model)
     make_topics(settings)
     sent = publish_frames(settings, count=48, rate=None, seed=3, defect_rate=0.3)
@@ -48,6 +51,9 @@ def test_frames_in_defects_out_with_the_right_boxes(bootstrap: str, db_url: str,
             assert iou(box, (top["x"], top["y"], top["w"], top["h"])) > 0.5
             assert defect.score > defect.threshold and defect.model_version == "1"
             assert defect.frame and defect.overlay_png and defect.overlay_png.startswith(b"\x89PNG")
+            # the model's restored frame (the test model's blur) at model size, next to the original
+            restored = cv2.imdecode(np.frombuffer(defect.restored_png or b"", np.uint8), cv2.IMREAD_UNCHANGED)
+            assert restored is not None and restored.shape == (256, 256)
         first_id = defects[0].id
     assert db_totals(db_url)[0] == 48
 
@@ -60,8 +66,10 @@ def test_frames_in_defects_out_with_the_right_boxes(bootstrap: str, db_url: str,
     assert table.exit_code == 0 and f"{len(injected)} defects" in table.output
     csv_out = runner.invoke(app, ["defects", "list", "--db", db_url, "--format", "csv", "--camera", "nope"])
     assert csv_out.exit_code == 0 and csv_out.output.strip() == "id"
-    shown = runner.invoke(app, ["defects", "show", str(first_id), "--db", db_url])
+    restored_file = str(tmp_path / "restored.png")
+    shown = runner.invoke(app, ["defects", "show", str(first_id), "--db", db_url, "--save-restored", restored_file])
     assert shown.exit_code == 0, shown.output
+    assert Path(restored_file).read_bytes().startswith(b"\x89PNG")
     assert json.loads(shown.output)["regions"]
     reviewed = runner.invoke(
         app, ["defects", "review", str(first_id), "--status", "confirmed", "--label", "spot", "--db", db_url]
