@@ -1,7 +1,10 @@
 """Detection quality on the real data sets in ../shared/data: train with default settings, evaluate
 through onnxruntime, print a table and write JSON (results go into docs/BENCHMARKS.md).
 
-    .venv/bin/python bench/bench_training.py [--sets mvtec_bottle_256 magnetic_tile] [--models cae cae-plain]
+    .venv/bin/python bench/bench_training.py [--sets mvtec_bottle_256 magnetic_tile] [--models feature-cae cae]
+
+Each row also gives raw ONNX scoring speed (onnxruntime on the CPU, batch 32 and batch 1).
+`patch-memory` is the reference row (bench/patch_memory.py), not a registered model.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+from patch_memory import patch_memory_row
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.inference import read_metadata
+from pipeline.inference import OnnxModel, read_metadata
 from training.config import TrainConfig
 from training.evaluate import evaluate
 from training.report import write_report
@@ -25,12 +30,29 @@ from training.train import train
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DEFAULT_SETS = ("mvtec_bottle_256", "magnetic_tile")
+DEFAULT_MODELS = ("feature-cae", "reverse-distillation", "cae", "cae-plain", "patch-memory")
+REFERENCE = "patch-memory"
+
+
+def scoring_fps(model_path: Path, images: np.ndarray, batch: int, repeats: int = 3) -> float:
+    """Frames per second of onnxruntime alone on preprocessed images (the line's raw scoring)."""
+    model = OnnxModel(model_path)
+    model.warm_up(batch)
+    inputs = np.concatenate([images] * max(1, -(-64 // len(images))))[: max(64, batch)]
+    started = time.perf_counter()
+    for _ in range(repeats):
+        for offset in range(0, len(inputs), batch):
+            model.score(inputs[offset : offset + batch])
+    return repeats * len(inputs) / (time.perf_counter() - started)
 
 
 def run(data_root: Path, sets: list[str], models: list[str], out_dir: Path, max_minutes: float | None) -> list[dict]:
     rows = []
     for model in models:
         for name in sets:
+            if model == REFERENCE:
+                rows.append({"set": name, "model": model, **patch_memory_row(data_root / name)})
+                continue
             overrides = {} if max_minutes is None else {"max_minutes": max_minutes}
             model_path = out_dir / f"{name}-{model}.onnx"
             started = time.monotonic()
@@ -56,6 +78,8 @@ def run(data_root: Path, sets: list[str], models: list[str], out_dir: Path, max_
                     "train_minutes": round(train_minutes, 2),
                     "epochs": summary["epochs"],
                     "stopped_by": summary["stopped_by"],
+                    "fps_batch32": round(scoring_fps(model_path, predictions.test_set.images, 32), 1),
+                    "fps_batch1": round(scoring_fps(model_path, predictions.test_set.images[:16], 1), 1),
                 }
             )
     return rows
@@ -65,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
     parser.add_argument("--sets", nargs="+", default=list(DEFAULT_SETS))
-    parser.add_argument("--models", nargs="+", default=["cae"])
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     parser.add_argument("--max-minutes", type=float, default=None, help="override the default time budget")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_training"))
     parser.add_argument("--results", type=Path, default=Path("bench/results/training.json"))
@@ -85,11 +109,13 @@ def main() -> None:
         "recall",
         "train_minutes",
         "epochs",
+        "fps_batch32",
+        "fps_batch1",
     ]
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+        table.add_row(*(f"{row.get(c):.3f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns))
     Console().print(table)
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

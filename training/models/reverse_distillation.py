@@ -29,7 +29,7 @@ class ReverseDistillationConfig:
     feature_strides: tuple[int, ...] = (4, 8, 16)
     fusion_channels: int = 64
     latent_channels: int = 128
-    decoder_channels: int = 64
+    decoder_channels: int = 48
     restorer_widths: tuple[int, ...] = (32, 16, 8)
     contrast_normalize: bool = False
     map_smoothing_sigma: float = 4.0
@@ -72,7 +72,8 @@ class StudentDecoder(nn.Module):
         self.heads = nn.ModuleList()
         previous = latent
         for channels in reversed(out_channels):
-            self.stages.append(nn.Sequential(up_block(previous, width), conv_block(width, width)))
+            # one convolution per scale keeps the student small: it must not learn to copy anomalies
+            self.stages.append(up_block(previous, width))
             # teacher features leave a linear projection (no activation), so the head is linear too
             self.heads.append(nn.Conv2d(width, channels, 1))
             previous = width
