@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from patch_memory import patch_memory_row
+from restoration import restoration_metrics
 from rich.console import Console
 from rich.table import Table
 
@@ -80,6 +81,7 @@ def run(data_root: Path, sets: list[str], models: list[str], out_dir: Path, max_
                     "stopped_by": summary["stopped_by"],
                     "fps_batch32": round(scoring_fps(model_path, predictions.test_set.images, 32), 1),
                     "fps_batch1": round(scoring_fps(model_path, predictions.test_set.images[:16], 1), 1),
+                    **restoration_metrics(OnnxModel(model_path), predictions.test_set),
                 }
             )
     return rows
@@ -111,6 +113,9 @@ def main() -> None:
         "epochs",
         "fps_batch32",
         "fps_batch1",
+        "psnr_noisy_input",
+        "psnr_restored",
+        "defect_removal",
     ]
     for column in columns:
         table.add_column(column)
