@@ -24,12 +24,18 @@ def train_command(
     data_dir: Annotated[Path, typer.Argument(help="MVTec-layout folder (train/good) or a folder of normal images")],
     out: Annotated[Path, typer.Option(help="where to write the .onnx model")],
     model: Annotated[
-        str | None, typer.Option(help="registered model (see `lineguard models`); default: feature-cae")
+        str | None, typer.Option(help="registered model (see `lineguard models`); default: reverse-distillation")
     ] = None,
     backbone: Annotated[
         str,
         typer.Option(help="pretrained backbone of feature-space models; 'none' trains a model from scratch (cae)"),
     ] = "efficientnet-lite0",
+    contrast: Annotated[
+        str,
+        typer.Option(
+            help="per-frame contrast normalisation of feature-space models: auto (chosen on synthetic defects), on, off"
+        ),
+    ] = "auto",
     size: Annotated[int | None, typer.Option(help="square model input size in pixels (default: the model's)")] = None,
     epochs: Annotated[int | None, typer.Option(help="maximum epochs (default: the model's)")] = None,
     max_minutes: Annotated[float, typer.Option(help="time budget for training")] = 9.0,
@@ -63,6 +69,7 @@ def train_command(
         out=out,
         model=model,
         backbone=backbone,
+        contrast=contrast,
         size=size,
         epochs=epochs,
         max_minutes=max_minutes,

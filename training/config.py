@@ -41,6 +41,7 @@ class TrainConfig:
     dropout: float = 0.1
     head_width: int = 8
     restorer_epochs: int = 30
+    contrast: str = "auto"  # per-frame contrast normalisation of feature-space models: auto, on or off
     ssim_weight: float = 1.0
     segmentation_weight: float = 1.0
     kl_weight: float = 1e-3
@@ -61,6 +62,7 @@ class TrainConfig:
                 f"must be >= 32 and divisible by {self.size_multiple}",
             ),
             ("restorer_epochs", self.restorer_epochs >= 0, "must be >= 0"),
+            ("contrast", self.contrast in ("auto", "on", "off"), "must be 'auto', 'on' or 'off'"),
             ("resize_mode", self.resize_mode in ("stretch", "letterbox"), "must be 'stretch' or 'letterbox'"),
             ("epochs", self.epochs >= 1, "must be >= 1"),
             ("max_minutes", self.max_minutes > 0, "must be > 0"),

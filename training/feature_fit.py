@@ -17,8 +17,8 @@ from training.models.feature_space import FeatureSpaceAutoencoder
 from training.ssim import gaussian_kernel, ssim_map
 from training.synthetic_defects import corrupt_batch
 
-# Share of the time budget for the feature autoencoder; the restorer gets the rest. The anomaly map
-# depends on the autoencoder only, so it gets most of the time.
+# Share of the time budget for the feature autoencoder(s); the restorer gets the rest. The anomaly
+# map depends on the autoencoder only, so it gets most of the time.
 FEATURE_SHARE = 0.7
 
 
@@ -44,19 +44,19 @@ def fit_feature_model(
     val_images: np.ndarray,
     cfg: TrainConfig,
     device: torch.device,
+    minutes: float,
 ) -> FitSummary:
-    """Cache features, fit the autoencoder (early stopping on held-out normals), then the restorer."""
+    """Cache features and fit the autoencoder within `minutes` (early stopping on held-out normals)."""
     started = time.monotonic()
-    budget = cfg.max_minutes * 60
     generator = torch.Generator().manual_seed(cfg.seed)
     model.to(device)
     train_features = extract_features(model, train_images, device)
     val_features = extract_features(model, val_images, device)
     model.fit_statistics(train_features)
 
-    autoencoder_params, restorer_params = model.trainable_groups()
+    autoencoder_params, _ = model.trainable_groups()
     optimizer = torch.optim.AdamW(autoencoder_params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    deadline = started + budget * FEATURE_SHARE
+    deadline = started + minutes * 60
     best_loss, best_epoch, best_state = math.inf, 0, copy_state(model)
     stopped_by, epoch = "epochs", 0
     n = len(train_images)
@@ -86,8 +86,6 @@ def fit_feature_model(
                 stopped_by = "time budget"
                 break
     model.load_state_dict(best_state)
-    fit_restorer(model, train_images, restorer_params, cfg, device, started + budget)
-    torch.save(copy_state(model), cfg.out.with_suffix(".ckpt.pt"))
     return FitSummary(epoch, (time.monotonic() - started) / 60, best_epoch, best_loss, stopped_by)
 
 
@@ -103,12 +101,7 @@ def feature_validation_loss(model: FeatureSpaceAutoencoder, features: list[torch
 
 
 def fit_restorer(
-    model: FeatureSpaceAutoencoder,
-    train_images: np.ndarray,
-    params: list[torch.nn.Parameter],
-    cfg: TrainConfig,
-    device: torch.device,
-    deadline: float,
+    model: FeatureSpaceAutoencoder, train_images: np.ndarray, cfg: TrainConfig, device: torch.device, deadline: float
 ) -> None:
     """Train the image restorer on features of corrupted normal images against the clean images.
 
@@ -122,7 +115,7 @@ def fit_restorer(
     features = extract_features(model, corrupted, device)
     clean = torch.from_numpy(train_images).to(device)
     window = gaussian_kernel(1.5, clean.shape[1]).to(device)
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(model.restorer.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed + 3)
     started = time.monotonic()
     for epoch in range(cfg.restorer_epochs):

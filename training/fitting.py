@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
+
+from training.export import ScoringGraph
 
 
 @dataclass(frozen=True)
@@ -38,3 +41,15 @@ def progress_bar(enabled: bool) -> Progress:
 
 def copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+@torch.no_grad()
+def predict(graph: ScoringGraph, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Anomaly maps (N x 1 x H x W) and image scores (N) from the torch scoring graph."""
+    graph.eval()
+    maps, scores = [], []
+    for start in range(0, len(images), batch):
+        _, anomaly_map, score = graph(torch.from_numpy(images[start : start + batch]))
+        maps.append(anomaly_map.numpy())
+        scores.append(score.numpy())
+    return np.concatenate(maps), np.concatenate(scores)

@@ -22,11 +22,17 @@ from training.config import NO_BACKBONE, TrainConfig
 from training.data import detect_channels, files_digest, list_images, load_images, load_test_set, split_validation
 from training.data import train_folder as find_train_folder
 from training.export import ScoringGraph, export_onnx
-from training.feature_fit import fit_feature_model
-from training.fitting import FitSummary, copy_state, cosine_learning_rate, progress_bar, set_learning_rate
+from training.feature_selection import fit_best_feature_model
+from training.fitting import (
+    FitSummary,
+    copy_state,
+    cosine_learning_rate,
+    predict,
+    progress_bar,
+    set_learning_rate,
+)
 from training.losses import LossWeights, total_loss
 from training.models import create_model
-from training.models.feature_space import FeatureSpaceAutoencoder
 from training.synthetic_defects import corrupt_batch
 
 log = logging.getLogger(__name__)
@@ -45,11 +51,11 @@ def train(cfg: TrainConfig) -> Path:
     train_images, val_images = images[train_idx], images[val_idx]
     log.info("%d training and %d validation images at %s on %s", len(train_idx), len(val_idx), spec, device)
 
-    model = create_model(cfg.model, spec.channels, **cfg.model_overrides())
-    if isinstance(model, FeatureSpaceAutoencoder):
-        summary = fit_feature_model(model, train_images, val_images, cfg, device)
-        model = model.cpu()
+    selection: list[dict[str, object]] = []
+    if cfg.uses_backbone:
+        model, summary, selection = fit_best_feature_model(cfg, spec.channels, train_images, val_images, device)
     else:
+        model = create_model(cfg.model, spec.channels, **cfg.model_overrides())
         # channels-last convolutions run about 3x faster on CPU (oneDNN) and do not hurt on CUDA
         model = model.to(device, memory_format=torch.channels_last)
         summary = fit(model, train_images, val_images, cfg, device)
@@ -77,7 +83,12 @@ def train(cfg: TrainConfig) -> Path:
         pixel_score_stats=score_stats(val_maps[:, :, ::4, ::4]),
         train_data_digest=files_digest(files),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        training_config={**cfg.to_json_dict(), "summary": summary.__dict__, "backbone": backbone_record(cfg)},
+        training_config={
+            **cfg.to_json_dict(),
+            "summary": summary.__dict__,
+            "backbone": backbone_record(cfg),
+            "selection": selection,
+        },
     )
     parity = export_onnx(graph, metadata, cfg.out)
     print_summary(cfg, metadata, summary, parity, time.monotonic() - started)
@@ -180,18 +191,6 @@ def validation_loss(
         )
         total += float(loss) * len(output.reconstruction)
     return total / len(inputs)
-
-
-@torch.no_grad()
-def predict(graph: ScoringGraph, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Anomaly maps (N x 1 x H x W) and image scores (N) from the torch scoring graph."""
-    graph.eval()
-    maps, scores = [], []
-    for start in range(0, len(images), batch):
-        _, anomaly_map, score = graph(torch.from_numpy(images[start : start + batch]))
-        maps.append(anomaly_map.numpy())
-        scores.append(score.numpy())
-    return np.concatenate(maps), np.concatenate(scores)
 
 
 def print_summary(

@@ -97,7 +97,7 @@ def test_feature_models_need_a_backbone() -> None:
     scratch = TrainConfig(data_dir=Path("d"), out=Path("m.onnx"), backbone="none")
     assert (scratch.model, scratch.size) == ("cae", 128)
     default = TrainConfig(data_dir=Path("d"), out=Path("m.onnx"))
-    assert (default.model, default.size) == ("feature-cae", 224)
+    assert (default.model, default.size) == ("reverse-distillation", 224)
 
 
 @pytest.mark.parametrize("name", FEATURE_MODELS)
@@ -121,6 +121,10 @@ def test_train_exports_a_model_that_restores_and_scores(name: str, tiny_dataset:
     assert record["name"] == "efficientnet-lite0"
     assert record["weights_sha256"] == weights_digest("efficientnet-lite0")
     assert record["licence"] == "Apache-2.0"
+    # both contrast settings were tried on synthetic defects in the held-out normals
+    selection = metadata.training_config["selection"]
+    assert [c["contrast_normalize"] for c in selection] == [False, True]
+    assert all(0 <= c["synthetic_image_auroc"] <= 1 for c in selection)
     batch = np.random.default_rng(1).random((3, 1, 64, 64), dtype=np.float32)
     scored = model.score(batch)
     assert scored.score.shape == (3,)

@@ -46,14 +46,14 @@ MODELS: dict[str, ModelEntry] = {
     "feature-cae": ModelEntry(
         FeatureCAEConfig,
         FeatureCAE,
-        "convolutional autoencoder on frozen pretrained features (default)",
+        "convolutional autoencoder reconstructing frozen pretrained features",
         IN_FEATURE_SPACE,
         uses_backbone=True,
     ),
     "reverse-distillation": ModelEntry(
         ReverseDistillationConfig,
         ReverseDistillation,
-        "frozen pretrained encoder, one-class bottleneck, student decoder; cosine distance",
+        "frozen pretrained encoder, one-class bottleneck, student decoder; cosine distance (default)",
         IN_FEATURE_SPACE,
         uses_backbone=True,
     ),
@@ -65,7 +65,7 @@ MODELS: dict[str, ModelEntry] = {
     ),
     "vae": ModelEntry(VAEConfig, ConvVAE, "variational convolutional autoencoder, reconstruction error", FROM_SCRATCH),
 }
-DEFAULT_MODEL = "feature-cae"
+DEFAULT_MODEL = "reverse-distillation"
 DEFAULT_SCRATCH_MODEL = "cae"
 
 
