@@ -4,7 +4,6 @@ corrupted copies (so it learns to give back the clean part)."""
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -12,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from training.config import TrainConfig
-from training.fitting import FitSummary, copy_state, cosine_learning_rate, progress_bar, set_learning_rate
+from training.fitting import BestEpoch, FitSummary, cosine_learning_rate, progress_bar, set_learning_rate
 from training.models.feature_space import FeatureSpaceAutoencoder
 from training.ssim import gaussian_kernel, ssim_map
 from training.synthetic_defects import corrupt_batch
@@ -57,8 +56,8 @@ def fit_feature_model(
     autoencoder_params, _ = model.trainable_groups()
     optimizer = torch.optim.AdamW(autoencoder_params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     deadline = started + minutes * 60
-    best_loss, best_epoch, best_state = math.inf, 0, copy_state(model)
-    stopped_by, epoch = "epochs", 0
+    best = BestEpoch(model, cfg.patience, deadline)
+    epoch = 0
     n = len(train_images)
     with progress_bar(cfg.show_progress) as progress:
         task = progress.add_task("feature autoencoder", total=cfg.epochs)
@@ -76,17 +75,11 @@ def fit_feature_model(
                 loss.backward()
                 optimizer.step()
             val_loss = feature_validation_loss(model, val_features)
-            if val_loss < best_loss:
-                best_loss, best_epoch, best_state = val_loss, epoch, copy_state(model)
-            progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best_loss:.4f}")
-            if epoch - best_epoch >= cfg.patience:
-                stopped_by = "early stopping"
+            best.update(epoch, val_loss)
+            progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best.loss:.4f}")
+            if best.should_stop(epoch):
                 break
-            if time.monotonic() > deadline:
-                stopped_by = "time budget"
-                break
-    model.load_state_dict(best_state)
-    return FitSummary(epoch, (time.monotonic() - started) / 60, best_epoch, best_loss, stopped_by)
+    return best.restore(epoch, started)
 
 
 @torch.no_grad()

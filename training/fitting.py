@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,36 @@ class FitSummary:
     best_epoch: int
     best_val_loss: float
     stopped_by: str
+
+
+class BestEpoch:
+    """Keeps the weights of the epoch with the lowest validation loss and says when to stop."""
+
+    def __init__(self, model: nn.Module, patience: int, deadline: float) -> None:
+        self.model, self.patience, self.deadline = model, patience, deadline
+        self.loss, self.epoch, self.state = math.inf, 0, copy_state(model)
+        self.stopped_by = "epochs"
+
+    def update(self, epoch: int, val_loss: float) -> bool:
+        """Record one epoch's validation loss; True when these weights are the best so far."""
+        improved = val_loss < self.loss
+        if improved:
+            self.loss, self.epoch, self.state = val_loss, epoch, copy_state(self.model)
+        return improved
+
+    def should_stop(self, epoch: int) -> bool:
+        if epoch - self.epoch >= self.patience:
+            self.stopped_by = "early stopping"
+        elif time.monotonic() > self.deadline:
+            self.stopped_by = "time budget"
+        else:
+            return False
+        return True
+
+    def restore(self, last_epoch: int, started: float) -> FitSummary:
+        """Load the best weights back into the model and summarise the fit."""
+        self.model.load_state_dict(self.state)
+        return FitSummary(last_epoch, (time.monotonic() - started) / 60, self.epoch, self.loss, self.stopped_by)
 
 
 def cosine_learning_rate(base: float, progress: float, floor: float = 0.05) -> float:

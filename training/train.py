@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +23,8 @@ from training.data import train_folder as find_train_folder
 from training.export import ScoringGraph, export_onnx
 from training.feature_selection import fit_best_feature_model
 from training.fitting import (
+    BestEpoch,
     FitSummary,
-    copy_state,
     cosine_learning_rate,
     predict,
     progress_bar,
@@ -130,8 +129,8 @@ def fit(
     )
     deadline = time.monotonic() + cfg.max_minutes * 60
     started = time.monotonic()
-    best_loss, best_epoch, best_state = math.inf, 0, copy_state(model)
-    stopped_by, epoch = "epochs", 0
+    best = BestEpoch(model, cfg.patience, deadline)
+    epoch = 0
     batches_per_epoch = max(1, len(train_images) // cfg.batch_size)
     with progress_bar(cfg.show_progress) as progress:
         task = progress.add_task("training", total=cfg.epochs)
@@ -151,18 +150,12 @@ def fit(
                 loss.backward()
                 optimizer.step()
             val_loss = validation_loss(model, val_inputs, val_images, val_masks, weights, device)
-            if val_loss < best_loss:
-                best_loss, best_epoch, best_state = val_loss, epoch, copy_state(model)
-                torch.save(best_state, cfg.out.with_suffix(".ckpt.pt"))
-            progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best_loss:.4f}")
-            if epoch - best_epoch >= cfg.patience:
-                stopped_by = "early stopping"
+            if best.update(epoch, val_loss):
+                torch.save(best.state, cfg.out.with_suffix(".ckpt.pt"))
+            progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best.loss:.4f}")
+            if best.should_stop(epoch):
                 break
-            if time.monotonic() > deadline:
-                stopped_by = "time budget"
-                break
-    model.load_state_dict(best_state)
-    return FitSummary(epoch, (time.monotonic() - started) / 60, best_epoch, best_loss, stopped_by)
+    return best.restore(epoch, started)
 
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -49,7 +49,11 @@ def trained_model(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 def test_train_writes_a_calibrated_model(trained_model: Path, tiny_dataset: Path) -> None:
     metadata = read_metadata(trained_model)
-    assert (metadata.model_name, metadata.model_version, metadata.architecture) == ("parts", "7", "reverse-distillation")
+    assert (metadata.model_name, metadata.model_version, metadata.architecture) == (
+        "parts",
+        "7",
+        "reverse-distillation",
+    )
     assert (metadata.input_size, metadata.input_channels) == (32, 1)
     assert metadata.image_threshold > metadata.image_score_stats.quantiles["0.5"]
     assert metadata.training_config["summary"]["epochs"] == 2

@@ -15,7 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.models.blocks import conv_block
-from training.models.feature_space import FeatureSpaceAutoencoder, ImageRestorer, upsample_to
+from training.models.feature_space import (
+    FeatureSpaceAutoencoder,
+    ImageRestorer,
+    check_feature_fields,
+    upsample_to,
+)
 
 
 @dataclass(frozen=True)
@@ -34,16 +39,11 @@ class FeatureCAEConfig:
     map_smoothing_sigma: float = 4.0
 
     def __post_init__(self) -> None:
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        if self.image_size % 32:
-            raise ValueError(f"image_size must be a multiple of 32, got {self.image_size}")
+        check_feature_fields(self.channels, self.image_size, self.map_smoothing_sigma)
         if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
             raise ValueError(f"neighbourhood must be an odd number >= 1, got {self.neighbourhood}")
         if not 1 <= self.latent_channels <= self.hidden_channels:
             raise ValueError(f"latent_channels must be in [1, hidden_channels], got {self.latent_channels}")
-        if self.map_smoothing_sigma <= 0:
-            raise ValueError(f"map_smoothing_sigma must be > 0, got {self.map_smoothing_sigma}")
 
 
 class FeatureCAE(FeatureSpaceAutoencoder):

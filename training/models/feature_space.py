@@ -16,6 +16,16 @@ from training.models.blocks import ModelOutput, conv_block, up_block
 from training.ssim import gaussian_blur, gaussian_kernel
 
 
+def check_feature_fields(channels: int, image_size: int, map_smoothing_sigma: float) -> None:
+    """The field checks every feature-space model config shares; errors name the field and the value."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if image_size % 32:
+        raise ValueError(f"image_size must be a multiple of 32, got {image_size}")
+    if map_smoothing_sigma <= 0:
+        raise ValueError(f"map_smoothing_sigma must be > 0, got {map_smoothing_sigma}")
+
+
 class ContrastNormalize(nn.Module):
     """Per-image standardisation into the range of natural photographs.
 

@@ -16,7 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.models.blocks import conv_block, up_block
-from training.models.feature_space import FeatureSpaceAutoencoder, ImageRestorer, upsample_to
+from training.models.feature_space import (
+    FeatureSpaceAutoencoder,
+    ImageRestorer,
+    check_feature_fields,
+    upsample_to,
+)
 
 
 @dataclass(frozen=True)
@@ -36,10 +41,7 @@ class ReverseDistillationConfig:
     map_smoothing_sigma: float = 4.0
 
     def __post_init__(self) -> None:
-        if self.channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
-        if self.image_size % 32:
-            raise ValueError(f"image_size must be a multiple of 32, got {self.image_size}")
+        check_feature_fields(self.channels, self.image_size, self.map_smoothing_sigma)
         if len(self.feature_strides) < 2:
             raise ValueError(f"feature_strides needs at least two scales, got {self.feature_strides}")
         for name in ("fusion_channels", "latent_channels", "decoder_channels"):
