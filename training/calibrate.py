@@ -30,7 +30,10 @@ def f1_optimal_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     # scikit-learn's cut is inclusive (score >= cut); the line flags score > threshold, so step
     # halfway down to the next lower score to keep the same verdicts.
     below = np.asarray(scores)[np.asarray(scores) < best_cut]
-    return float((best_cut + below.max()) / 2) if below.size else float(np.nextafter(best_cut, -np.inf))
+    if below.size:
+        return float((best_cut + below.max()) / 2)
+    # Scores are float32 (onnxruntime's output): a step below the cut must survive rounding to float32.
+    return float(np.nextafter(np.float32(best_cut), np.float32(-np.inf)))
 
 
 def score_stats(scores: np.ndarray) -> ScoreStats:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,20 +14,20 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from pipeline.contract import ModelMetadata
+from pipeline.contract import ModelMetadata, ScoreStats
+from pipeline.inference import OnnxModel
 from pipeline.preprocess import InputSpec
 from training.backbone import backbone_entry, weights_digest
 from training.calibrate import f1_optimal_threshold, normal_threshold, score_stats
 from training.config import NO_BACKBONE, TrainConfig
 from training.data import detect_channels, files_digest, list_images, load_images, load_test_set, split_validation
 from training.data import train_folder as find_train_folder
-from training.export import ScoringGraph, export_onnx
+from training.export import ScoringGraph, export_onnx, update_metadata
 from training.feature_selection import fit_best_feature_model
 from training.fitting import (
     BestEpoch,
     FitSummary,
     cosine_learning_rate,
-    predict,
     progress_bar,
     set_learning_rate,
 )
@@ -35,6 +36,8 @@ from training.models import create_model
 from training.synthetic_defects import corrupt_batch
 
 log = logging.getLogger(__name__)
+
+NO_STATS = ScoreStats(n=0, mean=0.0, std=0.0)  # until calibration on the exported file
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -60,15 +63,7 @@ def train(cfg: TrainConfig) -> Path:
         summary = fit(model, train_images, val_images, cfg, device)
         model = model.cpu().to(memory_format=torch.contiguous_format)
     graph = ScoringGraph(model, cfg.score_pool).eval()
-
-    val_maps, val_scores = predict(graph, val_images)
-    image_threshold = normal_threshold(val_scores, cfg.calibration_quantile, cfg.sensitivity)
-    pixel_threshold = normal_threshold(val_maps, 0.999, cfg.sensitivity)
-    if cfg.labelled_val_dir is not None:
-        labelled = load_test_set(cfg.labelled_val_dir, spec)
-        image_threshold = f1_optimal_threshold(predict(graph, labelled.images)[1], labelled.labels)
-
-    metadata = ModelMetadata(
+    uncalibrated = ModelMetadata(
         model_name=cfg.model_name or cfg.data_dir.resolve().name,
         model_version=cfg.model_version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S"),
         architecture=cfg.model,
@@ -76,10 +71,10 @@ def train(cfg: TrainConfig) -> Path:
         input_size=spec.size,
         input_channels=spec.channels,
         resize_mode=spec.resize_mode,
-        image_threshold=image_threshold,
-        pixel_threshold=pixel_threshold,
-        image_score_stats=score_stats(val_scores),
-        pixel_score_stats=score_stats(val_maps[:, :, ::4, ::4]),
+        image_threshold=0.0,
+        pixel_threshold=0.0,
+        image_score_stats=NO_STATS,
+        pixel_score_stats=NO_STATS,
         train_data_digest=files_digest(files),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         training_config={
@@ -89,9 +84,30 @@ def train(cfg: TrainConfig) -> Path:
             "selection": selection,
         },
     )
-    parity = export_onnx(graph, metadata, cfg.out)
+    parity = export_onnx(graph, uncalibrated, cfg.out)
+    # Thresholds come from the exported file's own scores: what the line compares is what was
+    # calibrated (torch and onnxruntime agree to 1e-3, more than the gap between two close scores).
+    metadata = calibrate_exported(cfg, uncalibrated, val_images)
+    update_metadata(cfg.out, metadata)
     print_summary(cfg, metadata, summary, parity, time.monotonic() - started)
     return cfg.out
+
+
+def calibrate_exported(cfg: TrainConfig, metadata: ModelMetadata, val_images: np.ndarray) -> ModelMetadata:
+    """Image and pixel thresholds and the normal-score statistics, from the exported model on held-out normals."""
+    exported = OnnxModel(cfg.out)
+    val = exported.score_in_chunks(val_images)
+    image_threshold = normal_threshold(val.score, cfg.calibration_quantile, cfg.sensitivity)
+    if cfg.labelled_val_dir is not None:
+        labelled = load_test_set(cfg.labelled_val_dir, metadata.input_spec)
+        image_threshold = f1_optimal_threshold(exported.score_in_chunks(labelled.images).score, labelled.labels)
+    return replace(
+        metadata,
+        image_threshold=image_threshold,
+        pixel_threshold=normal_threshold(val.anomaly_map, 0.999, cfg.sensitivity),
+        image_score_stats=score_stats(val.score),
+        pixel_score_stats=score_stats(val.anomaly_map[:, :, ::4, ::4]),
+    )
 
 
 def backbone_record(cfg: TrainConfig) -> dict[str, str]:
