@@ -3,6 +3,7 @@ entry-point group, so that an install without `pipeline.dev` (the line image) si
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from typing import Annotated
@@ -21,6 +22,9 @@ def broker(
     from pipeline.dev.broker import EmbeddedBroker, ensure_topics
 
     quiet_kafka()
+    # SIGTERM (docker stop, a test's terminate) must leave through the with-block too, or the broker
+    # child process outlives this command
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with EmbeddedBroker(port=port or None) as running:
         if topics:
             settings = settings_from(None, bootstrap_servers=running.bootstrap)

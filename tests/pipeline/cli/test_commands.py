@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -35,6 +36,9 @@ def test_broker_command_prints_its_address_and_serves() -> None:
     finally:
         process.terminate()
         process.wait(15)
+    # SIGTERM stopped the broker child too: nothing listens on its port any more
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
 def scrape(port: int) -> str:
