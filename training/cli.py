@@ -119,7 +119,7 @@ def models_command() -> None:
     from training.models import MODELS
 
     for name in sorted(MODELS):
-        typer.echo(f"{name:12s} {MODELS[name].summary}")
+        typer.echo(f"{name:21s} {MODELS[name].summary}")
 
 
 def demo_command(
