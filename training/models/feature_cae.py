@@ -17,29 +17,22 @@ from torch import nn
 from training.models.blocks import conv_block
 from training.models.feature_space import (
     FeatureSpaceAutoencoder,
+    FeatureSpaceConfig,
     ImageRestorer,
-    check_feature_fields,
     upsample_to,
 )
 
 
 @dataclass(frozen=True)
-class FeatureCAEConfig:
-    """Backbone and taps, neighbourhood, autoencoder widths, restorer widths and map smoothing."""
+class FeatureCAEConfig(FeatureSpaceConfig):
+    """The shared feature-space fields, plus the neighbourhood and the autoencoder widths."""
 
-    channels: int = 3
-    image_size: int = 224
-    backbone: str = "efficientnet-lite0"
-    feature_strides: tuple[int, ...] = (8, 16)
     neighbourhood: int = 3
     hidden_channels: int = 128
     latent_channels: int = 48
-    restorer_widths: tuple[int, ...] = (64, 32, 16, 8)
-    contrast_normalize: bool = False
-    map_smoothing_sigma: float = 4.0
 
     def __post_init__(self) -> None:
-        check_feature_fields(self.channels, self.image_size, self.map_smoothing_sigma)
+        super().__post_init__()
         if self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
             raise ValueError(f"neighbourhood must be an odd number >= 1, got {self.neighbourhood}")
         if not 1 <= self.latent_channels <= self.hidden_channels:
@@ -50,14 +43,7 @@ class FeatureCAE(FeatureSpaceAutoencoder):
     """Backbone -> merged, standardised features -> convolutional autoencoder -> squared error."""
 
     def __init__(self, config: FeatureCAEConfig) -> None:
-        super().__init__(
-            config.backbone,
-            config.feature_strides,
-            config.image_size,
-            config.channels,
-            config.contrast_normalize,
-            config.map_smoothing_sigma,
-        )
+        super().__init__(config)
         self.config = config
         width = sum(self.backbone.out_channels)
         self.register_buffer("feature_mean", torch.zeros(1, width, 1, 1))
