@@ -8,12 +8,11 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from training.config import TrainConfig
 from training.fitting import BestEpoch, FitSummary, cosine_learning_rate, progress_bar, set_learning_rate
+from training.losses import reconstruction_loss
 from training.models.feature_space import FeatureSpaceAutoencoder
-from training.ssim import gaussian_kernel, ssim_map
 from training.synthetic_defects import corrupt_batch
 
 # Share of the time budget for the feature autoencoder(s); the restorer gets the rest. The anomaly
@@ -93,6 +92,16 @@ def feature_validation_loss(model: FeatureSpaceAutoencoder, features: list[torch
     return total / n
 
 
+@torch.no_grad()
+def frozen_reconstructions(
+    model: FeatureSpaceAutoencoder, features: list[torch.Tensor], batch: int = 32
+) -> torch.Tensor:
+    """The restorer's inputs, computed once: the feature model does not change while the restorer trains."""
+    model.eval()
+    n = len(features[0])
+    return torch.cat([model.reconstruct([f[i : i + batch] for f in features])[1] for i in range(0, n, batch)])
+
+
 def fit_restorer(
     model: FeatureSpaceAutoencoder, train_images: np.ndarray, cfg: TrainConfig, device: torch.device, deadline: float
 ) -> None:
@@ -105,15 +114,14 @@ def fit_restorer(
         return
     rng = np.random.default_rng(cfg.seed + 2)
     corrupted, _ = corrupt_batch(train_images, train_images, rng, cfg.defect_probability)
-    features = extract_features(model, corrupted, device)
+    restorer_inputs = frozen_reconstructions(model, extract_features(model, corrupted, device))
     clean = torch.from_numpy(train_images).to(device)
-    window = gaussian_kernel(1.5, clean.shape[1]).to(device)
     optimizer = torch.optim.AdamW(model.restorer.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed + 3)
     started = time.monotonic()
+    model.eval()
+    model.restorer.train()
     for epoch in range(cfg.restorer_epochs):
-        model.eval()
-        model.restorer.train()
         fraction = max((time.monotonic() - started) / max(deadline - started, 1e-6), epoch / cfg.restorer_epochs)
         set_learning_rate(optimizer, cosine_learning_rate(cfg.learning_rate, fraction))
         order = torch.randperm(len(clean), generator=generator).to(device)
@@ -121,11 +129,7 @@ def fit_restorer(
             index = order[start : start + cfg.batch_size]
             if len(index) < 2:
                 continue
-            with torch.no_grad():
-                _, restorer_input = model.reconstruct(take(features, index))
-            restored = model.restorer(restorer_input)
-            target = clean[index]
-            loss = F.mse_loss(restored, target) + (1 - ssim_map(restored, target, window).mean())
+            loss = reconstruction_loss(model.restorer(restorer_inputs[index]), clean[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

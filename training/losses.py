@@ -27,6 +27,12 @@ def _ssim_window(channels: int) -> torch.Tensor:
     return gaussian_kernel(1.5, channels)
 
 
+def reconstruction_loss(reconstruction: torch.Tensor, clean: torch.Tensor, ssim_weight: float = 1.0) -> torch.Tensor:
+    """Squared error plus ssim_weight x (1 - SSIM): pixel values and local structure both count."""
+    window = _ssim_window(clean.shape[1]).to(clean.device)
+    return F.mse_loss(reconstruction, clean) + ssim_weight * (1 - ssim_map(reconstruction, clean, window).mean())
+
+
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
     """Binary focal loss: down-weights the easy background pixels that dominate defect masks."""
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
