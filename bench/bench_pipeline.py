@@ -206,7 +206,7 @@ def naive_loop(settings: Settings, count: int) -> float:
 
     model = OnnxModel(settings.model_path)  # type: ignore[arg-type]
     model.warm_up(1)
-    _, sessions = open_database(settings.database_url)
+    _, sessions = open_database(settings.db_url)
     consumer = KafkaConsumer(
         **settings.consumer_options(),
         group_id=settings.group_id,

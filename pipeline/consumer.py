@@ -216,7 +216,7 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
     with ExitStack() as stack:
         metrics = ConsumerMetrics()
         model = ModelHolder(Path(settings.model_path), settings.prefer_gpu, warm_up_batch=settings.batch_size)
-        _, sessions = open_database(settings.database_url)
+        _, sessions = open_database(settings.db_url)
         producer = KafkaProducer(**settings.producer_options(), acks="all", linger_ms=5)
         stack.callback(producer.close, timeout=10)
         channels = build_channels(settings, lambda: producer)
@@ -236,7 +236,7 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
         served = model.model
         metrics.serving(served.metadata.model_name, served.metadata.model_version, served.provider)
         if settings.metrics_port is not None:
-            metrics.serve(settings.metrics_port)
+            metrics.serve(settings.metrics_port, settings.metrics_host)
         stack.callback(metrics.close)
         dlq = DeadLetterSink(producer, settings.dlq_topic, settings.max_frame_bytes)
         yield LineConsumer(settings, source, model, dlq, writer, metrics, decoders)

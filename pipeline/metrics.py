@@ -54,7 +54,7 @@ class ConsumerMetrics:
     def serving(self, name: str, version: str, provider: str) -> None:
         self.model.info({"name": name, "version": version, "provider": provider})
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
         """Expose /metrics over HTTP on `port` (a daemon thread) until `close`."""
         self._server, _thread = start_http_server(port, addr=addr, registry=self.registry)
 

@@ -40,9 +40,24 @@ class Settings(BaseSettings):
     max_poll_interval_ms: int = 300_000
     poll_timeout_ms: int = 200
     max_frame_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # Decoded size cap, read from the PNG/JPEG header before decoding: a small compressed file can expand
+    # to gigabytes (a decompression bomb). 40 MP covers 8K line cameras; peak decode memory is bounded by
+    # decode_threads x max_frame_pixels x 3 bytes (see `decode_memory_bound_bytes`).
+    max_frame_pixels: int = Field(default=40_000_000, gt=0)
+    # Dead-letter sends that fail (topic missing, broker down) are retried with backoff, the batch held.
+    dlq_retry_initial_s: float = Field(default=0.5, gt=0)
+    dlq_retry_max_s: float = Field(default=30.0, gt=0)
+    dlq_send_timeout_s: float = Field(default=30.0, gt=0)
+    # On revoke, wait at most this long for the batch being written (a database outage must not stall the group).
+    rebalance_settle_s: float = Field(default=5.0, ge=0)
 
     # Storage and model
-    database_url: str = "sqlite:///lineguard.db"
+    # A secret: it usually carries the password (shown as ********** in logs and reprs; read it with `db_url`).
+    database_url: SecretStr = SecretStr("sqlite:///lineguard.db")
+    # PostgreSQL: connect, statement and lock timeouts, so that a hung server or a held lock is an error to retry.
+    db_connect_timeout_s: int = Field(default=10, ge=1)
+    db_statement_timeout_s: float = Field(default=60.0, gt=0)
+    db_lock_timeout_s: float = Field(default=15.0, gt=0)
     model_path: Path | None = None
     prefer_gpu: bool = True
     batch_size: int = Field(default=32, ge=1, le=4096)
@@ -64,18 +79,31 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_timeout_s: float = 5.0
+    # Receivers reject a signed webhook whose timestamp is further than this from their clock (replays).
+    webhook_max_age_s: float = Field(default=300.0, gt=0)
     alert_retry_initial_s: float = 1.0
     alert_retry_max_s: float = 60.0
     alert_poll_s: float = 0.5
 
     # Observability
     metrics_port: int | None = None
+    # Loopback by default; a container or pod sets 0.0.0.0 so that Prometheus can scrape it.
+    metrics_host: str = "127.0.0.1"
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
         return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url.get_secret_value()
+
+    @property
+    def decode_memory_bound_bytes(self) -> int:
+        """Most memory the decode threads can hold at once: every thread decoding a largest allowed RGB frame."""
+        return self.decode_threads * self.max_frame_pixels * 3
 
     @property
     def max_message_bytes(self) -> int:

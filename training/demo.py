@@ -111,6 +111,6 @@ def run_demo(workdir: Path, frames: int, defect_rate: float, train_minutes: floa
         consumer_frames_per_s=stats.frames_per_s,
         train_seconds=train_seconds,
         total_seconds=time.monotonic() - started,
-        database=settings.database_url,
+        database=settings.db_url,
         model=str(model),
     )

@@ -125,7 +125,7 @@ def flush_outbox(settings: Settings, timeout_s: float = 10.0) -> int:
         producer = KafkaProducer(**settings.producer_options(), acks="all")
         return producer
 
-    engine, sessions = open_database(settings.database_url)
+    engine, sessions = open_database(settings.db_url)
     channels = build_channels(settings, make_producer)
     delivered = 0
     deadline = time.monotonic() + timeout_s

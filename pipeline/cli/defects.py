@@ -39,7 +39,7 @@ def defects_list(
     if output not in ("table", "json", "csv"):
         raise LineGuardError(f"--format must be table, json or csv, got {output!r}")
     settings = settings_from(config, database_url=db)
-    _, sessions = open_database(settings.database_url)
+    _, sessions = open_database(settings.db_url)
     with sessions() as session:
         rows = [
             summary(d)
@@ -90,7 +90,7 @@ def defects_show(
     from pipeline.storage.review import get_defect, summary
 
     settings = settings_from(config, database_url=db)
-    _, sessions = open_database(settings.database_url)
+    _, sessions = open_database(settings.db_url)
     with sessions() as session:
         defect = get_defect(session, defect_id)
         data = summary(defect) | {"regions": defect.regions, "ground_truth": defect.ground_truth}
@@ -116,7 +116,7 @@ def defects_review(
     from pipeline.storage.review import review_defect, summary
 
     settings = settings_from(config, database_url=db)
-    _, sessions = open_database(settings.database_url)
+    _, sessions = open_database(settings.db_url)
     with sessions() as session, session.begin():
         data = summary(review_defect(session, defect_id, status, label))
     typer.echo(json.dumps(data, indent=2))

@@ -129,7 +129,7 @@ def test_malformed_records_go_to_the_dlq_and_good_frames_keep_flowing(
 
     stats = ConsumerThread(settings, idle_exit=1.0).start().join()
     assert (stats.frames, stats.dlq) == (sequence.count("good"), len(bad))
-    assert db_totals(settings.database_url)[0] == sequence.count("good")
+    assert db_totals(settings.db_url)[0] == sequence.count("good")
 
     dead = read_topic(settings, settings.dlq_topic, expected=len(bad))
     assert len(dead) == len(bad)

@@ -40,7 +40,7 @@ def consumer_process(settings: Settings, tmp_path: Path, name: str, idle_exit: f
         "--model",
         str(settings.model_path),
         "--db",
-        settings.database_url,
+        settings.db_url,
         "--topic",
         settings.frames_topic,
         "--group",

@@ -20,7 +20,7 @@ def test_precedence_and_kafka_options(tmp_path: Path, monkeypatch: pytest.Monkey
     settings = load_settings(config, batch_size=None, database_url="sqlite:///y.db")
     assert settings.group_id == "from-env"  # the environment outranks the file
     assert settings.batch_size == 8
-    assert settings.database_url == "sqlite:///y.db"  # an explicit override outranks everything
+    assert settings.db_url == "sqlite:///y.db"  # an explicit override outranks everything
     assert settings.kafka_common()["sasl_mechanism"] == "PLAIN"
     assert settings.producer_options()["max_request_size"] == settings.max_frame_bytes + HEADER_HEADROOM_BYTES
     assert settings.consumer_options()["max_partition_fetch_bytes"] == settings.max_message_bytes
