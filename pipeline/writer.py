@@ -156,12 +156,15 @@ class BatchWriter:
         inflight, self._inflight = self._inflight, None
         return inflight.result() if inflight is not None else None
 
-    def settle(self) -> None:
-        """Wait for the batch being written without taking its outcome (a rebalance: let it reach the database)."""
+    def settle(self, timeout_s: float | None = None) -> bool:
+        """Wait up to `timeout_s` (None: no limit) for the batch being written, without taking its outcome (a
+        rebalance: let it reach the database). False when it is still being written (the database is down)."""
         inflight = self._inflight
-        if inflight is not None:
-            with contextlib.suppress(Exception):  # its error surfaces in drain()
-                inflight.result()
+        if inflight is None:
+            return True
+        with contextlib.suppress(Exception):  # a timeout, or its error, which surfaces in drain()
+            inflight.result(timeout=timeout_s)
+        return inflight.done()
 
     def close(self) -> None:
         self.settle()
