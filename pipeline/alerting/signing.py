@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from typing import Any
 
 SIGNATURE_HEADER = "X-LineGuard-Signature"
@@ -22,6 +23,20 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def verify_signature(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
-    """For receivers: constant-time check of a webhook's signature header."""
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+def verify_signature(
+    secret: str, timestamp: str, body: bytes, signature: str, max_age_s: float = 300.0, now: float | None = None
+) -> bool:
+    """For receivers: constant-time check of a webhook's signature header, and of its timestamp's freshness.
+
+    A timestamp that is not a plain integer, or is further than `max_age_s` from `now` (default: this clock) in
+    either direction, is refused: without the window a captured request could be replayed forever.
+    """
+    # isascii: str.isdigit also accepts digits int() parses differently or not at all (Arabic-Indic, superscripts);
+    # the length bound keeps int() away from huge strings.
+    if not (0 < len(timestamp) <= 15 and timestamp.isascii() and timestamp.isdigit()):
+        return False
+    current = time.time() if now is None else now
+    if abs(current - int(timestamp)) > max_age_s:
+        return False
+    # As bytes: compare_digest raises TypeError on a str with non-ASCII characters (a header is untrusted input).
+    return hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode("utf-8", "replace"))

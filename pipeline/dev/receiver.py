@@ -14,11 +14,15 @@ from pipeline.alerting.signing import ALERT_ID_HEADER, SIGNATURE_HEADER, TIMESTA
 class AlertReceiver:
     """HTTP server on 127.0.0.1 as a context manager; `.url` is the webhook URL, `.alerts` what arrived, in order.
 
-    Requests with a bad signature (when `secret` is set) get 401 and are counted in `.rejected`.
+    Requests with a bad signature (when `secret` is set), or a timestamp further than `max_age_s` from this clock,
+    get 401 and are counted in `.rejected`.
     """
 
-    def __init__(self, port: int = 0, secret: str | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, port: int = 0, secret: str | None = None, host: str = "127.0.0.1", max_age_s: float = 300.0
+    ) -> None:
         self.secret = secret
+        self.max_age_s = max_age_s
         self.alerts: list[dict[str, Any]] = []
         self.rejected = 0
         self.requests = 0
@@ -49,12 +53,13 @@ class AlertReceiver:
         return Handler
 
     def _accept(self, body: bytes, headers: dict[str, str]) -> int:
-        # HTTP header names are case-insensitive (urllib sends them capitalised): `headers` keys are lower case.
+        # HTTP header names are case-insensitive (clients differ in how they write them): `headers` keys are lower case.
         with self._lock:
             self.requests += 1
             if self.secret is not None:
                 signature = headers.get(SIGNATURE_HEADER.lower(), "")
-                if not verify_signature(self.secret, headers.get(TIMESTAMP_HEADER.lower(), ""), body, signature):
+                timestamp = headers.get(TIMESTAMP_HEADER.lower(), "")
+                if not verify_signature(self.secret, timestamp, body, signature, max_age_s=self.max_age_s):
                     self.rejected += 1
                     return 401
             alert = json.loads(body)
