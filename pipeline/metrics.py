@@ -36,6 +36,18 @@ class ConsumerMetrics:
             ["topic", "partition"],
             registry=self.registry,
         )
+        self.outbox_pending = Gauge(
+            "lineguard_alert_outbox_pending",
+            "Alert deliveries waiting in the outbox",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.outbox_oldest = Gauge(
+            "lineguard_alert_outbox_oldest_seconds",
+            "Age of the oldest alert still waiting for delivery (0 when none)",
+            ["channel"],
+            registry=self.registry,
+        )
         self.db_retries = Counter("lineguard_db_retries", "Batch transactions retried", registry=self.registry)
         self.model = Info("lineguard_model", "Serving model and execution provider", registry=self.registry)
         self._server: Any = None
@@ -50,6 +62,11 @@ class ConsumerMetrics:
         self.batch_seconds.observe(batch_seconds)
         for (topic, partition), behind in lag.items():
             self.lag.labels(topic=topic, partition=str(partition)).set(behind)
+
+    def observe_outbox(self, channel: str, pending: int, oldest_s: float) -> None:
+        """The alert backlog of one channel, as the dispatcher saw it after its last round."""
+        self.outbox_pending.labels(channel=channel).set(pending)
+        self.outbox_oldest.labels(channel=channel).set(oldest_s)
 
     def serving(self, name: str, version: str, provider: str) -> None:
         self.model.info({"name": name, "version": version, "provider": provider})

@@ -11,15 +11,22 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.alerting.channels import Channel, build_channels
+from pipeline.metrics import ConsumerMetrics
 from pipeline.settings import Settings
 from pipeline.storage.tables import Alert, AlertDelivery
 
 log = logging.getLogger(__name__)
+
+
+def backoff_s(attempt: int, initial_s: float, max_s: float) -> float:
+    """Delay after the `attempt`-th failure in a row: doubling from `initial_s`, at most `max_s`."""
+    # The exponent is bounded: a webhook down for a day reaches attempt 1,500, and 2**1500 overflows a float.
+    return min(initial_s * 2 ** min(attempt - 1, 32), max_s)
 
 
 def deliver_due(
@@ -49,7 +56,7 @@ def deliver_due(
             try:
                 by_name[delivery.channel].send(alert.id, alert.payload)
             except Exception as exc:  # any channel failure: keep it pending and back off
-                delay = min(retry_initial_s * 2 ** (delivery.attempts - 1), retry_max_s)
+                delay = backoff_s(delivery.attempts, retry_initial_s, retry_max_s)
                 delivery.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
                 delivery.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 log.warning(
@@ -67,14 +74,44 @@ def deliver_due(
     return delivered
 
 
-class AlertDispatcher:
-    """A daemon thread that drains the outbox every `poll_s` seconds; `stop` drains once more, bounded."""
+def outbox_backlog(sessions: sessionmaker[Session], channels: list[str]) -> dict[str, tuple[int, float]]:
+    """Per channel: (pending deliveries, age in seconds of the oldest pending alert); (0, 0.0) when none waits."""
+    with sessions() as session:
+        rows = session.execute(
+            select(AlertDelivery.channel, func.count(), func.min(Alert.created_at))
+            .join(Alert, Alert.id == AlertDelivery.alert_id)
+            .where(AlertDelivery.status == "pending", AlertDelivery.channel.in_(channels))
+            .group_by(AlertDelivery.channel)
+        ).all()
+    now = datetime.now(UTC)
+    backlog = dict.fromkeys(channels, (0, 0.0))
+    for channel, pending, oldest in rows:
+        oldest_utc = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)  # SQLite returns naive UTC
+        backlog[channel] = (int(pending), max(0.0, (now - oldest_utc).total_seconds()))
+    return backlog
 
-    def __init__(self, sessions: sessionmaker[Session], channels: list[Channel], settings: Settings) -> None:
+
+class AlertDispatcher:
+    """A daemon thread that drains the outbox every `poll_s` seconds; `stop` drains once more, bounded, then closes
+    the channels. With `metrics`, each round also publishes the backlog per channel.
+
+    No exception ends the thread: a round that fails is logged and the next one comes after a backoff, since a
+    dead dispatcher would leave every later alert in the outbox, unsent, for the life of the consumer.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        channels: list[Channel],
+        settings: Settings,
+        metrics: ConsumerMetrics | None = None,
+    ) -> None:
         self.sessions = sessions
         self.channels = channels
         self.settings = settings
+        self.metrics = metrics
         self.delivered = 0
+        self.failed_rounds = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="alert-dispatcher", daemon=True)
 
@@ -84,29 +121,47 @@ class AlertDispatcher:
         return self
 
     def _run(self) -> None:
+        failures = 0  # rounds failed in a row
         while not self._stop.is_set():
-            self.drain_once()
-            self._stop.wait(self.settings.alert_poll_s)
+            failures = 0 if self.drain_once() is not None else failures + 1
+            pause = self.settings.alert_poll_s
+            if failures:
+                retry = backoff_s(failures, self.settings.alert_retry_initial_s, self.settings.alert_retry_max_s)
+                pause = max(pause, retry)
+            self._stop.wait(pause)
 
-    def drain_once(self) -> int:
+    def drain_once(self) -> int | None:
+        """One round: deliver what is due, then publish the backlog. Returns how many were delivered, or None when
+        the round failed (logged; the deliveries stay pending). Never raises."""
         try:
             count = deliver_due(
                 self.sessions, self.channels, self.settings.alert_retry_initial_s, self.settings.alert_retry_max_s
             )
+            self.delivered += count
+            if self.metrics is not None:
+                backlog = outbox_backlog(self.sessions, [c.name for c in self.channels])
+                for channel, (pending, oldest_s) in backlog.items():
+                    self.metrics.observe_outbox(channel, pending, oldest_s)
         except SQLAlchemyError as exc:  # database down: the outbox waits, nothing is lost
             log.warning("alert outbox unavailable: %s", type(exc).__name__)
-            return 0
-        self.delivered += count
-        return count
+        except Exception:  # anything else is a bug or a surprise: keep its traceback, keep the thread
+            log.exception("alert dispatcher round failed; the outbox keeps its deliveries for the next round")
+        else:
+            return count
+        self.failed_rounds += 1
+        return None
 
     def stop(self, drain_timeout_s: float = 2.0) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=drain_timeout_s + self.settings.webhook_timeout_s)
-        if self.channels:
+        try:
             deadline = time.monotonic() + drain_timeout_s
-            while time.monotonic() < deadline and self.drain_once():
+            while self.channels and time.monotonic() < deadline and self.drain_once():
                 pass
+        finally:
+            for channel in self.channels:
+                channel.close()
 
 
 def flush_outbox(settings: Settings, timeout_s: float = 10.0) -> int:
@@ -138,6 +193,8 @@ def flush_outbox(settings: Settings, timeout_s: float = 10.0) -> int:
             if not count:
                 time.sleep(min(settings.alert_poll_s, max(0.0, deadline - time.monotonic())))
     finally:
+        for channel in channels:
+            channel.close()
         if producer is not None:
             producer.close(timeout=5)
         engine.dispose()
