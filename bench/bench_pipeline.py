@@ -40,6 +40,9 @@ from pipeline.inference import OnnxModel  # noqa: E402
 from pipeline.results import FrameResult  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.storage.engine import open_database  # noqa: E402
+from pipeline.wire import FrameLimits  # noqa: E402
+
+LIMITS = FrameLimits(max_bytes=1 << 24, max_pixels=1 << 26)  # the raw-scoring and naive loops' decode limits
 
 FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
 
@@ -188,7 +191,7 @@ def raw_consume(settings: Settings, count: int) -> tuple[float, list[Any]]:
 def raw_scoring(model_path: Path, records: list[Any], batch_size: int) -> float:
     """(b) onnxruntime alone on the already decoded and preprocessed frames."""
     model = OnnxModel(model_path)
-    inputs = np.stack([decode_record(r, model, 1 << 24).model_input for r in records])
+    inputs = np.stack([decode_record(r, model, LIMITS).model_input for r in records])
     model.warm_up(batch_size)
     start = time.perf_counter()
     for offset in range(0, len(inputs), batch_size):
@@ -222,7 +225,7 @@ def naive_loop(settings: Settings, count: int) -> float:
         for tp, batch in consumer.poll(timeout_ms=500, max_records=1).items():
             for record in batch:
                 start = start or time.perf_counter()
-                results = judge(model, [decode_record(record, model, 1 << 24)], True)
+                results = judge(model, [decode_record(record, model, LIMITS)], True)
                 with sessions() as session, session.begin():
                     write_batch(
                         session,

@@ -10,7 +10,7 @@ import numpy as np
 from pipeline.errors import InvalidMessageError
 from pipeline.inference import OnnxModel
 from pipeline.preprocess import preprocess
-from pipeline.wire import FrameMeta, decode_frame, parse_headers
+from pipeline.wire import FrameLimits, FrameMeta, decode_frame, parse_headers
 
 
 @dataclass(frozen=True)
@@ -23,17 +23,17 @@ class Decoded:
     model_input: np.ndarray  # C x H x W float32, from pipeline.preprocess (the path training uses)
 
 
-def decode_record(record: Any, model: OnnxModel, max_bytes: int) -> Decoded:
+def decode_record(record: Any, model: OnnxModel, limits: FrameLimits) -> Decoded:
     """Headers + payload -> preprocessed model input; InvalidMessageError for anything that breaks the format."""
     meta = parse_headers(record.headers)
-    image = decode_frame(record.value, meta, max_bytes, f"{record.topic}[{record.partition}]@{record.offset}")
+    image = decode_frame(record.value, meta, limits, f"{record.topic}[{record.partition}]@{record.offset}")
     return Decoded(record, meta, image.shape, preprocess(image, model.metadata.input_spec))
 
 
-def try_decode(record: Any, model: OnnxModel, max_bytes: int) -> Decoded | InvalidMessageError:
+def try_decode(record: Any, model: OnnxModel, limits: FrameLimits) -> Decoded | InvalidMessageError:
     """`decode_record`, with any failure returned as the error that routes the record to the dead-letter topic."""
     try:
-        return decode_record(record, model, max_bytes)
+        return decode_record(record, model, limits)
     except InvalidMessageError as exc:
         return exc
     except Exception as exc:  # anything else about one record must not stop the line

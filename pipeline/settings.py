@@ -41,8 +41,7 @@ class Settings(BaseSettings):
     poll_timeout_ms: int = 200
     max_frame_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     # Decoded size cap, read from the PNG/JPEG header before decoding: a small compressed file can expand
-    # to gigabytes (a decompression bomb). 40 MP covers 8K line cameras; peak decode memory is bounded by
-    # decode_threads x max_frame_pixels x 3 bytes (see `decode_memory_bound_bytes`).
+    # to gigabytes (a decompression bomb). 40 MP covers 8K line cameras; see `memory_bound_bytes`.
     max_frame_pixels: int = Field(default=40_000_000, gt=0)
     # Dead-letter sends that fail (topic missing, broker down) are retried with backoff, the batch held.
     dlq_retry_initial_s: float = Field(default=0.5, gt=0)
@@ -102,8 +101,15 @@ class Settings(BaseSettings):
 
     @property
     def decode_memory_bound_bytes(self) -> int:
-        """Most memory the decode threads can hold at once: every thread decoding a largest allowed RGB frame."""
-        return self.decode_threads * self.max_frame_pixels * 3
+        """Most memory the decode threads hold at once: each decoding a largest allowed frame (at most 3 bytes a
+        pixel, refused from the image header otherwise) and converting it (one more copy at most)."""
+        return self.decode_threads * self.max_frame_pixels * 3 * 2
+
+    @property
+    def memory_bound_bytes(self) -> int:
+        """Memory the consumer may take above its steady state, whatever it is sent: frames being decoded plus
+        records fetched ahead of the loop (Kafka's fetch buffer)."""
+        return self.decode_memory_bound_bytes + int(self.consumer_options()["fetch_max_bytes"])
 
     @property
     def max_message_bytes(self) -> int:

@@ -11,16 +11,35 @@ import cv2
 import numpy as np
 
 from pipeline.decode import Decoded
-from pipeline.inference import OnnxModel
+from pipeline.inference import BatchScores, OnnxModel
 from pipeline.preprocess import InputSpec, placement
 from pipeline.results import FrameResult, Source
 
+Reject = Callable[[Any, str], None]  # (record, reason): the record goes to the dead-letter topic
 
-def judge(model: OnnxModel, frames: list[Decoded], store_images: bool) -> list[FrameResult]:
-    """Score the batch in one inference; a frame whose score is above the image threshold is a defect."""
+
+def judge(
+    model: OnnxModel, frames: list[Decoded], store_images: bool, reject: Reject | None = None
+) -> list[FrameResult]:
+    """Score the batch in one inference; a frame whose score is above the image threshold is a defect.
+
+    A frame the model scores NaN or infinite (a corrupt model, an input it overflows on) has no verdict: it is
+    handed to `reject` (or raises ValueError without one), never stored as a score the database cannot hold.
+    """
     if not frames:
         return []
     scores = model.score(np.stack([f.model_input for f in frames]))
+    finite = np.isfinite(scores.score) & np.isfinite(scores.anomaly_map).reshape(len(frames), -1).all(axis=1)
+    if not finite.all():
+        bad = [i for i in range(len(frames)) if not finite[i]]
+        reason = f"model output is not finite (score {float(scores.score[bad[0]])})"
+        if reject is None:
+            raise ValueError(reason)
+        for i in bad:
+            reject(frames[i].record, reason)
+        keep = [i for i in range(len(frames)) if finite[i]]
+        frames = [frames[i] for i in keep]
+        scores = BatchScores(anomaly_map=scores.anomaly_map[keep], score=scores.score[keep])
     meta = model.metadata
     detected_at = datetime.now(UTC)
     flagged = [i for i, score in enumerate(scores.score) if score > meta.image_threshold]

@@ -3,6 +3,10 @@
 Size limits: a frame payload may be up to `Settings.max_frame_bytes`; producers use `max_request_size` and
 consumers `max_partition_fetch_bytes` of `Settings.max_message_bytes` (frame + 64 KiB for headers); the
 broker's `message.max.bytes` must be at least that. A larger payload is refused by the consumer (DLQ).
+
+Every header is checked here, at the boundary, against what the database can store (text lengths, integer
+ranges): a record the database would refuse is dead-lettered here instead of failing a batch transaction.
+Images are checked from their header (signature, dimensions, decoded size) before a pixel is decoded.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import cv2
 import numpy as np
 
 from pipeline.errors import ImageDecodeError, InvalidMessageError
+from pipeline.imageheader import ImageHeader, ImageHeaderError, jpeg_header, png_header
 from pipeline.preprocess import decode_image
 
 WIRE_VERSION = "1"
@@ -36,6 +41,26 @@ H_TRUTH = "ground-truth"  # simulator only: "good" or a defect type, for measure
 H_TRUTH_BOX = "ground-truth-bbox"  # simulator only: JSON [x, y, w, h] in frame pixels
 
 Headers = list[tuple[str, bytes]]
+
+# What the defects table can hold (pipeline/storage/tables.py; a test keeps the two in step).
+MAX_ID_CHARS = 128  # camera-id, line-id
+MAX_TRUTH_CHARS = 64  # ground-truth
+MAX_SEQ = 2**63 - 1  # seq is a BIGINT
+MAX_HEADERS = 64
+MAX_HEADER_BYTES = 64 * 1024  # the headroom a Kafka record has beside its frame (settings.HEADER_HEADROOM_BYTES)
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """The most a frame may take: compressed bytes, and pixels once decoded (bombs are refused from the header)."""
+
+    max_bytes: int
+    max_pixels: int
+
+    @property
+    def max_decoded_bytes(self) -> int:
+        # A largest 8-bit RGB frame: a 16-bit or RGBA image of as many pixels would take more than allowed.
+        return self.max_pixels * 3
 
 
 @dataclass(frozen=True)
@@ -109,54 +134,86 @@ def _to_bgr(image: np.ndarray) -> np.ndarray:
 
 def parse_headers(headers: Headers | None) -> FrameMeta:
     """Read and check a record's headers; raise InvalidMessageError naming the bad header."""
-    values: dict[str, str] = {}
-    for name, raw in headers or []:
-        try:
-            values[name] = raw.decode("utf-8") if raw is not None else ""
-        except UnicodeDecodeError as exc:
-            raise InvalidMessageError(f"header {name!r} is not UTF-8") from exc
+    values = _header_values(headers or [])
     for name in (H_CONTENT_TYPE, H_CAMERA, H_CAPTURED, H_SHAPE, H_DTYPE):
         if not values.get(name):
             raise InvalidMessageError(f"missing header {name!r}")
     if values.get(H_VERSION, WIRE_VERSION) != WIRE_VERSION:
-        raise InvalidMessageError(f"unsupported wire version {values[H_VERSION]!r}")
+        raise InvalidMessageError(f"unsupported wire version {_shown(values[H_VERSION])}")
     content_type = values[H_CONTENT_TYPE]
     if content_type not in CONTENT_TYPES:
-        raise InvalidMessageError(f"unsupported content-type {content_type!r}")
-    try:
-        captured_ms = int(values[H_CAPTURED])
-        captured_at = datetime.fromtimestamp(captured_ms / 1000, UTC)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise InvalidMessageError(f"bad header {H_CAPTURED!r}: {values[H_CAPTURED]!r}") from exc
-    shape = _parse_shape(values[H_SHAPE])
+        raise InvalidMessageError(f"unsupported content-type {_shown(content_type)}")
     dtype = values[H_DTYPE]
     if dtype not in RAW_DTYPES:
-        raise InvalidMessageError(f"unsupported dtype {dtype!r}")
-    try:
-        seq = int(values.get(H_SEQ, "0"))
-    except ValueError as exc:
-        raise InvalidMessageError(f"bad header {H_SEQ!r}: {values[H_SEQ]!r}") from exc
+        raise InvalidMessageError(f"unsupported dtype {_shown(dtype)}")
+    truth = values.get(H_TRUTH)
     return FrameMeta(
         content_type=content_type,
-        camera_id=values[H_CAMERA],
-        line_id=values.get(H_LINE) or "unknown",
-        captured_at=captured_at,
-        shape=shape,
+        camera_id=_identifier(values, H_CAMERA, MAX_ID_CHARS),
+        line_id=_identifier(values, H_LINE, MAX_ID_CHARS) if values.get(H_LINE) else "unknown",
+        captured_at=_captured_at(values[H_CAPTURED]),
+        shape=_parse_shape(values[H_SHAPE]),
         dtype=dtype,
-        seq=seq,
-        ground_truth=values.get(H_TRUTH),
+        seq=_seq(values.get(H_SEQ, "0")),
+        ground_truth=_identifier(values, H_TRUTH, MAX_TRUTH_CHARS) if truth is not None else None,
         ground_truth_bbox=_parse_bbox(values.get(H_TRUTH_BOX)),
     )
+
+
+def _header_values(headers: Headers) -> dict[str, str]:
+    if len(headers) > MAX_HEADERS:
+        raise InvalidMessageError(f"{len(headers)} headers, at most {MAX_HEADERS} allowed")
+    size = sum(len(name) + len(raw or b"") for name, raw in headers)
+    if size > MAX_HEADER_BYTES:
+        raise InvalidMessageError(f"headers take {size} bytes, at most {MAX_HEADER_BYTES} allowed")
+    values: dict[str, str] = {}
+    for name, raw in headers:
+        try:
+            values[name] = raw.decode("utf-8") if raw is not None else ""
+        except UnicodeDecodeError as exc:
+            raise InvalidMessageError(f"header {_shown(name)} is not UTF-8") from exc
+    return values
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A header value quoted for an error message, cut short: a hostile header must not flood the DLQ reason."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _identifier(values: dict[str, str], name: str, max_chars: int) -> str:
+    text = values[name]
+    if len(text) > max_chars:
+        raise InvalidMessageError(f"header {name!r} has {len(text)} characters, at most {max_chars} allowed")
+    if not text.isprintable() or text != text.strip():
+        raise InvalidMessageError(f"header {name!r} has control characters or surrounding spaces: {_shown(text)}")
+    return text
+
+
+def _captured_at(text: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(int(text) / 1000, UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InvalidMessageError(f"bad header {H_CAPTURED!r}: {_shown(text)}") from exc
+
+
+def _seq(text: str) -> int:
+    try:
+        seq = int(text)
+    except ValueError as exc:
+        raise InvalidMessageError(f"bad header {H_SEQ!r}: {_shown(text)}") from exc
+    if not 0 <= seq <= MAX_SEQ:
+        raise InvalidMessageError(f"header {H_SEQ!r} out of range 0..2**63-1: {_shown(text)}")
+    return seq
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(part) for part in text.split("x"))
     except ValueError as exc:
-        raise InvalidMessageError(f"bad header {H_SHAPE!r}: {text!r}") from exc
-    valid = len(shape) in (2, 3) and all(0 < d <= 32768 for d in shape) and (len(shape) == 2 or shape[2] in (1, 3))
+        raise InvalidMessageError(f"bad header {H_SHAPE!r}: {_shown(text)}") from exc
+    valid = len(shape) in (2, 3) and all(0 < d <= 65535 for d in shape) and (len(shape) == 2 or shape[2] in (1, 3))
     if not valid:
-        raise InvalidMessageError(f"bad header {H_SHAPE!r}: {text!r} (want HxW or HxWxC with C 1 or 3)")
+        raise InvalidMessageError(f"bad header {H_SHAPE!r}: {_shown(text)} (want HxW or HxWxC with C 1 or 3)")
     return shape
 
 
@@ -170,15 +227,28 @@ def _parse_bbox(text: str | None) -> tuple[int, int, int, int] | None:
     return (x, y, w, h)
 
 
-def decode_frame(value: bytes | None, meta: FrameMeta, max_bytes: int, source: str = "") -> np.ndarray:
-    """Payload -> uint8 image, checked against the size limit and the shape header."""
+def decode_frame(value: bytes | None, meta: FrameMeta, limits: FrameLimits, source: str = "") -> np.ndarray:
+    """Payload -> uint8 image, checked against the limits and the shape header before it is decoded."""
     if not value:
         raise InvalidMessageError("empty value")
-    if len(value) > max_bytes:
-        raise InvalidMessageError(f"value of {len(value)} bytes exceeds max_frame_bytes={max_bytes}")
+    if len(value) > limits.max_bytes:
+        raise InvalidMessageError(f"value of {len(value)} bytes exceeds max_frame_bytes={limits.max_bytes}")
+    height, width = meta.shape[:2]
+    if height * width > limits.max_pixels:
+        raise InvalidMessageError(f"shape {meta.shape} exceeds max_frame_pixels={limits.max_pixels}")
     if meta.content_type == RAW:
         image = _decode_raw(value, meta)
     else:
+        header = _image_header(value, meta)
+        if (header.height, header.width) != (height, width):
+            raise InvalidMessageError(
+                f"image header says {header.height}x{header.width}, shape header {meta.shape} (refused undecoded)"
+            )
+        if header.decoded_bytes > limits.max_decoded_bytes:
+            raise InvalidMessageError(
+                f"image would decode to {header.decoded_bytes} bytes ({header.channels} channels, "
+                f"{8 * header.sample_bytes}-bit), over 3 x max_frame_pixels={limits.max_decoded_bytes}"
+            )
         try:
             image = decode_image(value, source)
         except ImageDecodeError as exc:
@@ -187,6 +257,14 @@ def decode_frame(value: bytes | None, meta: FrameMeta, max_bytes: int, source: s
     if image.shape != expected:
         raise InvalidMessageError(f"decoded shape {image.shape} does not match header shape {meta.shape}")
     return image
+
+
+def _image_header(value: bytes, meta: FrameMeta) -> ImageHeader:
+    """The payload's own header, which must be of the format its content-type names (OpenCV decodes any)."""
+    try:
+        return png_header(value) if meta.content_type == PNG else jpeg_header(value)
+    except ImageHeaderError as exc:
+        raise InvalidMessageError(f"{meta.content_type}: {exc}") from exc
 
 
 def _decode_raw(value: bytes, meta: FrameMeta) -> np.ndarray:

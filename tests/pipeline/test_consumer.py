@@ -107,7 +107,7 @@ def test_malformed_records_go_to_the_dlq_and_good_frames_keep_flowing(
     noise = rng.integers(0, 255, size=150_000, dtype=np.uint8).tobytes()
     bad = {
         "truncated jpeg": (good.value[: len(good.value) // 2], good.headers, "corrupt or truncated"),
-        "wrong shape": (good.value, with_header("shape", b"128x128"), "does not match header shape"),
+        "wrong shape": (good.value, with_header("shape", b"128x128"), "shape header (128, 128)"),
         "missing camera": (good.value, without("camera-id"), "missing header 'camera-id'"),
         "no headers": (good.value, [], "missing header"),
         "bad timestamp": (good.value, with_header("capture-ts-ms", b"noon"), "bad header 'capture-ts-ms'"),
