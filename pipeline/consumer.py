@@ -30,8 +30,9 @@ from pipeline.metrics import ConsumerMetrics
 from pipeline.results import FrameResult
 from pipeline.settings import Settings
 from pipeline.source import FrameSource, next_offsets
-from pipeline.storage.engine import open_database
+from pipeline.storage.engine import DatabaseTimeouts, open_database
 from pipeline.verdict import judge
+from pipeline.wire import FrameLimits
 from pipeline.writer import Batch, BatchTransaction, BatchWriter, Written
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,9 @@ class ConsumerStats:
         batch = written.batch
         self.records += batch.polled
         self.batches += 1
-        self.dlq += batch.polled - len(batch.results)
+        self.dlq += batch.polled - len(batch.results) + written.refused
         self.frames += len(written.fresh)
-        self.replayed += len(batch.results) - len(written.fresh)
+        self.replayed += len(batch.results) - len(written.fresh) - written.refused
         self.defects += written.defects
         self.alerts += written.alerts
 
@@ -176,18 +177,21 @@ class LineConsumer:
         """Decode, dead-letter and judge one batch (the CPU/GPU part); nothing is stored yet."""
         started = time.monotonic()
         model = self.model.model
-        limit = self.settings.max_frame_bytes
-        outcomes = list(self.decoders.map(lambda r: try_decode(r, model, limit), records))
+        limits = FrameLimits(self.settings.max_frame_bytes, self.settings.max_frame_pixels)
+        outcomes = list(self.decoders.map(lambda r: try_decode(r, model, limits), records))
         good: list[Decoded] = []
         for record, outcome in zip(records, outcomes, strict=True):
             if isinstance(outcome, InvalidMessageError):
-                self.dlq.add(record, outcome.reason)
-                self.metrics.dlq.labels(reason=outcome.reason.split(" ")[0][:40]).inc()
+                self.dead_letter(record, outcome.reason)
             else:
                 good.append(outcome)
-        results = judge(model, good, self.settings.store_images)
+        results = judge(model, good, self.settings.store_images, self.dead_letter)
         self.dlq.flush()  # before the database: a record is never marked done while its DLQ copy is in flight
-        return Batch(len(records), results, next_offsets(records), model, started)
+        return Batch(len(records), results, next_offsets(records), model, started, records)
+
+    def dead_letter(self, record: Any, reason: str) -> None:
+        self.dlq.add(record, reason)
+        self.metrics.dlq.labels(reason=reason.split(" ")[0][:40]).inc()
 
     def commit(self, written: Written) -> None:
         """Commit the offsets of a batch the database holds, and count it in the metrics."""
@@ -200,8 +204,7 @@ class LineConsumer:
             return
         self._next_reload_check = time.monotonic() + self.settings.model_reload_check_s
         if self.model.maybe_reload():
-            model = self.model.model
-            self.writer.transaction.register_model(model)
+            model = self.model.model  # recorded in model_versions with the first batch it judges
             self.metrics.serving(model.metadata.model_name, model.metadata.model_version, model.provider)
 
 
@@ -216,7 +219,10 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
     with ExitStack() as stack:
         metrics = ConsumerMetrics()
         model = ModelHolder(Path(settings.model_path), settings.prefer_gpu, warm_up_batch=settings.batch_size)
-        _, sessions = open_database(settings.db_url)
+        timeouts = DatabaseTimeouts(
+            settings.db_connect_timeout_s, settings.db_statement_timeout_s, settings.db_lock_timeout_s
+        )
+        _, sessions = open_database(settings.db_url, timeouts=timeouts)
         producer = KafkaProducer(**settings.producer_options(), acks="all", linger_ms=5)
         stack.callback(producer.close, timeout=10)
         channels = build_channels(settings, lambda: producer)
@@ -225,9 +231,10 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
                 settings.alert_score, settings.burst_defects, settings.burst_window_frames, settings.alert_cooldown_s
             )
         )
-        transaction = BatchTransaction(sessions, settings, rules, [c.name for c in channels], metrics, stop)
-        transaction.register_model(model.model)
-        stack.callback(AlertDispatcher(sessions, channels, settings).start().stop)
+        writer_dlq = DeadLetterSink.from_settings(producer, settings, stop)  # the writer thread's own
+        channel_names = [c.name for c in channels]
+        transaction = BatchTransaction(sessions, settings, rules, channel_names, metrics, stop, writer_dlq)
+        stack.callback(AlertDispatcher(sessions, channels, settings, metrics=metrics).start().stop)
         decoders = stack.enter_context(ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode"))
         writer = BatchWriter(transaction)
         source = FrameSource.subscribe(settings, transaction.stored_offsets, writer.settle)
@@ -238,7 +245,7 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
         if settings.metrics_port is not None:
             metrics.serve(settings.metrics_port, settings.metrics_host)
         stack.callback(metrics.close)
-        dlq = DeadLetterSink(producer, settings.dlq_topic, settings.max_frame_bytes)
+        dlq = DeadLetterSink.from_settings(producer, settings, stop)
         yield LineConsumer(settings, source, model, dlq, writer, metrics, decoders)
 
 

@@ -7,20 +7,30 @@ import contextlib
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.alerting.rules import AlertRules
+from pipeline.alerting.state import load_rule_state, save_rule_state
+from pipeline.deadletter import DeadLetterSink
 from pipeline.errors import ShutdownRequested
 from pipeline.inference import OnnxModel
 from pipeline.metrics import ConsumerMetrics
-from pipeline.results import FrameResult
+from pipeline.results import FrameResult, RaisedAlert
 from pipeline.settings import Settings
 from pipeline.source import Offsets
-from pipeline.storage.store import ModelInfo, fresh_results, register_model, stored_offsets, write_batch
+from pipeline.storage.store import (
+    ModelInfo,
+    advance_offsets,
+    fresh_results,
+    register_model,
+    stored_offsets,
+    write_results,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +44,7 @@ class Batch:
     offsets: Offsets
     model: OnnxModel
     started: float  # monotonic time processing began, for the batch-time histogram
+    records: list[Any] = field(default_factory=list)  # the polled records, to dead-letter one the database refuses
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,7 @@ class Written:
     fresh: list[FrameResult]
     defects: int
     alerts: int
+    refused: int = 0  # verdicts the database refused, dead-lettered instead
 
 
 def _transient(exc: Exception) -> bool:
@@ -53,7 +65,11 @@ def _transient(exc: Exception) -> bool:
 
 
 class BatchTransaction:
-    """Writes a batch in one transaction; while the database is unavailable, waits and retries the same batch."""
+    """Writes a batch in one transaction; while the database is unavailable, waits and retries the same batch.
+
+    A verdict the database refuses for good (a value it cannot hold) must not stop the line: the batch is split
+    in savepoints until the refused verdicts are isolated, those are dead-lettered, the rest is stored.
+    """
 
     def __init__(
         self,
@@ -63,6 +79,7 @@ class BatchTransaction:
         channels: list[str],
         metrics: ConsumerMetrics,
         stop: threading.Event,
+        dead_letter: DeadLetterSink,
     ) -> None:
         self.sessions = sessions
         self.settings = settings
@@ -70,34 +87,17 @@ class BatchTransaction:
         self.channels = channels
         self.metrics = metrics
         self.stop = stop
+        self.dead_letter = dead_letter  # this thread's own sink
         self.retries = 0
+        self._registered: set[tuple[str, str]] = set()
 
     def write(self, batch: Batch) -> Written:
         """Raises ShutdownRequested if stopped while the database is down (the batch stays uncommitted)."""
-        meta = batch.model.metadata
-        info = ModelInfo(meta.model_name, meta.model_version)
         delay = self.settings.db_retry_initial_s
         while True:
-            self.rules.checkpoint()
             try:
-                with self.sessions() as session, session.begin():
-                    fresh = fresh_results(session, self.settings.group_id, batch.results, batch.offsets)
-                    alerts = self.rules.evaluate(fresh, info.version)
-                    result = write_batch(
-                        session,
-                        self.settings.group_id,
-                        fresh,
-                        batch.offsets,
-                        alerts,
-                        self.channels,
-                        info,
-                        self.settings.count_interval_s,
-                    )
-                for alert in alerts:
-                    self.metrics.alerts.labels(rule=alert.rule).inc()
-                return Written(batch, fresh, result.defects, result.alerts)
+                return self._write_once(batch)
             except Exception as exc:
-                self.rules.rollback()
                 if not _transient(exc):
                     raise
                 self.retries += 1
@@ -111,26 +111,93 @@ class BatchTransaction:
                     raise ShutdownRequested("stopped while the database was unavailable") from exc
                 delay = min(delay * 2, self.settings.db_retry_max_s)
 
+    def _write_once(self, batch: Batch) -> Written:
+        meta = batch.model.metadata
+        info = ModelInfo(meta.model_name, meta.model_version)
+        with self.sessions() as session, session.begin():
+            registered = self._register(session, batch.model)
+            fresh = fresh_results(session, self.settings.group_id, batch.results, batch.offsets)
+            stored = self._store_isolating(session, fresh, info)
+            if stored.refused:
+                self._dead_letter(batch, stored.refused)
+            advance_offsets(session, self.settings.group_id, batch.offsets)
+        if registered is not None:
+            self._registered.add(registered)
+        for alert in stored.alerts:
+            self.metrics.alerts.labels(rule=alert.rule).inc()
+        refused = {id(result) for result, _ in stored.refused}
+        kept = [r for r in fresh if id(r) not in refused]
+        return Written(batch, kept, stored.defects, len(stored.alerts), len(stored.refused))
+
+    def _store_isolating(self, session: Session, results: list[FrameResult], info: ModelInfo) -> _Stored:
+        """Store `results` in a savepoint; when the database refuses it, store each half on its own, down to the
+        single verdicts it refuses (a batch splits into at most log2(n) levels; the normal path is one savepoint)."""
+        if not results:
+            return _Stored()
+        try:
+            with session.begin_nested():
+                cameras = load_rule_state(session, {r.camera_id for r in results})
+                alerts = self.rules.evaluate(results, info.version, cameras)
+                written = write_results(session, results, alerts, self.channels, info, self.settings.count_interval_s)
+                save_rule_state(session, cameras)
+                return _Stored(defects=written.defects, alerts=alerts)
+        except (IntegrityError, DataError) as exc:
+            # A value or constraint the database refuses; anything else (a missing table, no permission) is the
+            # database's fault, not a record's, and stops the consumer instead of draining the line into the DLQ.
+            if len(results) == 1:
+                return _Stored(refused=[(results[0], exc)])
+            middle = len(results) // 2
+            return self._store_isolating(session, results[:middle], info).plus(
+                self._store_isolating(session, results[middle:], info)
+            )
+
+    def _dead_letter(self, batch: Batch, refused: list[tuple[FrameResult, DBAPIError]]) -> None:
+        """Send the refused verdicts' records to the dead-letter topic before the transaction commits their offsets."""
+        by_source = {(r.topic, r.partition, r.offset): r for r in batch.records}
+        for result, exc in refused:
+            source = result.source
+            reason = f"database refused the frame: {type(exc.orig).__name__}: {str(exc.orig).splitlines()[0]}"
+            log.error("%s: %s", source, reason)
+            self.dead_letter.add(by_source[(source.topic, source.partition, source.offset)], reason)
+            self.metrics.dlq.labels(reason="database").inc()
+        self.dead_letter.flush()
+
+    def _register(self, session: Session, model: OnnxModel) -> tuple[str, str] | None:
+        """Record a model version with the first batch it judged (not on reload: a database blip then is harmless)."""
+        meta = model.metadata
+        key = (meta.model_name, meta.model_version)
+        if key in self._registered:
+            return None
+        register_model(
+            session,
+            {
+                "model_name": meta.model_name,
+                "model_version": meta.model_version,
+                "architecture": meta.architecture,
+                "image_threshold": meta.image_threshold,
+                "pixel_threshold": meta.pixel_threshold,
+                "path": str(model.path),
+                "provider": model.provider,
+                "first_served_at": datetime.now(UTC),
+            },
+        )
+        return key
+
     def stored_offsets(self, partitions: list[tuple[str, int]]) -> Offsets:
         with self.sessions() as session:
             return stored_offsets(session, self.settings.group_id, partitions)
 
-    def register_model(self, model: OnnxModel) -> None:
-        meta = model.metadata
-        with self.sessions() as session, session.begin():
-            register_model(
-                session,
-                {
-                    "model_name": meta.model_name,
-                    "model_version": meta.model_version,
-                    "architecture": meta.architecture,
-                    "image_threshold": meta.image_threshold,
-                    "pixel_threshold": meta.pixel_threshold,
-                    "path": str(model.path),
-                    "provider": model.provider,
-                    "first_served_at": datetime.now(UTC),
-                },
-            )
+
+@dataclass
+class _Stored:
+    """What storing some verdicts did: defects written, alerts raised, verdicts refused (with the error)."""
+
+    defects: int = 0
+    alerts: list[RaisedAlert] = field(default_factory=list)
+    refused: list[tuple[FrameResult, DBAPIError]] = field(default_factory=list)
+
+    def plus(self, other: _Stored) -> _Stored:
+        return _Stored(self.defects + other.defects, self.alerts + other.alerts, self.refused + other.refused)
 
 
 class BatchWriter:

@@ -1,12 +1,13 @@
 """Alert rules over frame verdicts: a defect above the alert score, a burst of K defects in N frames per camera.
 
-Cooldown and deduplication are per camera and rule; rule state is snapshotted so that a database
-transaction that fails and is retried does not count the same frames twice.
+Cooldown and deduplication are per camera and rule. The state (each camera's recent verdicts, when each rule
+last fired) is loaded from and saved to the database inside the batch transaction (pipeline/alerting/state.py):
+it survives restarts and rebalances, and a transaction that fails and is retried does not count frames twice.
+Cooldown runs on detection time, the consumer's clock: a camera stamping its frames in year 9999 cannot mute itself.
 """
 
 from __future__ import annotations
 
-import copy
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +28,9 @@ class AlertRuleConfig:
 
 
 @dataclass
-class _CameraState:
+class CameraState:
+    """One camera's rule state: its last verdicts (the burst window) and when each rule last fired."""
+
     window: deque[bool] = field(default_factory=deque)
     last_alert: dict[str, datetime] = field(default_factory=dict)
 
@@ -37,41 +40,35 @@ class AlertRules:
 
     def __init__(self, config: AlertRuleConfig) -> None:
         self.config = config
-        self._cameras: dict[str, _CameraState] = {}
-        self._saved: dict[str, _CameraState] | None = None
 
-    def checkpoint(self) -> None:
-        self._saved = copy.deepcopy(self._cameras)
-
-    def rollback(self) -> None:
-        if self._saved is not None:
-            self._cameras = self._saved
-
-    def evaluate(self, results: list[FrameResult], model_version: str) -> list[RaisedAlert]:
+    def evaluate(
+        self, results: list[FrameResult], model_version: str, cameras: dict[str, CameraState]
+    ) -> list[RaisedAlert]:
+        """Alerts raised by `results`; `cameras` (state by camera id) is updated in place."""
         alerts: list[RaisedAlert] = []
         for result in results:
-            state = self._cameras.setdefault(result.camera_id, _CameraState())
+            state = cameras.setdefault(result.camera_id, CameraState())
             state.window.append(result.is_defect)
             if len(state.window) > self.config.burst_window_frames:
                 state.window.popleft()
             if not result.is_defect:
                 continue
             limit = self.config.alert_score
-            if (limit is None or result.score >= limit) and self._cooled(state, HIGH_SCORE, result.captured_at):
+            if (limit is None or result.score >= limit) and self._cooled(state, HIGH_SCORE, result.detected_at):
                 alerts.append(self._alert(HIGH_SCORE, result, model_version, state))
-            if sum(state.window) >= self.config.burst_defects and self._cooled(state, BURST, result.captured_at):
+            if sum(state.window) >= self.config.burst_defects and self._cooled(state, BURST, result.detected_at):
                 alert = self._alert(BURST, result, model_version, state)
                 alert.payload["burst"] = {"defects": sum(state.window), "frames": len(state.window)}
                 alerts.append(alert)
                 state.window.clear()  # the next burst needs K new defects
         return alerts
 
-    def _cooled(self, state: _CameraState, rule: str, at: datetime) -> bool:
+    def _cooled(self, state: CameraState, rule: str, at: datetime) -> bool:
         last = state.last_alert.get(rule)
         return last is None or (at - last).total_seconds() >= self.config.cooldown_s
 
-    def _alert(self, rule: str, result: FrameResult, model_version: str, state: _CameraState) -> RaisedAlert:
-        state.last_alert[rule] = result.captured_at
+    def _alert(self, rule: str, result: FrameResult, model_version: str, state: CameraState) -> RaisedAlert:
+        state.last_alert[rule] = result.detected_at
         source = result.source
         payload: dict[str, Any] = {
             "rule": rule,

@@ -60,6 +60,20 @@ def write_batch(
     interval_s: int,
 ) -> WriteResult:
     """Write one batch; the caller owns the transaction. `results` must already be filtered by `fresh_results`."""
+    written = write_results(session, results, alerts, channels, model, interval_s)
+    advance_offsets(session, group_id, batch_offsets)
+    return written
+
+
+def write_results(
+    session: Session,
+    results: list[FrameResult],
+    alerts: list[RaisedAlert],
+    channels: list[str],
+    model: ModelInfo,
+    interval_s: int,
+) -> WriteResult:
+    """Defects, inspection counts and alerts (with a pending delivery per channel) of some verdicts."""
     defects = [_defect_row(r, model) for r in results if r.is_defect]
     if defects:
         statement = dialect_insert(session, Defect).on_conflict_do_nothing(
@@ -68,7 +82,6 @@ def write_batch(
         session.execute(statement, defects)
     _add_counts(session, results, interval_s)
     raised = _add_alerts(session, alerts, channels)
-    _advance_offsets(session, group_id, batch_offsets)
     return WriteResult(defects=len(defects), alerts=raised)
 
 
@@ -164,7 +177,7 @@ def _add_alerts(session: Session, alerts: list[RaisedAlert], channels: list[str]
     return raised
 
 
-def _advance_offsets(session: Session, group_id: str, batch_offsets: dict[tuple[str, int], int]) -> None:
+def advance_offsets(session: Session, group_id: str, batch_offsets: dict[tuple[str, int], int]) -> None:
     now = datetime.now(UTC)
     for (topic, partition), next_offset in batch_offsets.items():
         statement = dialect_insert(session, SourceOffset).values(

@@ -45,7 +45,7 @@ class Defect(Base):
     source_offset: Mapped[int] = mapped_column(BigInteger)
     camera_id: Mapped[str] = mapped_column(String(128))
     line_id: Mapped[str] = mapped_column(String(128))
-    seq: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(BigInteger)  # camera frame counters outgrow 32 bits
     captured_at: Mapped[datetime]
     detected_at: Mapped[datetime]
     score: Mapped[float] = mapped_column(Float)
@@ -132,6 +132,19 @@ class Alert(Base):
     line_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime]
     payload: Mapped[dict[str, Any]]
+
+
+class AlertRuleState(Base):
+    """Per camera: its recent verdicts (the burst window) and when each rule last fired, saved with each batch."""
+
+    __tablename__ = "alert_rule_state"
+    __table_args__ = (UniqueConstraint("camera_id", name="uq_alert_rule_state_camera"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(128))
+    window: Mapped[list[Any]]  # 0/1 per frame, oldest first
+    last_alert: Mapped[dict[str, Any]]  # rule -> ISO detection time
+    updated_at: Mapped[datetime]
 
 
 class AlertDelivery(Base):

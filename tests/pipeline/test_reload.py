@@ -44,20 +44,33 @@ def test_new_version_serves_without_a_restart_and_a_corrupt_one_is_refused(boots
         publish_frames(settings, count=40, rate=None, seed=1, defect_rate=0.3)
         wait_for(lambda: db_totals(url)[0] == 40, timeout=60, what="frames scored by v1")
         replace_atomically(version_2, serving)
-        wait_for(lambda: versions() == ["1", "2"], timeout=30, what="v2 registered")
+        published = 40
+
+        def judged_by_v2() -> bool:
+            # A version is recorded with the first batch it judges: keep frames coming until v2 has judged some.
+            nonlocal published
+            if versions() == ["1", "2"]:
+                return True
+            publish_frames(settings, count=2, rate=None, seed=published, defect_rate=0.3)
+            published += 2
+            return False
+
+        wait_for(judged_by_v2, timeout=30, every=0.3, what="v2 serving")
+        wait_for(lambda: db_totals(url)[0] == published, timeout=60, what="frames around the switch")
+        switched = published
         publish_frames(settings, count=40, rate=None, seed=2, defect_rate=0.3)
-        wait_for(lambda: db_totals(url)[0] == 80, timeout=60, what="frames scored by v2")
+        wait_for(lambda: db_totals(url)[0] == switched + 40, timeout=60, what="frames scored by v2")
         (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage")
         replace_atomically(tmp_path / "bad.onnx", serving)
         publish_frames(settings, count=40, rate=None, seed=3, defect_rate=0.3)
-        wait_for(lambda: db_totals(url)[0] == 120, timeout=60, what="frames scored after the bad file")
+        wait_for(lambda: db_totals(url)[0] == switched + 80, timeout=60, what="frames scored after the bad file")
     finally:
         stats = consumer.stop()
-    assert stats.frames == 120 and stats.dlq == 0
+    assert stats.frames == switched + 80 and stats.dlq == 0
     with engine.connect() as conn:
         by_offset = {
             offset: version for offset, version in conn.execute(select(Defect.source_offset, Defect.model_version))
         }
     engine.dispose()
     assert {v for o, v in by_offset.items() if o < 40} == {"1"}
-    assert {v for o, v in by_offset.items() if o >= 80} == {"2"}  # the corrupt file never served
+    assert {v for o, v in by_offset.items() if o >= switched} == {"2"}  # the corrupt file never served

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections import deque
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from helpers import frame_result
@@ -10,10 +13,12 @@ from sqlalchemy import select
 
 from pipeline.alerting.channels import LogChannel, WebhookChannel
 from pipeline.alerting.outbox import deliver_due, flush_outbox
-from pipeline.alerting.rules import AlertRuleConfig, AlertRules
+from pipeline.alerting.rules import AlertRuleConfig, AlertRules, CameraState
 from pipeline.alerting.signing import sign, verify_signature
+from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.dev.broker import free_port
 from pipeline.dev.receiver import AlertReceiver
+from pipeline.results import FrameResult
 from pipeline.settings import Settings
 from pipeline.storage.engine import open_database
 from pipeline.storage.store import ModelInfo, write_batch
@@ -28,21 +33,40 @@ def test_burst_rule_counts_per_camera_and_cooldown_suppresses() -> None:
         frame_result(2, False, "a"),
         frame_result(3, True, "a"),
     ]
-    assert [(a.rule, a.camera_id) for a in rules.evaluate(frames, "1")] == [("burst", "a")]
+    cameras: dict[str, CameraState] = {}
+    assert [(a.rule, a.camera_id) for a in rules.evaluate(frames, "1", cameras)] == [("burst", "a")]
     # Defects far apart (more than the window) never make a burst.
     spaced = [frame_result(10 + i, i % 4 == 0, "c") for i in range(12)]
-    assert rules.evaluate(spaced, "1") == []
+    assert rules.evaluate(spaced, "1", cameras) == []
     cooled = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=99, burst_window_frames=99, cooldown_s=10))
-    alerts = cooled.evaluate([frame_result(i, True) for i in range(25)], "1")
+    alerts = cooled.evaluate([frame_result(i, True) for i in range(25)], "1", {})
     assert [a.payload["source"]["offset"] for a in alerts] == [0, 10, 20]
 
 
-def test_rules_roll_back_with_a_failed_transaction() -> None:
-    rules = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=2, burst_window_frames=5, cooldown_s=0))
-    rules.checkpoint()
-    assert len(rules.evaluate([frame_result(0, True)], "1")) == 1
-    rules.rollback()  # the batch is retried: its defect must not count twice towards a burst
-    assert [a.rule for a in rules.evaluate([frame_result(0, True)], "1")] == ["high_score"]
+def test_cooldown_runs_on_detection_time_not_the_camera_clock() -> None:
+    rules = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=99, burst_window_frames=99, cooldown_s=10))
+    far_future = replace(frame_result(0, True), captured_at=datetime(9999, 1, 1, tzinfo=UTC))
+    later = frame_result(30, True)  # detected 30 s later: past the cooldown, whatever the first frame claimed
+    assert [a.payload["source"]["offset"] for a in rules.evaluate([far_future, later], "1", {})] == [0, 30]
+
+
+@pytest.mark.integration
+def test_rule_state_survives_a_restart(db_url: str) -> None:
+    config = AlertRuleConfig(alert_score=None, burst_defects=3, burst_window_frames=10, cooldown_s=60)
+    _, sessions = open_database(db_url)
+
+    def batch(rules: AlertRules, frames: list[FrameResult]) -> list[str]:
+        with sessions() as session, session.begin():
+            cameras = load_rule_state(session, {f.camera_id for f in frames})
+            alerts = rules.evaluate(frames, "1", cameras)
+            save_rule_state(session, cameras)
+        return [a.rule for a in alerts]
+
+    assert batch(AlertRules(config), [frame_result(0, True), frame_result(1, True)]) == ["high_score"]
+    # A new process: the window still holds two defects, and the high-score alert 2 s ago still cools down.
+    assert batch(AlertRules(config), [frame_result(2, True)]) == ["burst"]
+    with sessions() as session:
+        assert load_rule_state(session, {"cam-1"})["cam-1"].window == deque()  # a burst empties the window
 
 
 def test_signature_round_trip() -> None:
@@ -59,7 +83,7 @@ def test_webhook_down_then_up_delivers_every_alert_once(db_url: str) -> None:
     rules = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=99, burst_window_frames=99, cooldown_s=0))
     frames = [frame_result(i, i % 2 == 0) for i in range(10)]
     with sessions() as session, session.begin():
-        alerts = rules.evaluate(frames, "1")
+        alerts = rules.evaluate(frames, "1", {})
         write_batch(session, "g", frames, {("frames", 0): 10}, alerts, ["webhook", "log"], ModelInfo("m", "1"), 60)
     port = free_port()
     channels = [WebhookChannel(f"http://127.0.0.1:{port}/alerts", "s3cret", timeout_s=1.0), LogChannel()]
@@ -92,7 +116,14 @@ def test_flush_outbox_after_the_consumer_stopped(tmp_path) -> None:  # type: ign
     frames = [frame_result(i, True) for i in range(4)]
     with sessions() as session, session.begin():
         write_batch(
-            session, "g", frames, {("frames", 0): 4}, rules.evaluate(frames, "1"), ["webhook"], ModelInfo("m", "1"), 60
+            session,
+            "g",
+            frames,
+            {("frames", 0): 4},
+            rules.evaluate(frames, "1", {}),
+            ["webhook"],
+            ModelInfo("m", "1"),
+            60,
         )
     with AlertReceiver(secret="k") as receiver:
         settings = Settings(database_url=url, webhook_url=receiver.url, webhook_secret="k", alert_log=False)
@@ -107,7 +138,7 @@ def test_receiver_rejects_a_bad_signature(tmp_path) -> None:  # type: ignore[no-
     rules = AlertRules(AlertRuleConfig(alert_score=None, burst_defects=99, burst_window_frames=99, cooldown_s=0))
     with sessions() as session, session.begin():
         frames = [frame_result(0, True)]
-        alerts = rules.evaluate(frames, "1")
+        alerts = rules.evaluate(frames, "1", {})
         write_batch(session, "g", frames, {("frames", 0): 1}, alerts, ["webhook"], ModelInfo("m", "1"), 60)
     with AlertReceiver(secret="right") as receiver:
         channel = WebhookChannel(receiver.url, "wrong", timeout_s=1.0)

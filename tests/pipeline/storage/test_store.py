@@ -10,6 +10,7 @@ from helpers import T0, frame_result
 from sqlalchemy import func, select
 
 from pipeline.alerting.rules import AlertRuleConfig, AlertRules
+from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.results import FrameResult
 from pipeline.storage.engine import migrate, open_database
 from pipeline.storage.review import list_defects, parse_since
@@ -26,11 +27,14 @@ def test_migrations_match_the_models(db_url: str) -> None:
 
 
 def write(sessions, results: list[FrameResult], rules: AlertRules) -> int:  # type: ignore[no-untyped-def]
+    """One batch transaction as the writer runs it, rule state loaded and saved with the batch."""
     offsets = {("frames", 0): max(r.source.offset for r in results) + 1}
     with sessions() as session, session.begin():
         fresh = fresh_results(session, "g", results, offsets)
-        alerts = rules.evaluate(fresh, "1")
+        cameras = load_rule_state(session, {r.camera_id for r in fresh})
+        alerts = rules.evaluate(fresh, "1", cameras)
         write_batch(session, "g", fresh, offsets, alerts, ["webhook", "log"], ModelInfo("m", "1"), 60)
+        save_rule_state(session, cameras)
     return len(fresh)
 
 

@@ -1,0 +1,41 @@
+"""Alert rule state in the database: loaded (row-locked) and saved inside the batch transaction that uses it."""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pipeline.alerting.rules import CameraState
+from pipeline.storage.engine import dialect_insert
+from pipeline.storage.tables import AlertRuleState
+
+
+def load_rule_state(session: Session, cameras: set[str]) -> dict[str, CameraState]:
+    """The saved state of `cameras` (absent ones start empty); rows are locked until the transaction ends."""
+    if not cameras:
+        return {}
+    rows = session.scalars(
+        select(AlertRuleState).where(AlertRuleState.camera_id.in_(sorted(cameras))).with_for_update()
+    )
+    return {
+        row.camera_id: CameraState(
+            window=deque(bool(v) for v in row.window),
+            last_alert={rule: datetime.fromisoformat(at) for rule, at in row.last_alert.items()},
+        )
+        for row in rows
+    }
+
+
+def save_rule_state(session: Session, cameras: dict[str, CameraState]) -> None:
+    now = datetime.now(UTC)
+    for camera_id, state in cameras.items():
+        values = {
+            "window": [int(v) for v in state.window],
+            "last_alert": {rule: at.isoformat() for rule, at in state.last_alert.items()},
+            "updated_at": now,
+        }
+        statement = dialect_insert(session, AlertRuleState).values(camera_id=camera_id, **values)
+        session.execute(statement.on_conflict_do_update(index_elements=["camera_id"], set_=values))
