@@ -13,7 +13,7 @@ import onnx
 import onnxruntime as ort
 
 from pipeline.contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
-from pipeline.errors import MetadataError, ModelLoadError
+from pipeline.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,15 @@ class OnnxModel:
         )
 
     def warm_up(self, batch_size: int = 1) -> None:
-        """One inference on zeros so the first real batch does not pay for allocation and kernel selection."""
+        """One inference on a mid-gray batch so the first real batch does not pay for allocation and kernel
+        selection; a model that fails there or answers NaN/inf is refused before it serves a frame."""
         spec = self.metadata.input_spec
-        self.score(np.zeros((batch_size, spec.channels, spec.size, spec.size), dtype=np.float32))
+        try:
+            scores = self.score(np.full((batch_size, spec.channels, spec.size, spec.size), 0.5, dtype=np.float32))
+        except Exception as exc:  # onnxruntime raises its own types (Fail, RuntimeException, ...) at run time
+            raise ModelLoadError(str(self.path), f"warm-up inference failed: {type(exc).__name__}: {exc}") from exc
+        if not (np.isfinite(scores.score).all() and np.isfinite(scores.anomaly_map).all()):
+            raise ModelLoadError(str(self.path), "warm-up inference gave non-finite scores (NaN or inf)")
 
     def _check_signature(self) -> None:
         inputs = [i.name for i in self.session.get_inputs()]
@@ -184,8 +190,12 @@ class ModelHolder:
             if candidate.metadata.input_spec != self.model.metadata.input_spec:
                 raise ModelLoadError(str(self.path), "input layout differs from the serving model")
             candidate.warm_up(self.warm_up_batch)
-        except (ModelLoadError, MetadataError, ValueError) as exc:
-            error = exc if isinstance(exc, ModelLoadError) else ModelLoadError(str(self.path), str(exc))
+        except Exception as exc:  # whatever a new file does wrong, the serving model goes on
+            error = (
+                exc
+                if isinstance(exc, ModelLoadError)
+                else ModelLoadError(str(self.path), f"{type(exc).__name__}: {exc}")
+            )
             self.rejected = error
             log.error("model reload rejected, still serving v%s: %s", self.model.metadata.model_version, error)
             return False

@@ -32,8 +32,13 @@ def tiny_metadata(
     )
 
 
-def build_tiny_model(path: Path, metadata: ModelMetadata | None = None, kernel: int = 7) -> Path:
-    """Write the model to `path`: a smooth image reconstructs almost exactly, sharp defects light up."""
+def build_tiny_model(
+    path: Path, metadata: ModelMetadata | None = None, kernel: int = 7, nan_below: float | None = None
+) -> Path:
+    """Write the model to `path`: a smooth image reconstructs almost exactly, sharp defects light up.
+
+    `nan_below`: a broken model whose score is NaN for frames scoring below it (log of a negative number).
+    """
     meta = metadata or tiny_metadata()
     c, s = meta.input_channels, meta.input_size
     pad = kernel // 2
@@ -49,8 +54,22 @@ def build_tiny_model(path: Path, metadata: ModelMetadata | None = None, kernel: 
         helper.make_node("Sub", [INPUT_NAME, "reconstruction"], ["diff"]),
         helper.make_node("Abs", ["diff"], ["absdiff"]),
         helper.make_node("ReduceMean", ["absdiff"], ["anomaly_map"], axes=[1], keepdims=1),
-        helper.make_node("ReduceMax", ["anomaly_map"], ["score"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("ReduceMax", ["anomaly_map"], ["max_score"], axes=[1, 2, 3], keepdims=0),
     ]
+    initializers = []
+    if nan_below is None:
+        nodes.append(helper.make_node("Identity", ["max_score"], ["score"]))
+    else:
+        initializers = [
+            helper.make_tensor("nan_below", TensorProto.FLOAT, [], [nan_below]),
+            helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        ]
+        nodes += [
+            helper.make_node("Sub", ["max_score", "nan_below"], ["margin"]),
+            helper.make_node("Log", ["margin"], ["log_margin"]),  # NaN below the cut, finite above it
+            helper.make_node("Mul", ["log_margin", "zero"], ["poison"]),
+            helper.make_node("Add", ["max_score", "poison"], ["score"]),
+        ]
     graph = helper.make_graph(
         nodes,
         "tiny_blur",
@@ -60,6 +79,7 @@ def build_tiny_model(path: Path, metadata: ModelMetadata | None = None, kernel: 
             helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, ["N", 1, s, s]),
             helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
         ],
+        initializer=initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8

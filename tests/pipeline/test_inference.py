@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 from model_factory import build_tiny_model, tiny_metadata
 
+from pipeline.errors import ModelLoadError
 from pipeline.inference import ModelHolder, OnnxModel, thresholds_path
 
 
@@ -47,3 +49,15 @@ def test_reload_swaps_a_good_version_and_keeps_serving_on_a_bad_one(tmp_path: Pa
     assert holder.maybe_reload() is False
     assert holder.model.metadata.model_version == "2"
     assert "input layout differs" in str(holder.rejected)
+
+    build_tiny_model(model_path, tiny_metadata(size=32, version="4"), nan_below=0.5)  # NaN on flat frames
+    bump_mtime(model_path)
+    assert holder.maybe_reload() is False
+    assert holder.model.metadata.model_version == "2"
+    assert "non-finite" in str(holder.rejected)
+
+
+def test_a_model_that_answers_nan_at_warm_up_is_refused(tmp_path: Path) -> None:
+    path = build_tiny_model(tmp_path / "nan.onnx", tiny_metadata(size=32), nan_below=0.5)
+    with pytest.raises(ModelLoadError, match="non-finite"):
+        ModelHolder(path, prefer_gpu=False)

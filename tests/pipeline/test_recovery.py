@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import FAST_GROUP, REPO_ROOT, line_settings, make_topics, new_pg_database, subprocess_env
 from helpers import ConsumerThread, db_totals, expected_frames, read_topic, wait_for
+from model_factory import build_tiny_model, tiny_metadata
 from sqlalchemy import create_engine, func, select
 
 from pipeline.dev.broker import free_port
@@ -18,7 +20,7 @@ from pipeline.dev.receiver import AlertReceiver
 from pipeline.dev.simulator import publish_frames
 from pipeline.settings import Settings
 from pipeline.storage.engine import migrate
-from pipeline.storage.tables import AlertDelivery, Defect, SourceOffset
+from pipeline.storage.tables import AlertDelivery, Defect, ModelVersion, SourceOffset
 
 pytestmark = pytest.mark.integration
 
@@ -125,14 +127,16 @@ def test_sigterm_finishes_the_batch_and_commits(bootstrap: str, tmp_path: Path, 
     assert committed_offset(settings) == stored  # the last batch was written and committed before exiting
 
 
-def test_database_down_then_up_waits_without_committing_then_catches_up(
-    bootstrap: str, tiny_model: Path, tmp_path: Path
-) -> None:
+def test_database_down_then_up_waits_without_committing_then_catches_up(bootstrap: str, tmp_path: Path) -> None:
+    """Also: a new model version arrives while the database is down; it serves once reloaded, and is recorded."""
     pgserver = pytest.importorskip("pgserver")
     pg_dir = tmp_path / "pg"
     server = pgserver.get_server(pg_dir, cleanup_mode="stop")
     url = new_pg_database(server.get_uri())
-    settings = line_settings(bootstrap, url, tiny_model, db_retry_initial_s=0.2, db_retry_max_s=0.5)
+    model = build_tiny_model(tmp_path / "serving.onnx", tiny_metadata(version="1"))
+    settings = line_settings(
+        bootstrap, url, model, db_retry_initial_s=0.2, db_retry_max_s=0.5, model_reload_check_s=0.2
+    )
     make_topics(settings)
     migrate(url)
     consumer = ConsumerThread(settings).start()
@@ -142,6 +146,10 @@ def test_database_down_then_up_waits_without_committing_then_catches_up(
         wait_for(lambda: committed_offset(settings) == 40, timeout=10, what="commit of the first 40")
 
         server.cleanup()  # the database goes away
+        staged = build_tiny_model(tmp_path / "v2.onnx", tiny_metadata(version="2"))
+        os.replace(staged, model)  # and a new version arrives meanwhile: the reload must not need the database
+        time.sleep(1.5)
+        assert consumer.error is None
         publish_frames(settings, count=40, rate=None, seed=5, defect_rate=0.25)
         time.sleep(3)
         assert committed_offset(settings) == 40  # nothing committed while the database is down
@@ -149,11 +157,17 @@ def test_database_down_then_up_waits_without_committing_then_catches_up(
         server = pgserver.get_server(pg_dir, cleanup_mode="stop")
         wait_for(lambda: db_totals(url)[0] == 80, timeout=60, what="catch-up after the database returned")
         wait_for(lambda: committed_offset(settings) == 80, timeout=10, what="commit after catch-up")
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            versions = sorted(conn.scalars(select(ModelVersion.model_version)))
+            later = set(conn.scalars(select(Defect.model_version).where(Defect.source_offset >= 40)))
+        engine.dispose()
     finally:
         stats = consumer.stop()
         server.cleanup()
     injected = sum(f.ground_truth != "good" for s in (4, 5) for f in expected_frames(s, 40, 0.25))
     assert stats.frames == 80 and stats.defects == injected and stats.db_retries > 0
+    assert versions == ["1", "2"] and later == {"2"}
 
 
 def test_alerts_reach_the_webhook_once_after_it_comes_up_and_the_kafka_topic(

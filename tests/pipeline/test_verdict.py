@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+from model_factory import build_tiny_model, tiny_metadata
 
+from pipeline.decode import Decoded
+from pipeline.inference import OnnxModel
 from pipeline.preprocess import InputSpec, preprocess
-from pipeline.verdict import find_regions, overlay_png
+from pipeline.verdict import find_regions, judge, overlay_png
+from pipeline.wire import PNG, encode_frame, parse_headers
 
 
 def heat_with_box(size: int, x: int, y: int, w: int, h: int) -> np.ndarray:
@@ -53,3 +60,25 @@ def test_boxes_map_back_through_the_resize_preprocess_did(mode: str) -> None:
     [region] = find_regions(heat, 0.5, frame.shape, spec)
     assert abs(region.x - 120) <= 4 and abs(region.y - 30) <= 4
     assert abs(region.w - 60) <= 8 and abs(region.h - 30) <= 8
+
+
+def test_a_frame_the_model_scores_nan_is_rejected_not_stored(tmp_path: Path) -> None:
+    # The model's score is NaN below 0.05: a flat frame gets NaN, a frame with a sharp spot a real score.
+    model = OnnxModel(build_tiny_model(tmp_path / "nan.onnx", tiny_metadata(size=32), nan_below=0.05), False)
+    spec = model.metadata.input_spec
+    flat = np.full((64, 64), 120, np.uint8)
+    spotted = flat.copy()
+    spotted[30:34, 30:34] = 255
+    frames = [decoded(flat, spec, offset=0), decoded(spotted, spec, offset=1)]
+    rejected: list[tuple[int, str]] = []
+    results = judge(model, frames, False, lambda record, reason: rejected.append((record.offset, reason)))
+    assert [r.source.offset for r in results] == [1] and np.isfinite(results[0].score)
+    assert rejected == [(0, "model output is not finite (score nan)")]
+    with pytest.raises(ValueError, match="not finite"):
+        judge(model, frames, False)
+
+
+def decoded(image: np.ndarray, spec: InputSpec, offset: int) -> Decoded:
+    meta = parse_headers(encode_frame(image, camera_id="c", content_type=PNG).headers)
+    record = SimpleNamespace(topic="frames", partition=0, offset=offset, value=b"")
+    return Decoded(record, meta, image.shape, preprocess(image, spec))
