@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from helpers import T0, frame_result
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from pipeline.alerting.rules import AlertRuleConfig, AlertRules
 from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.results import FrameResult
-from pipeline.storage.engine import migrate, open_database
+from pipeline.storage.engine import DatabaseTimeouts, migrate, open_database
 from pipeline.storage.review import list_defects, parse_since
 from pipeline.storage.store import ModelInfo, fresh_results, write_batch
 from pipeline.storage.tables import Alert, AlertDelivery, Base, Defect, InspectionCount, SourceOffset
@@ -75,3 +77,19 @@ def test_parse_since() -> None:
     now = datetime(2026, 1, 2, tzinfo=UTC)
     assert parse_since("2h", now) == now - timedelta(hours=2)
     assert parse_since("2026-01-01T00:00", now) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_postgresql_sessions_carry_timeouts_and_sqlite_takes_the_write_lock_at_begin(db_url: str) -> None:
+    engine, sessions = open_database(db_url, timeouts=DatabaseTimeouts(connect_s=3, statement_s=7.5, lock_s=2))
+    with sessions() as session, session.begin():
+        if engine.dialect.name == "postgresql":
+            assert session.execute(text("SHOW statement_timeout")).scalar() == "7500ms"
+            assert session.execute(text("SHOW lock_timeout")).scalar() == "2s"
+        else:
+            # BEGIN IMMEDIATE: a transaction that has only read holds the write lock already.
+            session.execute(select(SourceOffset.next_offset)).all()
+            other = sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=0.1)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+    engine.dispose()
