@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import cv2
 import numpy as np
 import pytest
+from hostile import png_bomb
 from sqlalchemy import BigInteger
 
 from pipeline.errors import InvalidMessageError
@@ -101,19 +99,6 @@ def test_bad_payloads_name_the_problem() -> None:
     raw = encode_frame(gray(), camera_id="c", content_type=RAW)
     with pytest.raises(InvalidMessageError, match="raw value has"):
         decode_frame(raw.value[:-1], parse_headers(raw.headers), LIMITS)
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A valid gray PNG of zeros: tiny compressed, `width x height` bytes once decoded."""
-    compressor = zlib.compressobj(9)
-    row = b"\0" * (width + 1)  # filter byte + pixels
-    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
 
 
 def test_a_decompression_bomb_is_refused_from_its_header() -> None:
