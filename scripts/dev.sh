@@ -30,7 +30,7 @@ install() {
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --upgrade pip
     "$VENV/bin/pip" install --quiet torch==2.13.0
-    "$VENV/bin/pip" install --quiet -e '.[train,dev]'
+    "$VENV/bin/pip" install --quiet -e '.[train,dev,review]'
     touch "$STAMP"
 }
 

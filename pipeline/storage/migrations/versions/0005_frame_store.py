@@ -1,0 +1,21 @@
+"""Frames as references in a frame store.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-29 14:00:00
+"""
+
+from __future__ import annotations
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass  # reserved for issue 8; filled in by the commit that adds these tables/columns
+
+
+def downgrade() -> None:
+    pass
