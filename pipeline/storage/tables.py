@@ -37,6 +37,7 @@ class Defect(Base):
         Index("ix_defects_status_captured", "review_status", "captured_at"),
         Index("ix_defects_label", "label"),
         Index("ix_defects_score", "score"),
+        Index("ix_defects_model_version", "model_version"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -61,6 +62,8 @@ class Defect(Base):
     review_status: Mapped[str] = mapped_column(String(16), default="new", server_default="new")
     label: Mapped[str | None] = mapped_column(String(64))
     reviewed_at: Mapped[datetime | None]
+    note: Mapped[str | None] = mapped_column(Text)  # the reviewer's free text
+    reviewed_by: Mapped[str | None] = mapped_column(String(128))
 
 
 class InspectionCount(Base):

@@ -1,4 +1,4 @@
-"""Review notes and who reviewed.
+"""Review notes and who reviewed; defects filterable by model version.
 
 Revision ID: 0004
 Revises: 0003
@@ -7,6 +7,9 @@ Create Date: 2026-11-29 14:00:00
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from alembic import op
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -14,8 +17,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass  # reserved for issue 8; filled in by the commit that adds these tables/columns
+    with op.batch_alter_table("defects") as batch:
+        batch.add_column(sa.Column("note", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("reviewed_by", sa.String(128), nullable=True))
+        batch.create_index("ix_defects_model_version", ["model_version"])
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("defects") as batch:
+        batch.drop_index("ix_defects_model_version")
+        batch.drop_column("reviewed_by")
+        batch.drop_column("note")
