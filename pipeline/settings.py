@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # OpenCV releases the GIL while decoding: a few threads pay on machines with spare cores.
     decode_threads: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1, le=64)
     store_images: bool = True
+    # Where a defect's frame, overlay and restored PNG go: a local folder or any fsspec URL (s3://bucket/prefix,
+    # gcs://, ...). Always on: rows hold the objects' URIs; rows written before the store still hold blobs.
+    frame_store_url: str = "./lineguard-frames"
+    # Objects of defects detected longer ago than this are deleted and their references cleared (None: keep all).
+    frame_retention_days: float | None = Field(default=None, gt=0)
     count_interval_s: int = Field(default=60, ge=1)
     db_retry_initial_s: float = 0.5
     db_retry_max_s: float = 10.0

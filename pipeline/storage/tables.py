@@ -58,6 +58,10 @@ class Defect(Base):
     frame: Mapped[bytes | None] = mapped_column(LargeBinary)
     overlay_png: Mapped[bytes | None] = mapped_column(LargeBinary)
     restored_png: Mapped[bytes | None] = mapped_column(LargeBinary)  # the model's restored frame
+    # Frame store references (pipeline/framestore.py); the three blobs above are only set on rows written before it.
+    frame_uri: Mapped[str | None] = mapped_column(Text)
+    overlay_uri: Mapped[str | None] = mapped_column(Text)
+    restored_uri: Mapped[str | None] = mapped_column(Text)
     ground_truth: Mapped[str | None] = mapped_column(String(64))  # simulator header, for measurement only
     review_status: Mapped[str] = mapped_column(String(16), default="new", server_default="new")
     label: Mapped[str | None] = mapped_column(String(64))
