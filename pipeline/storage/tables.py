@@ -1,4 +1,5 @@
-"""Database tables (SQLAlchemy 2 typed mappings): defects, inspection counts, model versions, offsets, alert outbox."""
+"""Database tables (SQLAlchemy 2 typed mappings): defects, inspection counts, models served and registered, offsets,
+alert outbox."""
 
 from __future__ import annotations
 
@@ -103,6 +104,52 @@ class ModelVersion(Base):
     path: Mapped[str] = mapped_column(Text)
     provider: Mapped[str] = mapped_column(String(64))
     first_served_at: Mapped[datetime]
+
+
+class RegisteredModel(Base):
+    """A model version in the registry (`lineguard models promote`): its file, metadata and evaluation metrics."""
+
+    __tablename__ = "model_registry"
+    __table_args__ = (UniqueConstraint("model_name", "model_version", name="uq_model_registry"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    file_sha256: Mapped[str] = mapped_column(String(64))  # consumers refuse a file changed after registration
+    model_metadata: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any] | None]  # on the evaluation set it was registered with
+    evaluation_digest: Mapped[str | None] = mapped_column(String(64))
+    registered_at: Mapped[datetime]
+
+
+class ModelPromotion(Base):
+    """One promotion decision (promoted, forced, refused, initial): who, why, against what, on which metrics."""
+
+    __tablename__ = "model_promotions"
+    __table_args__ = (Index("ix_model_promotions_version", "version_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_registry.id"))
+    previous_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_registry.id"))
+    outcome: Mapped[str] = mapped_column(String(16))
+    decided_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    comparison: Mapped[dict[str, Any]]
+    decided_at: Mapped[datetime]
+
+
+class ActiveModel(Base):
+    """The version consumers of a model name serve with `model_source=registry`: one row per name."""
+
+    __tablename__ = "active_models"
+    __table_args__ = (UniqueConstraint("model_name", name="uq_active_models"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_registry.id"))
+    promotion_id: Mapped[int] = mapped_column(ForeignKey("model_promotions.id"))
+    activated_at: Mapped[datetime]
 
 
 class SourceOffset(Base):
