@@ -56,3 +56,22 @@ class NotFoundError(LineGuardError):
 
 class ShutdownRequested(LineGuardError):
     """Stop was requested while a batch could not be written; its offsets stay uncommitted."""
+
+
+class OffsetsAheadError(LineGuardError):
+    """The database's next offset for a partition lies beyond the partition's log end: the topic was recreated or
+    the broker lost its data, and consuming from there would skip (or wait for) records never processed."""
+
+    def __init__(self, group_id: str, topic: str, partition: int, stored: int, end: int, others: int = 0) -> None:
+        self.group_id = group_id
+        self.topic = topic
+        self.partition = partition
+        self.stored = stored
+        self.end = end
+        more = f" (and {others} more partitions)" if others else ""
+        super().__init__(
+            f"{topic}[{partition}]: the database's next offset {stored} for group {group_id!r} is beyond the log end"
+            f" {end}{more}: the topic was recreated or the broker lost its data; after checking, delete the group's"
+            f" rows (DELETE FROM source_offsets WHERE group_id = '{group_id}' AND topic = '{topic}') and restart"
+            " (pipeline/README.md, Delivery)"
+        )
