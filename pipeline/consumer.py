@@ -94,8 +94,8 @@ def run_consumer(
                 _consume(line, stats, max_messages, idle_exit, stop, on_batch)
             finally:
                 stats.db_retries = line.writer.transaction.retries
-    except ShutdownRequested:
-        log.warning("stopped while the database was unavailable: the last batch will be replayed")
+    except ShutdownRequested as exc:
+        log.warning("%s: the last batch will be replayed", exc)
     finally:
         _restore_signal_handlers(previous)
         stats.seconds = time.monotonic() - started
@@ -223,7 +223,10 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
             settings.db_connect_timeout_s, settings.db_statement_timeout_s, settings.db_lock_timeout_s
         )
         _, sessions = open_database(settings.db_url, timeouts=timeouts)
-        producer = KafkaProducer(**settings.producer_options(), acks="all", linger_ms=5)
+        # Not idempotent: kafka-python 3.0's idempotent producer never sends again once a batch it had sent expires
+        # (an outage over delivery_timeout_ms), which would hold the DLQ until a restart. The DLQ and the alert topic
+        # are at-least-once anyway (receivers dedupe on dlq-source-* headers and alert ids).
+        producer = KafkaProducer(**settings.producer_options(), acks="all", linger_ms=5, enable_idempotence=False)
         stack.callback(producer.close, timeout=10)
         channels = build_channels(settings, lambda: producer)
         rules = AlertRules(
