@@ -25,6 +25,8 @@ from pipeline.alerting.rules import AlertRuleConfig, AlertRules
 from pipeline.deadletter import DeadLetterSink
 from pipeline.decode import Decoded, try_decode
 from pipeline.errors import ConfigError, InvalidMessageError, ShutdownRequested
+from pipeline.framestore import FrameStore
+from pipeline.framesweep import RetentionSweeper
 from pipeline.inference import ModelHolder
 from pipeline.metrics import ConsumerMetrics
 from pipeline.results import FrameResult
@@ -236,7 +238,10 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
         )
         writer_dlq = DeadLetterSink.from_settings(producer, settings, stop)  # the writer thread's own
         channel_names = [c.name for c in channels]
-        transaction = BatchTransaction(sessions, settings, rules, channel_names, metrics, stop, writer_dlq)
+        frames = FrameStore(settings.frame_store_url)  # defects' images; rows hold their URIs
+        if settings.frame_retention_days is not None:
+            stack.callback(RetentionSweeper(frames, sessions, settings.frame_retention_days).start().stop)
+        transaction = BatchTransaction(sessions, settings, rules, channel_names, metrics, stop, writer_dlq, frames)
         stack.callback(AlertDispatcher(sessions, channels, settings, metrics=metrics).start().stop)
         decoders = stack.enter_context(ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode"))
         writer = BatchWriter(transaction)

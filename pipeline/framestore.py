@@ -32,7 +32,7 @@ FRAME_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "application/x-raw"
 SHARD = 10_000
 _KEY = re.compile(r"^(?P<topic>[^/]+)/(?P<partition>\d+)/\d+/(?P<offset>\d{20})-(?P<kind>frame|overlay|restored)\.\w+$")
 # Local errors that a retry cannot fix; any other OSError (a timeout, a dropped connection) is an outage.
-_PERMANENT = (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+_PERMANENT = (PermissionError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
 
 
 class FrameStoreError(LineGuardError):

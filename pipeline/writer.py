@@ -18,9 +18,10 @@ from pipeline.alerting.rules import AlertRules
 from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.deadletter import DeadLetterSink
 from pipeline.errors import ShutdownRequested
+from pipeline.framestore import FrameStore, FrameStoreError
 from pipeline.inference import OnnxModel
 from pipeline.metrics import ConsumerMetrics
-from pipeline.results import FrameResult, RaisedAlert
+from pipeline.results import FrameResult, RaisedAlert, Source
 from pipeline.settings import Settings
 from pipeline.source import Offsets
 from pipeline.storage.store import (
@@ -59,9 +60,17 @@ class Written:
 
 
 def _transient(exc: Exception) -> bool:
+    if isinstance(exc, FrameStoreError):
+        return exc.transient  # an object store outage waits like a database outage; a bad path or permission stops
     if isinstance(exc, OperationalError | InterfaceError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def _outage(exc: Exception) -> str:
+    if isinstance(exc, FrameStoreError):
+        return f"frame store unavailable ({exc})"
+    return f"database unavailable ({type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__})"
 
 
 class BatchTransaction:
@@ -69,6 +78,10 @@ class BatchTransaction:
 
     A verdict the database refuses for good (a value it cannot hold) must not stop the line: the batch is split
     in savepoints until the refused verdicts are isolated, those are dead-lettered, the rest is stored.
+
+    With a frame store, the new defects' images are put there inside the transaction, before the rows that reference
+    them commit; a transaction that fails deletes them again, and so do refused verdicts. A crash in between leaves
+    orphans only: the replay rewrites the same keys, and `lineguard frames gc` deletes what no row references.
     """
 
     def __init__(
@@ -80,8 +93,10 @@ class BatchTransaction:
         metrics: ConsumerMetrics,
         stop: threading.Event,
         dead_letter: DeadLetterSink,
+        frames: FrameStore | None = None,
     ) -> None:
         self.sessions = sessions
+        self.frames = frames
         self.settings = settings
         self.rules = rules
         self.channels = channels
@@ -102,11 +117,7 @@ class BatchTransaction:
                     raise
                 self.retries += 1
                 self.metrics.db_retries.inc()
-                log.warning(
-                    "database unavailable (%s); batch kept, offsets not committed, retry in %.1fs",
-                    type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__,
-                    delay,
-                )
+                log.warning("%s; batch kept, offsets not committed, retry in %.1fs", _outage(exc), delay)
                 if self.stop.wait(delay):
                     raise ShutdownRequested("stopped while the database was unavailable") from exc
                 delay = min(delay * 2, self.settings.db_retry_max_s)
@@ -114,13 +125,26 @@ class BatchTransaction:
     def _write_once(self, batch: Batch) -> Written:
         meta = batch.model.metadata
         info = ModelInfo(meta.model_name, meta.model_version)
-        with self.sessions() as session, session.begin():
-            registered = self._register(session, batch.model)
-            fresh = fresh_results(session, self.settings.group_id, batch.results, batch.offsets)
-            stored = self._store_isolating(session, fresh, info)
-            if stored.refused:
-                self._dead_letter(batch, stored.refused)
-            advance_offsets(session, self.settings.group_id, batch.offsets)
+        put: list[str] = []  # frame store objects this attempt wrote (or began to)
+        committing = False
+        try:
+            with self.sessions() as session, session.begin():
+                registered = self._register(session, batch.model)
+                fresh = fresh_results(session, self.settings.group_id, batch.results, batch.offsets)
+                refs = self.frames.put_results(fresh, put) if self.frames is not None else None
+                stored = self._store_isolating(session, fresh, info, refs)
+                if stored.refused:
+                    self._dead_letter(batch, stored.refused)
+                advance_offsets(session, self.settings.group_id, batch.offsets)
+                committing = True
+        except BaseException:
+            # Rolled back: no row references these objects. A COMMIT that failed may still have landed, so its
+            # objects stay (the retry's replay skips or rewrites them; `frames gc` deletes true orphans).
+            if put and not committing and self.frames is not None:
+                self.frames.discard(put)
+            raise
+        if self.frames is not None and refs and stored.refused:  # no row references a refused verdict's images
+            self.frames.discard([uri for result, _ in stored.refused for uri in refs.get(result.source, {}).values()])
         if registered is not None:
             self._registered.add(registered)
         for alert in stored.alerts:
@@ -129,7 +153,9 @@ class BatchTransaction:
         kept = [r for r in fresh if id(r) not in refused]
         return Written(batch, kept, stored.defects, len(stored.alerts), len(stored.refused))
 
-    def _store_isolating(self, session: Session, results: list[FrameResult], info: ModelInfo) -> _Stored:
+    def _store_isolating(
+        self, session: Session, results: list[FrameResult], info: ModelInfo, refs: dict[Source, dict[str, str]] | None
+    ) -> _Stored:
         """Store `results` in a savepoint; when the database refuses it, store each half on its own, down to the
         single verdicts it refuses (a batch splits into at most log2(n) levels; the normal path is one savepoint)."""
         if not results:
@@ -138,7 +164,8 @@ class BatchTransaction:
             with session.begin_nested():
                 cameras = load_rule_state(session, {r.camera_id for r in results})
                 alerts = self.rules.evaluate(results, info.version, cameras)
-                written = write_results(session, results, alerts, self.channels, info, self.settings.count_interval_s)
+                interval = self.settings.count_interval_s
+                written = write_results(session, results, alerts, self.channels, info, interval, refs)
                 save_rule_state(session, cameras)
                 return _Stored(defects=written.defects, alerts=alerts)
         except (IntegrityError, DataError) as exc:
@@ -147,8 +174,8 @@ class BatchTransaction:
             if len(results) == 1:
                 return _Stored(refused=[(results[0], exc)])
             middle = len(results) // 2
-            return self._store_isolating(session, results[:middle], info).plus(
-                self._store_isolating(session, results[middle:], info)
+            return self._store_isolating(session, results[:middle], info, refs).plus(
+                self._store_isolating(session, results[middle:], info, refs)
             )
 
     def _dead_letter(self, batch: Batch, refused: list[tuple[FrameResult, DBAPIError]]) -> None:

@@ -14,7 +14,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 import typer
 
-from pipeline.cli import consume, defects, inspect_model
+from pipeline.cli import consume, defects, frames, inspect_model
 from pipeline.errors import LineGuardError
 
 COMMAND_GROUP = "lineguard.commands"
@@ -40,7 +40,7 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
         add_completion=False,
     )
-    for register in (consume.register, defects.register, inspect_model.register, *registrations):
+    for register in (consume.register, defects.register, frames.register, inspect_model.register, *registrations):
         register(app)
     return app
 

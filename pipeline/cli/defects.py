@@ -86,6 +86,7 @@ def defects_show(
     config: ConfigOpt = None,
 ) -> None:
     """Show one defect with its regions; optionally save its frame, heatmap overlay and restored frame."""
+    from pipeline.framestore import read_defect_image
     from pipeline.storage.engine import open_database
     from pipeline.storage.review import get_defect, summary
 
@@ -94,12 +95,11 @@ def defects_show(
     with sessions() as session:
         defect = get_defect(session, defect_id)
         data = summary(defect) | {"regions": defect.regions, "ground_truth": defect.ground_truth}
-        if save_frame is not None and defect.frame:
-            save_frame.write_bytes(defect.frame)
-        if save_overlay is not None and defect.overlay_png:
-            save_overlay.write_bytes(defect.overlay_png)
-        if save_restored is not None and defect.restored_png:
-            save_restored.write_bytes(defect.restored_png)
+    # from the frame store (rows keep each object's URI) or, for rows written before it, from the row
+    for kind, target in (("frame", save_frame), ("overlay", save_overlay), ("restored", save_restored)):
+        image = read_defect_image(defect, kind) if target is not None else None
+        if target is not None and image is not None:
+            target.write_bytes(image[0])
     typer.echo(json.dumps(data, indent=2))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from pipeline.results import FrameResult, RaisedAlert
+from pipeline.results import FrameResult, RaisedAlert, Source
 from pipeline.storage.engine import dialect_insert
 from pipeline.storage.tables import Alert, AlertDelivery, Defect, InspectionCount, ModelVersion, SourceOffset
 
@@ -72,9 +73,13 @@ def write_results(
     channels: list[str],
     model: ModelInfo,
     interval_s: int,
+    frame_refs: Mapping[Source, Mapping[str, str]] | None = None,
 ) -> WriteResult:
-    """Defects, inspection counts and alerts (with a pending delivery per channel) of some verdicts."""
-    defects = [_defect_row(r, model) for r in results if r.is_defect]
+    """Defects, inspection counts and alerts (with a pending delivery per channel) of some verdicts.
+
+    With `frame_refs` (the frame store's URIs by source record and kind: frame, overlay, restored) the defect rows
+    reference their images; without, they hold them (how every row was written before the frame store)."""
+    defects = [_defect_row(r, model, frame_refs) for r in results if r.is_defect]
     if defects:
         statement = dialect_insert(session, Defect).on_conflict_do_nothing(
             index_elements=["source_topic", "source_partition", "source_offset"]
@@ -85,7 +90,11 @@ def write_results(
     return WriteResult(defects=len(defects), alerts=raised)
 
 
-def _defect_row(result: FrameResult, model: ModelInfo) -> dict[str, Any]:
+def _defect_row(
+    result: FrameResult, model: ModelInfo, frame_refs: Mapping[Source, Mapping[str, str]] | None
+) -> dict[str, Any]:
+    refs = frame_refs.get(result.source, {}) if frame_refs is not None else {}
+    blobs = frame_refs is None
     return {
         "source_topic": result.source.topic,
         "source_partition": result.source.partition,
@@ -101,9 +110,12 @@ def _defect_row(result: FrameResult, model: ModelInfo) -> dict[str, Any]:
         "model_version": model.version,
         "regions": result.regions,
         "frame_content_type": result.frame_content_type,
-        "frame": result.frame,
-        "overlay_png": result.overlay_png,
-        "restored_png": result.restored_png,
+        "frame": result.frame if blobs else None,
+        "overlay_png": result.overlay_png if blobs else None,
+        "restored_png": result.restored_png if blobs else None,
+        "frame_uri": refs.get("frame"),
+        "overlay_uri": refs.get("overlay"),
+        "restored_uri": refs.get("restored"),
         "ground_truth": result.ground_truth,
         "review_status": "new",
     }

@@ -28,6 +28,15 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture(autouse=True)
+def frames_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's frame store (settings and child processes read LINEGUARD_*) is its own temporary folder, never
+    ./lineguard-frames in the working tree."""
+    folder = tmp_path / "frames"
+    monkeypatch.setenv("LINEGUARD_FRAME_STORE_URL", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def bootstrap() -> Iterator[str]:
     """The embedded broker, or any Kafka named by LINEGUARD_TEST_BOOTSTRAP (e.g. Apache Kafka)."""

@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 from pipeline.cli import defects as defects_cli
 from pipeline.deadletter import H_REASON, H_SOURCE_OFFSET, H_SOURCE_PARTITION, H_SOURCE_TOPIC, H_VALUE_DROPPED
 from pipeline.dev.simulator import publish_frames, synthetic_frame
+from pipeline.framestore import KINDS, FrameStore, object_key, read_defect_image
+from pipeline.results import Source
 from pipeline.storage.engine import open_database
 from pipeline.storage.tables import Defect
 from pipeline.wire import PNG, encode_frame
@@ -28,6 +30,7 @@ def test_frames_in_defects_out_with_the_right_boxes(
     bootstrap: str, db_url: str, tiny_model: Path, tmp_path: Path
 ) -> None:
     settings = line_settings(bootstrap, db_url, tiny_model)
+    frames = FrameStore(settings.frame_store_url)  # the test's own folder (conftest)
     make_topics(settings)
     sent = publish_frames(settings, count=48, rate=None, seed=3, defect_rate=0.3)
     stats = ConsumerThread(settings, idle_exit=1.0).start().join()
@@ -50,9 +53,18 @@ def test_frames_in_defects_out_with_the_right_boxes(
             assert max(abs(a - b) for a, b in zip(edges, truth_edges, strict=True)) <= 4, (defect.seq, box, top)
             assert iou(box, (top["x"], top["y"], top["w"], top["h"])) > 0.5
             assert defect.score > defect.threshold and defect.model_version == "1"
-            assert defect.frame and defect.overlay_png and defect.overlay_png.startswith(b"\x89PNG")
+            # the images are frame store objects the row references, no longer blobs in it
+            assert defect.frame is None and defect.overlay_png is None and defect.restored_png is None
+            frame, overlay, restored_png = (read_defect_image(defect, kind) for kind in KINDS)
+            assert (
+                frame is not None
+                and frame[1] == "image/jpeg"
+                and defect.frame_uri == frames.uri(object_key(defect_source(defect), "frame", "image/jpeg"))
+            )
+            assert overlay is not None and overlay[0].startswith(b"\x89PNG")
             # the model's restored frame (the test model's blur) at model size, next to the original
-            restored = cv2.imdecode(np.frombuffer(defect.restored_png or b"", np.uint8), cv2.IMREAD_UNCHANGED)
+            assert restored_png is not None
+            restored = cv2.imdecode(np.frombuffer(restored_png[0], np.uint8), cv2.IMREAD_UNCHANGED)
             assert restored is not None and restored.shape == (256, 256)
         first_id = defects[0].id
     assert db_totals(db_url)[0] == 48
@@ -79,6 +91,10 @@ def test_frames_in_defects_out_with_the_right_boxes(
     assert [(d["id"], d["label"]) for d in json.loads(confirmed.output)] == [(first_id, "spot")]
     bad = runner.invoke(app, ["defects", "review", str(first_id), "--status", "maybe", "--db", db_url])
     assert bad.exit_code != 0 and "status must be one of" in str(bad.exception)
+
+
+def defect_source(defect: Defect) -> Source:
+    return Source(defect.source_topic, defect.source_partition, defect.source_offset)
 
 
 def cli_app() -> typer.Typer:
