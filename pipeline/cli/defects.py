@@ -1,4 +1,4 @@
-"""`lineguard defects list | show | review`: the review queries over stored defects."""
+"""`lineguard defects list | show | review | export`: the review queries over stored defects."""
 
 from __future__ import annotations
 
@@ -120,6 +120,26 @@ def defects_review(
     with sessions() as session, session.begin():
         data = summary(review_defect(session, defect_id, status, label))
     typer.echo(json.dumps(data, indent=2))
+
+
+@defects_app.command("export")
+def defects_export(
+    out: Annotated[Path, typer.Option(help="folder to write the data set into")],
+    status: Annotated[
+        list[str] | None, typer.Option(help="confirmed (-> test/<label>) or rejected (-> train/good); repeatable")
+    ] = None,
+    label: Annotated[list[str] | None, typer.Option(help="only defects with this label; repeatable")] = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write reviewed defects as an MVTec AD data set: train/good, test/<label>, ground_truth/<label> masks."""
+    from pipeline.mvtec import EXPORTED_STATUSES, export_mvtec
+    from pipeline.storage.engine import open_database
+
+    settings = settings_from(config, database_url=db)
+    _, sessions = open_database(settings.db_url)
+    stats = export_mvtec(sessions, out, status or EXPORTED_STATUSES, label or ())
+    typer.echo(json.dumps({"out": str(out), "written": stats.written, "skipped": stats.skipped}, indent=2))
 
 
 def register(app: typer.Typer) -> None:

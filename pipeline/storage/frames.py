@@ -1,8 +1,8 @@
-"""Queries over the defects' image references: which objects rows reference, which rows are past retention."""
+"""Queries over the defects' images: which objects rows reference, which rows are past retention, what to export."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from sqlalchemy import or_, select, tuple_, update
@@ -47,3 +47,11 @@ def clear_images(session: Session, ids: list[int]) -> None:
     if ids:
         cleared = {column.key: None for column in (*URI_COLUMNS, *BLOB_COLUMNS)}
         session.execute(update(Defect).where(Defect.id.in_(ids)).values(cleared))
+
+
+def reviewed_defects(session: Session, statuses: list[str], labels: list[str]) -> Iterator[Defect]:
+    """Defects with one of these review statuses (and labels, when given), oldest first, streamed."""
+    query = select(Defect).where(Defect.review_status.in_(statuses)).order_by(Defect.id)
+    if labels:
+        query = query.where(Defect.label.in_(labels))
+    yield from session.scalars(query.execution_options(yield_per=200))
