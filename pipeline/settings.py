@@ -94,6 +94,21 @@ class Settings(BaseSettings):
     # Loopback by default; a container or pod sets 0.0.0.0 so that Prometheus can scrape it.
     metrics_host: str = "127.0.0.1"
 
+    # Review page (`lineguard review serve`)
+    # Every write (verdicts, labels, notes) must carry it as `Authorization: Bearer`; without it the page only
+    # starts with --read-only. At least 16 characters.
+    review_token: SecretStr | None = None
+    review_host: str = "127.0.0.1"
+    review_port: int = Field(default=8080, ge=0, le=65535)
+    # The path a reverse proxy serves the page under (e.g. /review); every link and fetch starts with it.
+    review_root_path: str = ""
+    # Defect classes, in the order keys 1-9 apply them (environment: a JSON list).
+    review_labels: list[str] = Field(
+        default_factory=lambda: ["scratch", "dent", "stain", "crack", "missing-part", "other"],
+        min_length=1,
+        max_length=9,
+    )
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
