@@ -54,6 +54,11 @@ class NotFoundError(LineGuardError):
     """No row with that id."""
 
 
+class RegistryError(LineGuardError):
+    """A model registry operation that cannot go ahead: a version registered with another file, an unreadable
+    evaluation report, a forced promotion without a reason."""
+
+
 class ShutdownRequested(LineGuardError):
     """Stop was requested while a batch could not be written; its offsets stay uncommitted."""
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,9 +165,26 @@ def file_stamp(path: Path) -> tuple[float, int] | None:
     return (stat.st_mtime, stat.st_size)
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """A model file to serve instead of the holder's own (the registry's active version), with its registered sha256."""
+
+    path: Path
+    sha256: str | None = None
+
+
 class ModelHolder:
-    """The serving model plus hot reload: a changed file (or threshold override) is loaded beside the old one
-    and swapped in only if it loads, validates and keeps the same input layout; otherwise the old one serves on."""
+    """The serving model plus hot reload: a changed file (or threshold override), or the file `follow` names, is
+    loaded beside the old one and swapped in only if it loads, validates and keeps the same input layout; otherwise
+    the old one serves on."""
 
     def __init__(self, path: Path, prefer_gpu: bool = True, warm_up_batch: int = 1) -> None:
         self.path = Path(path)
@@ -173,34 +192,41 @@ class ModelHolder:
         self.warm_up_batch = warm_up_batch
         self.model = OnnxModel(self.path, prefer_gpu)
         self.model.warm_up(warm_up_batch)
-        self._stamp = self._stamps()
+        self._tried = (self.path.resolve(), self._stamps(self.path))  # the last file a reload was decided on
         self.rejected: ModelLoadError | None = None
+        # Where another file to serve is named (pipeline.registry.watch); it must answer from memory, never block.
+        self.follow: Callable[[], ModelTarget | None] | None = None
 
-    def _stamps(self) -> tuple[object, object]:
-        return (file_stamp(self.path), file_stamp(thresholds_path(self.path)))
+    @staticmethod
+    def _stamps(path: Path) -> tuple[object, object]:
+        return (file_stamp(path), file_stamp(thresholds_path(path)))
 
     def maybe_reload(self) -> bool:
-        """Swap in a changed model file; True when a new model now serves."""
-        stamp = self._stamps()
-        if stamp == self._stamp or stamp[0] is None:
+        """Swap in a changed model file, or the file `follow` names; True when a new model now serves."""
+        target = self.follow() if self.follow is not None else None
+        path = target.path if target is not None else self.path
+        stamp = self._stamps(path)
+        if (path.resolve(), stamp) == self._tried or (target is None and stamp[0] is None):
             return False
-        self._stamp = stamp
+        self._tried = (path.resolve(), stamp)
         try:
-            candidate = OnnxModel(self.path, self.prefer_gpu)
+            if stamp[0] is None:
+                raise ModelLoadError(str(path), "file not found")
+            if target is not None and target.sha256 and file_sha256(path) != target.sha256:
+                raise ModelLoadError(str(path), f"file differs from the registered one (sha256 {target.sha256[:12]})")
+            candidate = OnnxModel(path, self.prefer_gpu)
             if candidate.metadata.input_spec != self.model.metadata.input_spec:
-                raise ModelLoadError(str(self.path), "input layout differs from the serving model")
+                raise ModelLoadError(str(path), "input layout differs from the serving model")
             candidate.warm_up(self.warm_up_batch)
         except Exception as exc:  # whatever a new file does wrong, the serving model goes on
             error = (
-                exc
-                if isinstance(exc, ModelLoadError)
-                else ModelLoadError(str(self.path), f"{type(exc).__name__}: {exc}")
+                exc if isinstance(exc, ModelLoadError) else ModelLoadError(str(path), f"{type(exc).__name__}: {exc}")
             )
             self.rejected = error
             log.error("model reload rejected, still serving v%s: %s", self.model.metadata.model_version, error)
             return False
         old = self.model.metadata.model_version
-        self.model = candidate
+        self.model, self.path = candidate, path
         self.rejected = None
-        log.info("model reloaded: v%s -> v%s", old, candidate.metadata.model_version)
+        log.info("model reloaded: v%s -> v%s (%s)", old, candidate.metadata.model_version, path)
         return True

@@ -1,4 +1,4 @@
-"""Training commands of the `lineguard` CLI: `train`, `evaluate`, `models`, `demo`.
+"""Training commands of the `lineguard` CLI: `train`, `evaluate`, `architectures`, `demo`.
 
 `register` is this package's entry in the `lineguard.commands` entry-point group (pyproject.toml). This
 module imports no torch, so that building the CLI does not pay for loading the training stack; each
@@ -24,7 +24,7 @@ def train_command(
     data_dir: Annotated[Path, typer.Argument(help="MVTec-layout folder (train/good) or a folder of normal images")],
     out: Annotated[Path, typer.Option(help="where to write the .onnx model")],
     model: Annotated[
-        str | None, typer.Option(help="registered model (see `lineguard models`); default: reverse-distillation")
+        str | None, typer.Option(help="registered model (see `lineguard architectures`); default: reverse-distillation")
     ] = None,
     backbone: Annotated[
         str,
@@ -113,8 +113,8 @@ def evaluate_command(
     Console().print(table)
 
 
-def models_command() -> None:
-    """List the registered models."""
+def architectures_command() -> None:
+    """List the registered model architectures."""
     require_training_stack()
     from training.models import MODELS
 
@@ -147,5 +147,5 @@ def register(app: typer.Typer) -> None:
     """Add the training commands to the `lineguard` app (the `training` entry of `lineguard.commands`)."""
     app.command("train")(train_command)
     app.command("evaluate")(evaluate_command)
-    app.command("models")(models_command)
+    app.command("architectures")(architectures_command)
     app.command("demo")(demo_command)

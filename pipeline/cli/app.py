@@ -1,9 +1,9 @@
 """The `lineguard` app: the runtime's commands, plus those other packages add through an entry-point group.
 
-The runtime names no other package. `pipeline.dev` (broker, simulate) and `training` (train, evaluate, models,
-demo) declare `register(app)` functions in the `lineguard.commands` group of their distribution's metadata;
-where one is not installed (the line image has neither), its commands are left out and `--help` says so in
-one line.
+The runtime names no other package. `pipeline.dev` (broker, simulate) and `training` (train, evaluate, retrain,
+architectures, demo) declare `register(app)` functions in the `lineguard.commands` group of their distribution's
+metadata; where one is not installed (the line image has neither), its commands are left out and `--help` says so
+in one line.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 import typer
 
-from pipeline.cli import consume, defects, frames, inspect_model, review
+from pipeline.cli import consume, defects, frames, inspect_model, models, review
 from pipeline.errors import LineGuardError
 
 COMMAND_GROUP = "lineguard.commands"
@@ -41,7 +41,7 @@ def build_app() -> typer.Typer:
         add_completion=False,
     )
     commands = (consume.register, defects.register, frames.register, inspect_model.register, review.register)
-    for register in (*commands, *registrations):
+    for register in (*commands, models.register, *registrations):
         register(app)
     return app
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
-RUNTIME_COMMANDS = {"consume", "defects", "inspect-model"}
+RUNTIME_COMMANDS = {"consume", "defects", "frames", "inspect-model", "models", "review"}
 DEV_COMMANDS = {"broker", "simulate"}
-TRAINING_COMMANDS = {"train", "evaluate", "models", "demo"}
+TRAINING_COMMANDS = {"train", "evaluate", "architectures", "demo"}
 
 # The child: makes the `blocked` top-level packages unimportable, puts an install folder (`site`) first when
 # given, then runs the console script: "entry-point" loads it from the distribution's metadata.
