@@ -83,10 +83,12 @@ def prune_frames(
     from before the store) are cleared and committed first, then the objects deleted; the verdicts stay."""
     before = (now or datetime.now(UTC)) - timedelta(days=retention_days)
     stats = PruneStats()
+    last_id = 0
     while True:
         with sessions() as session, session.begin():
-            expired = expired_images(session, before, CHUNK)
+            expired = expired_images(session, before, last_id, CHUNK)
             clear_images(session, [defect_id for defect_id, _ in expired])
+        last_id = expired[-1][0] if expired else last_id
         uris = [uri for _, defect_uris in expired for uri in defect_uris]
         store.discard(uris)  # what fails here is an orphan for `frames gc`; no row references it any more
         stats.defects += len(expired)

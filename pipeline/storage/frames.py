@@ -35,10 +35,12 @@ def referenced_uris(session: Session, sources: Iterable[Source]) -> set[str]:
     return {uri for row in rows for uri in row if uri}
 
 
-def expired_images(session: Session, before: datetime, limit: int) -> list[tuple[int, list[str]]]:
-    """Up to `limit` defects detected before `before` that still hold images: (id, the URIs they reference)."""
+def expired_images(session: Session, before: datetime, after_id: int, limit: int) -> list[tuple[int, list[str]]]:
+    """Up to `limit` defects detected before `before` that still hold images, by id from `after_id` on (each chunk
+    starts where the last ended instead of rescanning the rows already cleared): (id, the URIs they reference)."""
     held = or_(*(column.is_not(None) for column in (*URI_COLUMNS, *BLOB_COLUMNS)))
-    query = select(Defect.id, *URI_COLUMNS).where(Defect.detected_at < before, held).order_by(Defect.id).limit(limit)
+    query = select(Defect.id, *URI_COLUMNS).where(Defect.id > after_id, Defect.detected_at < before, held)
+    query = query.order_by(Defect.id).limit(limit)
     return [(row[0], [uri for uri in row[1:] if uri]) for row in session.execute(query)]
 
 

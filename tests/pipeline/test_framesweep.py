@@ -9,12 +9,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import typer
 from helpers import frame_result, wait_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from pipeline import framesweep
 from pipeline.cli import frames as frames_cli
 from pipeline.framestore import FrameStore
 from pipeline.framesweep import RetentionSweeper, prune_frames
@@ -47,7 +49,10 @@ def images_of(sessions: sessionmaker[Session]) -> dict[int, tuple[object, ...]]:
         return {row[0]: tuple(row[1:]) for row in session.execute(query)}
 
 
-def test_retention_drops_old_images_and_keeps_the_verdicts(db_url: str, tmp_path: Path) -> None:
+def test_retention_drops_old_images_and_keeps_the_verdicts(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(framesweep, "CHUNK", 2)  # several chunks, each starting where the last ended
     _, sessions = open_database(db_url)
     store = FrameStore(str(tmp_path / "frames"))
     store_defects(sessions, store, [defect_at(0, NOW - timedelta(days=40)), defect_at(1, NOW - timedelta(days=31))])
