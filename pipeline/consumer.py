@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -29,6 +28,7 @@ from pipeline.framestore import FrameStore
 from pipeline.framesweep import RetentionSweeper
 from pipeline.inference import ModelHolder
 from pipeline.metrics import ConsumerMetrics
+from pipeline.registry.watch import follow_registry, serving_model_path
 from pipeline.results import FrameResult
 from pipeline.settings import Settings
 from pipeline.source import FrameSource, next_offsets
@@ -216,15 +216,16 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
     on exit, let the last write finish and close everything in reverse."""
     from kafka import KafkaProducer
 
-    if settings.model_path is None:
+    if settings.model_path is None and settings.model_source == "file":
         raise ConfigError("no model: pass --model or set LINEGUARD_MODEL_PATH")
     with ExitStack() as stack:
         metrics = ConsumerMetrics()
-        model = ModelHolder(Path(settings.model_path), settings.prefer_gpu, warm_up_batch=settings.batch_size)
         timeouts = DatabaseTimeouts(
             settings.db_connect_timeout_s, settings.db_statement_timeout_s, settings.db_lock_timeout_s
         )
         _, sessions = open_database(settings.db_url, timeouts=timeouts)
+        model = ModelHolder(serving_model_path(settings, sessions), settings.prefer_gpu, settings.batch_size)
+        stack.callback(follow_registry(settings, sessions, model))  # model_source=registry: its active version
         # Not idempotent: kafka-python 3.0's idempotent producer never sends again once a batch it had sent expires
         # (an outage over delivery_timeout_ms), which would hold the DLQ until a restart. The DLQ and the alert topic
         # are at-least-once anyway (receivers dedupe on dlq-source-* headers and alert ids).

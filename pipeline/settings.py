@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     db_retry_initial_s: float = 0.5
     db_retry_max_s: float = 10.0
     model_reload_check_s: float = 5.0
+    # "registry": also follow the active version of the serving model's name in the model registry (`lineguard models
+    # promote`), read every model_reload_check_s on a thread of its own (pipeline/registry/watch.py); "file": the file.
+    model_source: Literal["file", "registry"] = "file"
 
     # Alerts
     alert_score: float | None = None  # None: every defect is alert-worthy
