@@ -33,12 +33,15 @@ class Defect(Base):
     __tablename__ = "defects"
     __table_args__ = (
         UniqueConstraint("source_topic", "source_partition", "source_offset", name="uq_defects_source"),
+        # Review listings are newest first: each filter's index ends in captured_at, so a page is read in order
+        # instead of sorting every match (bench/bench_review_queries.py, docs/BENCHMARKS.md).
+        Index("ix_defects_captured", "captured_at", "id"),
         Index("ix_defects_camera_captured", "camera_id", "captured_at"),
         Index("ix_defects_line_captured", "line_id", "captured_at"),
         Index("ix_defects_status_captured", "review_status", "captured_at"),
-        Index("ix_defects_label", "label"),
+        Index("ix_defects_label_captured", "label", "captured_at"),
         Index("ix_defects_score", "score"),
-        Index("ix_defects_model_version", "model_version"),
+        Index("ix_defects_model_captured", "model_version", "captured_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
