@@ -183,9 +183,13 @@ class FrameSource:
                 )
                 target = beginning[tp]
             self.consumer.seek(tp, target)
+            targets[tp] = target
         with self._lock:
             self._unpositioned -= set(held)
         self.consumer.resume(*held)
+        # Kafka's committed offset may lag the database's (a kill between the two commits): bring it level now,
+        # or a partition that receives nothing more shows that lag for good.
+        self.commit({(tp.topic, tp.partition): target for tp, target in targets.items()})
 
     def _log_ends(self, ends: dict[Any, int], suspect: list[Any]) -> dict[Any, int]:
         """`ends` with each suspect partition's end read back from a fetch's high watermark: tansu answers

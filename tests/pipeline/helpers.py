@@ -128,3 +128,14 @@ def frame_result(offset: int, defect: bool, camera: str = "cam-1", score: float 
         is_defect=defect,
         regions=[{"x": 1, "y": 2, "w": 3, "h": 4, "area": 12, "peak": 0.5}] if defect else [],
     )
+
+
+def committed_offset(settings: Settings) -> int | None:
+    """The group's committed offset on partition 0 (a consumer that asks without joining the group)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**settings.consumer_options(), group_id=settings.group_id, enable_auto_commit=False)
+    try:
+        return consumer.committed(TopicPartition(settings.frames_topic, 0))
+    finally:
+        consumer.close(autocommit=False)

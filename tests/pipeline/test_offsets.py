@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, line_settings, make_topics, subprocess_env
-from helpers import ConsumerThread
+from helpers import ConsumerThread, committed_offset
 from sqlalchemy import create_engine, insert
 
 from pipeline.dev.broker import EmbeddedBroker, ensure_topics
@@ -152,3 +152,18 @@ def test_a_failed_commit_keeps_its_offsets_for_the_next_one() -> None:
     finally:
         consumer.close(autocommit=False)
         broker.stop()
+
+
+def test_kafka_commit_catches_up_with_the_database_on_assignment(
+    bootstrap: str, tmp_path: Path, tiny_model: Path
+) -> None:
+    # A kill between the database commit and the Kafka commit of a partition's last batch: nothing arrives later
+    # to commit it, so the consumer must bring Kafka level when it positions the partition.
+    url = f"sqlite:///{tmp_path / 'level.db'}"
+    settings = line_settings(bootstrap, url, tiny_model)
+    make_topics(settings)
+    publish_frames(settings, count=12, rate=None, seed=1, defect_rate=0.0)
+    store_offset(url, settings.group_id, settings.frames_topic, 12)
+    assert committed_offset(settings) is None
+    stats = ConsumerThread(settings, idle_exit=2.0).start().join(timeout=60)
+    assert stats.frames == 0 and committed_offset(settings) == 12

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FAST_GROUP, REPO_ROOT, line_settings, make_topics, new_pg_database, subprocess_env
-from helpers import ConsumerThread, db_totals, expected_frames, read_topic, wait_for
+from helpers import ConsumerThread, committed_offset, db_totals, expected_frames, read_topic, wait_for
 from model_factory import build_tiny_model, tiny_metadata
 from sqlalchemy import create_engine, func, select
 
@@ -54,17 +54,6 @@ def consumer_process(settings: Settings, tmp_path: Path, name: str, idle_exit: f
         command += ["--idle-exit", str(idle_exit)]
     log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 (the child keeps writing to it)
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def committed_offset(settings: Settings) -> int | None:
-    """The group's committed offset on partition 0 (a consumer that asks without joining the group)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(**settings.consumer_options(), group_id=settings.group_id, enable_auto_commit=False)
-    try:
-        return consumer.committed(TopicPartition(settings.frames_topic, 0))
-    finally:
-        consumer.close(autocommit=False)
 
 
 def stored_offset(url: str) -> int:
