@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Developer entry point that needs nothing but bash and Python 3.11 on Debian:
 #   bash scripts/dev.sh demo    the whole job on embedded defaults, with a summary
-#   bash scripts/dev.sh test    lint + the test suite (real broker, SQLite and PostgreSQL)
+#   bash scripts/dev.sh test    lint + the test suite (real broker, SQLite and PostgreSQL, headless Chromium)
 # The first call creates .venv: torch==2.13.0 (a CPU build) is installed first and explicitly,
 # because letting pip resolve torch on its own pulls a multi-GB CUDA build.
 set -euo pipefail
@@ -22,6 +22,20 @@ ensure_venv_module() {
     fi
 }
 
+# The review page's browser tests drive Debian's Chromium (Playwright, executable_path=/usr/bin/chromium). As root
+# with apt it is installed here; otherwise, or if apt fails, those tests skip and say why.
+ensure_chromium() {
+    if [ -x /usr/bin/chromium ]; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } ||
+            echo "warning: apt-get could not install chromium; the browser tests will skip" >&2
+    else
+        echo "note: no /usr/bin/chromium (Debian: apt-get install chromium); the browser tests will skip" >&2
+    fi
+}
+
 install() {
     if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ]; then
         return
@@ -37,6 +51,6 @@ install() {
 case "${1:-}" in
     install) install ;;
     demo) install; shift; exec "$VENV/bin/lineguard" demo "$@" ;;
-    test) install; "$VENV/bin/ruff" check .; shift; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+    test) install; ensure_chromium; "$VENV/bin/ruff" check .; shift; exec "$VENV/bin/python" -m pytest -q "$@" ;;
     *) echo "usage: bash scripts/dev.sh install|demo|test" >&2; exit 2 ;;
 esac

@@ -55,8 +55,9 @@ def defect_rates(
     max_series: int = 10,
 ) -> DefectRates:
     """Defects / frames per camera and bucket. Without `until` the window ends with the newest counts (a quiet
-    line still shows its last day), or now when there are none or they predate `since`; `since` defaults to
-    24 hours before the end. The `max_series` cameras with the most defects are kept."""
+    line still shows its last day), or now when there are none or they predate `since`; without `since` it starts
+    24 hours before the end, or with the first counts after that. The `max_series` cameras with the most defects
+    are kept."""
     scope: list[ColumnElement[bool]] = []
     if camera:
         scope.append(InspectionCount.camera_id == camera)
@@ -71,6 +72,7 @@ def defect_rates(
         ).first()
         end = _utc(newest[0]) + timedelta(seconds=newest[1]) if newest is not None else None
         until = end if end is not None and (since is None or end > since) else datetime.now(UTC)
+    window_given = since is not None
     since = since if since is not None else until - DEFAULT_WINDOW
     step = bucket_step(since, until, buckets)
     bucket = _epoch_seconds(session) // step
@@ -89,6 +91,9 @@ def defect_rates(
     for camera_id, index, frames, defects in session.execute(query):
         start = datetime.fromtimestamp(int(index) * step, UTC)
         series.setdefault(camera_id, []).append(RatePoint(start, int(frames or 0), int(defects or 0)))
+    if not window_given and series:
+        # a line counting for less than a day: the chart starts with its first counts, not with empty hours
+        since = max(since, min(points[0].start for points in series.values()))
     ranked = sorted(series, key=lambda c: (-sum(p.defects for p in series[c]), c))
     kept = {camera_id: series[camera_id] for camera_id in sorted(ranked[:max_series])}
     return DefectRates(since, until, step, kept, hidden=max(0, len(series) - max_series))

@@ -50,9 +50,9 @@
     const saved = await response.json();
     state.status = saved.status;
     state.label = saved.label;
-    const status = document.getElementById("status");
-    status.textContent = saved.status;
-    status.className = `status status-${saved.status}`;
+    const shown = document.getElementById("status");
+    shown.textContent = saved.status;
+    shown.className = `status status-${saved.status}`;
     document.getElementById("label").textContent = saved.label || "—";
     document.getElementById("reviewed").textContent = `by ${saved.reviewed_by} at ${saved.reviewed_at}`;
     say(`saved: ${saved.status}${saved.label ? ` (${saved.label})` : ""}`, "ok");

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,6 +21,7 @@ from review_seed import (
     expected_offsets,
     frame_png,
     overlay_png,
+    result,
     seed,
     version_of,
 )
@@ -26,11 +29,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import ConfigError
+from pipeline.framestore import FrameStore
+from pipeline.results import Source
 from pipeline.review.api import csv_lines
 from pipeline.review.app import create_app
 from pipeline.storage.engine import open_database
 from pipeline.storage.rates import defect_rates
 from pipeline.storage.review import DefectFilter
+from pipeline.storage.store import ModelInfo, write_results
 from pipeline.storage.tables import Defect
 
 TOKEN = "review-token-for-tests-0123456789"
@@ -244,7 +250,7 @@ def test_bad_filters_are_reported_not_ignored(site: Site) -> None:
     assert site.offsets(answer.text) == []
 
 
-def test_a_server_without_a_token_is_read_only_or_refused(tmp_path: pytest.TempPathFactory) -> None:
+def test_a_server_without_a_token_is_read_only_or_refused(tmp_path: Path) -> None:
     _, sessions = open_database(f"sqlite:///{tmp_path}/t.db")
     with pytest.raises(ConfigError, match="LINEGUARD_REVIEW_TOKEN"):
         create_app(sessions, None)
@@ -256,3 +262,19 @@ def test_a_server_without_a_token_is_read_only_or_refused(tmp_path: pytest.TempP
 def test_versions_are_suggested(site: Site) -> None:
     html = site.client.get("/").text
     assert all(f'<option value="{version_of(o)}">' in html for o in (0, 30))
+
+
+def test_images_from_the_frame_store(site: Site, tmp_path: Path) -> None:
+    # A row the writer stored through the frame store holds URIs, no blobs; the page serves it all the same.
+    store = FrameStore(f"file://{tmp_path / 'frames'}")
+    verdict = dataclasses.replace(result(20), source=Source("frames", 1, 20))
+    refs = store.put_results([verdict], [])
+    with site.sessions() as session, session.begin():
+        write_results(session, [verdict], [], [], ModelInfo("tiny", "2"), 60, frame_refs=refs)
+        row = session.scalars(select(Defect).where(Defect.source_partition == 1)).one()
+        assert row.frame is None and row.frame_uri is not None
+        defect_id = row.id
+    assert site.client.get(f"/defects/{defect_id}/image/frame").content == frame_png(20)
+    assert site.client.get(f"/defects/{defect_id}/image/overlay").content == overlay_png(20)
+    assert site.client.get(f"/defects/{defect_id}/thumb.jpg").status_code == 200
+    assert '<rect class="region"' in site.client.get(f"/defects/{defect_id}").text
