@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,43 +36,89 @@ def deliver_due(
     retry_initial_s: float,
     retry_max_s: float,
     limit: int = 50,
+    lease_s: float = 60.0,
 ) -> int:
-    """Try every due pending delivery once; returns how many were delivered. Failures get a later attempt."""
+    """Try due pending deliveries once each, up to `limit`; returns how many were delivered. Failures get a later
+    attempt.
+
+    Each delivery is claimed in a short transaction (its next attempt moved `lease_s` ahead, so no other dispatcher
+    takes it), sent with no transaction open, then marked in another. No database lock is held during a network
+    call (on SQLite that lock would stall the batch writer), and a process killed mid-round re-sends at most the one
+    alert it was sending when its lease runs out, not every alert of the round.
+    """
     by_name = {channel.name: channel for channel in channels}
-    now = datetime.now(UTC)
     delivered = 0
+    tried: list[int] = []  # once per round, even when a short backoff makes a failed one due again meanwhile
+    for _ in range(limit):
+        claim = _claim_one(sessions, list(by_name), lease_s, tried)
+        if claim is None:
+            break
+        tried.append(claim.delivery_id)
+        try:
+            by_name[claim.channel].send(claim.alert_id, claim.payload)
+        except Exception as exc:  # any channel failure: keep it pending and back off
+            delay = backoff_s(claim.attempts, retry_initial_s, retry_max_s)
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            _settle(sessions, claim.delivery_id, "pending", datetime.now(UTC) + timedelta(seconds=delay), error)
+            log.warning(
+                "alert %d via %s failed (attempt %d, next in %.1fs): %s",
+                claim.alert_id,
+                claim.channel,
+                claim.attempts,
+                delay,
+                error,
+            )
+            continue
+        _settle(sessions, claim.delivery_id, "delivered", None, None)
+        delivered += 1
+    return delivered
+
+
+@dataclass(frozen=True)
+class _Claim:
+    delivery_id: int
+    channel: str
+    alert_id: int
+    payload: dict[str, Any]
+    attempts: int  # including this one
+
+
+def _claim_one(
+    sessions: sessionmaker[Session], channels: list[str], lease_s: float, exclude: list[int]
+) -> _Claim | None:
+    now = datetime.now(UTC)
     with sessions() as session, session.begin():
-        # SKIP LOCKED (PostgreSQL) lets several consumers share one outbox without sending an alert twice.
-        rows = session.execute(
+        # SKIP LOCKED (PostgreSQL): two dispatchers claiming at once take different rows.
+        row = session.execute(
             select(AlertDelivery, Alert)
             .join(Alert, Alert.id == AlertDelivery.alert_id)
             .where(AlertDelivery.status == "pending", AlertDelivery.next_attempt_at <= now)
-            .where(AlertDelivery.channel.in_(list(by_name)))
+            .where(AlertDelivery.channel.in_(channels), AlertDelivery.id.notin_(exclude))
             .order_by(AlertDelivery.id)
-            .limit(limit)
+            .limit(1)
             .with_for_update(skip_locked=True, of=AlertDelivery)
-        ).all()
-        for delivery, alert in rows:
-            delivery.attempts += 1
-            try:
-                by_name[delivery.channel].send(alert.id, alert.payload)
-            except Exception as exc:  # any channel failure: keep it pending and back off
-                delay = backoff_s(delivery.attempts, retry_initial_s, retry_max_s)
-                delivery.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
-                delivery.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                log.warning(
-                    "alert %d via %s failed (attempt %d, next in %.1fs): %s",
-                    alert.id,
-                    delivery.channel,
-                    delivery.attempts,
-                    delay,
-                    delivery.last_error,
-                )
-                continue
-            delivery.status = "delivered"
+        ).first()
+        if row is None:
+            return None
+        delivery, alert = row
+        delivery.attempts += 1
+        delivery.next_attempt_at = now + timedelta(seconds=lease_s)
+        return _Claim(delivery.id, delivery.channel, alert.id, dict(alert.payload), delivery.attempts)
+
+
+def _settle(
+    sessions: sessionmaker[Session], delivery_id: int, status: str, next_attempt_at: datetime | None, error: str | None
+) -> None:
+    with sessions() as session, session.begin():
+        delivery = session.get(AlertDelivery, delivery_id)
+        if delivery is None:
+            return  # its alert was deleted meanwhile
+        delivery.status = status
+        if status == "delivered":
             delivery.delivered_at = datetime.now(UTC)
-            delivered += 1
-    return delivered
+        else:
+            delivery.next_attempt_at = next_attempt_at or datetime.now(UTC)
+            delivery.last_error = error
 
 
 def outbox_backlog(sessions: sessionmaker[Session], channels: list[str]) -> dict[str, tuple[int, float]]:

@@ -142,3 +142,36 @@ def test_a_delivery_failing_for_days_keeps_its_backoff(tmp_path: Path) -> None:
     assert delivery.attempts == 5001 and delivery.last_error == "RuntimeError: unexpected"
     delay = delivery.next_attempt_at.replace(tzinfo=UTC) - datetime.now(UTC)
     assert timedelta(seconds=50) < delay <= timedelta(seconds=60)
+
+
+class Killed(BaseException):
+    """What a SIGKILL does to a dispatcher mid-round: nothing after this line runs (not an Exception)."""
+
+
+class DyingChannel(FlakyChannel):
+    """Delivers, and the process dies right after its `die_after`-th delivery, before marking it."""
+
+    def __init__(self, name: str, die_after: int) -> None:
+        super().__init__(name, failures=0)
+        self.die_after = die_after
+
+    def send(self, alert_id: int, payload: dict[str, Any]) -> None:
+        super().send(alert_id, payload)
+        if len(self.sent) == self.die_after:
+            raise Killed
+
+
+@pytest.mark.integration
+def test_a_dispatcher_killed_mid_round_resends_only_the_alert_it_was_sending(db_url: str) -> None:
+    _, sessions = open_database(db_url)
+    seed_outbox(sessions, [5.0, 4.0, 3.0, 2.0, 1.0], ["hook"])
+    dying = DyingChannel("hook", die_after=3)
+    with pytest.raises(Killed):
+        deliver_due(sessions, [dying], 0.01, 0.1, lease_s=0.0)
+    restarted = FlakyChannel("hook", failures=0)
+    assert deliver_due(sessions, [restarted], 0.01, 0.1, lease_s=0.0) == 3  # its lease has run out
+    received = dying.sent + restarted.sent
+    assert sorted(set(received)) == sorted(received[:3] + received[4:]) and len(received) == 6
+    assert received.count(received[2]) == 2  # the one alert in flight when it died: sent twice, no other
+    with sessions() as session:
+        assert {d.status for d in session.scalars(select(AlertDelivery))} == {"delivered"}
