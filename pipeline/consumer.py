@@ -32,7 +32,7 @@ from pipeline.registry.watch import follow_registry, serving_model_path
 from pipeline.results import FrameResult
 from pipeline.settings import Settings
 from pipeline.source import FrameSource, next_offsets
-from pipeline.storage.engine import DatabaseTimeouts, open_database
+from pipeline.storage.engine import DatabaseTimeouts, open_database_when_up
 from pipeline.verdict import judge
 from pipeline.wire import FrameLimits
 from pipeline.writer import Batch, BatchTransaction, BatchWriter, Written
@@ -223,7 +223,9 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
         timeouts = DatabaseTimeouts(
             settings.db_connect_timeout_s, settings.db_statement_timeout_s, settings.db_lock_timeout_s
         )
-        _, sessions = open_database(settings.db_url, timeouts=timeouts)
+        _, sessions = open_database_when_up(
+            settings.db_url, timeouts, stop, settings.db_retry_initial_s, settings.db_retry_max_s
+        )
         model = ModelHolder(serving_model_path(settings, sessions), settings.prefer_gpu, settings.batch_size)
         stack.callback(follow_registry(settings, sessions, model))  # model_source=registry: its active version
         # Not idempotent: kafka-python 3.0's idempotent producer never sends again once a batch it had sent expires

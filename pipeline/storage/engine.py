@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.errors import ShutdownRequested
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -23,12 +29,17 @@ class DatabaseTimeouts:
     lock_s: float = 15.0
 
 
-def make_engine(url: str, timeouts: DatabaseTimeouts | None = None, **kwargs: Any) -> Engine:
-    """An engine that survives a database restart (pre-ping); SQLite files in WAL mode, PostgreSQL with timeouts."""
+def make_engine(url: str, timeouts: DatabaseTimeouts | None = None, writer: bool = False, **kwargs: Any) -> Engine:
+    """An engine that survives a database restart (pre-ping); SQLite files in WAL mode, PostgreSQL with timeouts.
+
+    `writer` (the consumer): on SQLite each transaction takes the write lock at BEGIN, so that the stored offsets a
+    batch reads first cannot change before it writes (a deferred BEGIN reads them outside the lock, and may fail
+    to upgrade it later). Readers (the review page, the CLI) keep deferred transactions and never block it.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin_immediate if writer else _sqlite_begin)
         return engine
     if url.startswith("postgresql"):  # libpq drivers (psycopg 3 and 2) take these connection parameters
         limits = timeouts or DatabaseTimeouts()
@@ -52,9 +63,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:
-    # IMMEDIATE takes the write lock at BEGIN: the stored offsets a batch reads first cannot change before it
-    # writes (a deferred BEGIN would read them outside the write lock, and could fail to upgrade it later).
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
 
 
 def alembic_config(url: str) -> Any:
@@ -77,12 +90,12 @@ def migrate(url: str, revision: str = "head") -> None:
 
 
 def open_database(
-    url: str, upgrade: bool = True, timeouts: DatabaseTimeouts | None = None
+    url: str, upgrade: bool = True, timeouts: DatabaseTimeouts | None = None, writer: bool = False
 ) -> tuple[Engine, sessionmaker[Session]]:
     """Engine and session factory for `url`, migrated to the latest schema unless upgrade=False."""
     if upgrade:
         migrate(url)
-    engine = make_engine(url, timeouts)
+    engine = make_engine(url, timeouts, writer)
     return engine, sessionmaker(engine, expire_on_commit=False)
 
 
@@ -94,3 +107,24 @@ def dialect_insert(session: Session, table: Any) -> Any:
     if name == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"database dialect {name!r} is not supported (use SQLite or PostgreSQL)")
+
+
+def open_database_when_up(
+    url: str, timeouts: DatabaseTimeouts, stop: threading.Event, retry_initial_s: float, retry_max_s: float
+) -> tuple[Engine, sessionmaker[Session]]:
+    """`open_database` for the consumer, waiting with backoff while the database is unreachable: a line restarted
+    during a database outage waits for it (as a running one does), instead of exiting into a crash loop.
+    Raises ShutdownRequested if `stop` is set meanwhile."""
+    delay = retry_initial_s
+    while True:
+        try:
+            return open_database(url, timeouts=timeouts, writer=True)
+        except (OperationalError, InterfaceError) as exc:
+            log.warning(
+                "database unreachable at start-up (%s); retrying in %.1fs",
+                type(getattr(exc, "orig", exc)).__name__,
+                delay,
+            )
+            if stop.wait(delay):
+                raise ShutdownRequested("stopped while the database was unreachable") from exc
+            delay = min(delay * 2, retry_max_s)

@@ -14,6 +14,7 @@ from conftest import FAST_GROUP, REPO_ROOT, line_settings, make_topics, new_pg_d
 from helpers import ConsumerThread, committed_offset, db_totals, expected_frames, read_topic, wait_for
 from model_factory import build_tiny_model, tiny_metadata
 from sqlalchemy import create_engine, func, select
+from sqlalchemy.exc import ProgrammingError
 
 from pipeline.dev.broker import free_port
 from pipeline.dev.receiver import AlertReceiver
@@ -205,3 +206,33 @@ def test_alerts_reach_the_webhook_once_after_it_comes_up_and_the_kafka_topic(
     assert len(ids) == len(set(ids)) == injected
     on_topic = read_topic(settings, settings.alerts_topic, expected=injected)
     assert len(on_topic) == injected
+
+
+def test_a_consumer_started_during_a_database_outage_waits_for_it(
+    bootstrap: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    pgserver = pytest.importorskip("pgserver")
+    pg_dir = tmp_path / "pg"
+    server = pgserver.get_server(pg_dir, cleanup_mode="stop")
+    url = new_pg_database(server.get_uri())
+    settings = line_settings(bootstrap, url, tiny_model, db_retry_initial_s=0.2, db_retry_max_s=0.5)
+    make_topics(settings)
+    server.cleanup()  # down before the consumer starts: it used to exit 1 from the migration, a crash loop
+    consumer = ConsumerThread(settings).start()
+    try:
+        time.sleep(2)
+        assert consumer.error is None and consumer.stats is None  # still waiting, not crashed
+        server = pgserver.get_server(pg_dir, cleanup_mode="stop")
+        publish_frames(settings, count=20, rate=None, seed=6, defect_rate=0.25)
+
+        def stored() -> int:
+            try:
+                return db_totals(url)[0]
+            except ProgrammingError:  # the consumer has not created its tables yet
+                return 0
+
+        wait_for(lambda: stored() == 20, timeout=60, what="frames once the database is up")
+    finally:
+        stats = consumer.stop()
+        server.cleanup()
+    assert stats.frames == 20

@@ -79,8 +79,9 @@ def test_parse_since() -> None:
     assert parse_since("2026-01-01T00:00", now) == datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def test_postgresql_sessions_carry_timeouts_and_sqlite_takes_the_write_lock_at_begin(db_url: str) -> None:
-    engine, sessions = open_database(db_url, timeouts=DatabaseTimeouts(connect_s=3, statement_s=7.5, lock_s=2))
+def test_postgresql_sessions_carry_timeouts_and_the_sqlite_writer_takes_the_write_lock_at_begin(db_url: str) -> None:
+    timeouts = DatabaseTimeouts(connect_s=3, statement_s=7.5, lock_s=2)
+    engine, sessions = open_database(db_url, timeouts=timeouts, writer=True)
     with sessions() as session, session.begin():
         if engine.dialect.name == "postgresql":
             assert session.execute(text("SHOW statement_timeout")).scalar() == "7500ms"
@@ -93,3 +94,12 @@ def test_postgresql_sessions_carry_timeouts_and_sqlite_takes_the_write_lock_at_b
                 other.execute("BEGIN IMMEDIATE")
             other.close()
     engine.dispose()
+    if db_url.startswith("sqlite"):  # a reader's transaction takes no lock until it writes
+        reader, read_sessions = open_database(db_url, upgrade=False)
+        with read_sessions() as session, session.begin():
+            session.execute(select(SourceOffset.next_offset)).all()
+            other = sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=0.1)
+            other.execute("BEGIN IMMEDIATE")
+            other.rollback()
+            other.close()
+        reader.dispose()
