@@ -1,4 +1,4 @@
-"""Training commands of the `lineguard` CLI: `train`, `evaluate`, `architectures`, `demo`.
+"""Training commands of the `lineguard` CLI: `train`, `evaluate`, `retrain`, `architectures`, `demo`.
 
 `register` is this package's entry in the `lineguard.commands` entry-point group (pyproject.toml). This
 module imports no torch, so that building the CLI does not pay for loading the training stack; each
@@ -113,6 +113,46 @@ def evaluate_command(
     Console().print(table)
 
 
+def retrain_command(
+    db: Annotated[str, typer.Option("--db", help="database URL holding the reviewed defects")],
+    base: Annotated[Path, typer.Option(help="the model to improve on (its training config is reused)")],
+    normal: Annotated[Path, typer.Option(help="folder of normal images (or MVTec layout with train/good)")],
+    out: Annotated[Path, typer.Option(help="where to write the new .onnx model (report files go beside it)")],
+    since: Annotated[
+        str | None, typer.Option(help="only reviews of defects captured since: 7d, 2h or an ISO time")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="maximum epochs (default: the base's)")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="time budget (default: the base's)")] = None,
+    version: Annotated[str, typer.Option(help="new model version (default: UTC timestamp)")] = "",
+    holdout: Annotated[float, typer.Option(help="fraction of the normal images held out for evaluation")] = 0.2,
+) -> None:
+    """Retrain on normal images plus reviewed false positives; evaluate new and base on one fixed evaluation set."""
+    require_training_stack()
+    from pipeline.storage.review import parse_since
+    from training.retrain import RetrainConfig, retrain
+
+    cfg = RetrainConfig(
+        db_url=db,
+        base=base,
+        normal_dir=normal,
+        out=out,
+        since=parse_since(since) if since else None,
+        epochs=epochs,
+        max_minutes=max_minutes,
+        model_version=version,
+        holdout_fraction=holdout,
+    )
+    report = retrain(cfg)
+    table = Table(title=f"v{report.candidate.model_version} against v{report.base.model_version}")
+    for column in ("metric", "base", "new"):
+        table.add_column(column)
+    for name in ("image_auroc", "f1", "false_positive_rate", "normal_false_alarm_rate"):
+        cells = [getattr(report.base, name), getattr(report.candidate, name)]
+        table.add_row(name, *("n/a" if v is None else f"{v:.4f}" for v in cells))
+    Console().print(table)
+    typer.echo(f"{len(report.changed)} verdicts changed; report: {out}.report.md; next: lineguard models promote {out}")
+
+
 def architectures_command() -> None:
     """List the registered model architectures."""
     require_training_stack()
@@ -147,5 +187,6 @@ def register(app: typer.Typer) -> None:
     """Add the training commands to the `lineguard` app (the `training` entry of `lineguard.commands`)."""
     app.command("train")(train_command)
     app.command("evaluate")(evaluate_command)
+    app.command("retrain")(retrain_command)
     app.command("architectures")(architectures_command)
     app.command("demo")(demo_command)
