@@ -13,6 +13,10 @@ from pipeline.cli.options import BootstrapOpt, ConfigOpt, DbOpt, TopicOpt, quiet
 def consume(
     bootstrap: BootstrapOpt = None,
     model: Annotated[Path | None, typer.Option("--model", help="LineGuard .onnx model")] = None,
+    model_source: Annotated[
+        str | None,
+        typer.Option("--model-source", help="file, or registry: follow the active version (lineguard models promote)"),
+    ] = None,
     db: DbOpt = None,
     topic: TopicOpt = None,
     group: Annotated[str | None, typer.Option("--group", help="consumer group id")] = None,
@@ -31,6 +35,7 @@ def consume(
         config,
         bootstrap_servers=bootstrap,
         model_path=model,
+        model_source=model_source,
         database_url=db,
         frames_topic=topic,
         group_id=group,
