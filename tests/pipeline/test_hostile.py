@@ -53,6 +53,7 @@ def consume_in_a_process(settings: Settings, log_path: Path) -> tuple[int, int, 
         "LINEGUARD_MAX_FRAME_BYTES": str(settings.max_frame_bytes),
         "LINEGUARD_MAX_FRAME_PIXELS": str(settings.max_frame_pixels),
         "LINEGUARD_DECODE_THREADS": str(settings.decode_threads),
+        "LINEGUARD_FRAME_STORE_URL": settings.frame_store_url,
         "LINEGUARD_ALERT_LOG": "false",
         **{f"LINEGUARD_{k.upper()}": str(v) for k, v in FAST_GROUP.items()},
     }
