@@ -80,3 +80,12 @@ class OffsetsAheadError(LineGuardError):
             f" rows (DELETE FROM source_offsets WHERE group_id = '{group_id}' AND topic = '{topic}') and restart"
             " (pipeline/README.md, Delivery)"
         )
+
+
+class FrameStoreError(LineGuardError):
+    """The frame store failed a write; `transient` when a retry may succeed (an outage, not a path or permission)."""
+
+    def __init__(self, url: str, reason: str, transient: bool) -> None:
+        self.url = url
+        self.transient = transient
+        super().__init__(f"frame store {url}: {reason}")

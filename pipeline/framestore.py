@@ -19,7 +19,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from pipeline.errors import LineGuardError
+from pipeline.errors import FrameStoreError
 from pipeline.results import FrameResult, Source
 from pipeline.storage.tables import Defect
 
@@ -35,12 +35,9 @@ _KEY = re.compile(r"^(?P<topic>[^/]+)/(?P<partition>\d+)/\d+/(?P<offset>\d{20})-
 _PERMANENT = (PermissionError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
 
 
-class FrameStoreError(LineGuardError):
-    """The frame store refused or failed a write; `transient` when a retry may succeed (an outage)."""
-
-    def __init__(self, url: str, exc: Exception) -> None:
-        self.transient = isinstance(exc, OSError | TimeoutError | ConnectionError) and not isinstance(exc, _PERMANENT)
-        super().__init__(f"frame store {url}: {type(exc).__name__}: {exc}")
+def store_error(url: str, exc: Exception) -> FrameStoreError:
+    transient = isinstance(exc, OSError | TimeoutError | ConnectionError) and not isinstance(exc, _PERMANENT)
+    return FrameStoreError(url, f"{type(exc).__name__}: {exc}", transient)
 
 
 def object_key(source: Source, kind: str, content_type: str | None = None) -> str:
@@ -105,7 +102,7 @@ class FrameStore:
         try:
             self.fs.pipe({f"{self.root}/{key}": data for key, data in objects.items()})
         except Exception as exc:
-            raise FrameStoreError(self.url, exc) from exc
+            raise store_error(self.url, exc) from exc
         return [self.uri(key) for key in objects]
 
     def put_results(self, results: Iterable[FrameResult], attempted: list[str]) -> dict[Source, dict[str, str]]:

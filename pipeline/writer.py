@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.alerting.rules import AlertRules
 from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.deadletter import DeadLetterSink
-from pipeline.errors import ShutdownRequested
-from pipeline.framestore import FrameStore, FrameStoreError
+from pipeline.errors import FrameStoreError, ShutdownRequested
+from pipeline.framestore import FrameStore
 from pipeline.inference import OnnxModel
 from pipeline.metrics import ConsumerMetrics
 from pipeline.results import FrameResult, RaisedAlert, Source

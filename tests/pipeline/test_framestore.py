@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from helpers import frame_result
 
-from pipeline.framestore import KINDS, FrameStore, FrameStoreError, object_key, parse_key, read_defect_image
+from pipeline.errors import FrameStoreError
+from pipeline.framestore import KINDS, FrameStore, object_key, parse_key, read_defect_image, store_error
 from pipeline.results import Source
 from pipeline.storage.tables import Defect
 
@@ -80,7 +81,7 @@ def test_a_store_that_cannot_be_written_says_so(tmp_path: Path) -> None:
     with pytest.raises(FrameStoreError) as caught:
         store.put({"a/x.png": b"1"})
     assert not caught.value.transient and str(blocked) in str(caught.value)  # a retry cannot fix this
-    assert FrameStoreError("memory://x", ConnectionResetError("reset")).transient  # an outage can be waited out
+    assert store_error("memory://x", ConnectionResetError("reset")).transient  # an outage can be waited out
 
 
 def test_images_come_from_the_store_or_from_old_rows_blobs(store: FrameStore) -> None:
