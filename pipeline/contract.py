@@ -1,6 +1,8 @@
 """The ONNX contract's metadata: what `training.export` embeds in a model file and what the runtime reads back.
 
 Every value is stored as a string in the model's `metadata_props`; composite values are JSON.
+Two kinds: `image` (input "image", N x C x S x S in [0, 1]) and `sensor` (input "window", N x C x T of raw
+readings, normalised per channel inside the graph; the `sensor` block says which channels, in which order).
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ from pipeline.preprocess import RESIZE_MODES, InputSpec
 
 FORMAT_VERSION = 1
 INPUT_NAME = "image"
+SENSOR_INPUT_NAME = "window"
 OUTPUT_NAMES = ("reconstruction", "anomaly_map", "score")
 MODEL_KINDS = ("image", "sensor")
 NORMALIZATION = "x/255"  # the runtime scales uint8 to [0, 1]; the graph does nothing more
+# Sensor windows go in as raw readings: the graph subtracts channel_mean and divides by channel_std itself, so a
+# model never depends on the runtime repeating its training statistics; the block keeps them for humans and checks.
+SENSOR_NORMALIZATION = "channel-zscore-in-graph"
+SENSOR_RESIZE_MODE = "none"
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,57 @@ class ScoreStats:
     mean: float
     std: float
     quantiles: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    """The `sensor` block of a sensor model: its channels in input order, its window and its training statistics."""
+
+    channels: tuple[str, ...]
+    window_length: int
+    window_stride: int
+    channel_mean: tuple[float, ...]
+    channel_std: tuple[float, ...]
+    sample_rate_hz: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(self.channels))
+        object.__setattr__(self, "channel_mean", tuple(float(v) for v in self.channel_mean))
+        object.__setattr__(self, "channel_std", tuple(float(v) for v in self.channel_std))
+        names = self.channels
+        if not names or any(not isinstance(n, str) or not n.strip() or "," in n for n in names):
+            raise MetadataError("sensor.channels", f"need non-empty names without commas, got {list(names)!r}")
+        if len(set(names)) != len(names):
+            raise MetadataError("sensor.channels", f"names must be unique, got {list(names)!r}")
+        if self.window_length < 2:
+            raise MetadataError("sensor.window_length", f"must be >= 2, got {self.window_length}")
+        if not 1 <= self.window_stride <= self.window_length:
+            raise MetadataError(
+                "sensor.window_stride", f"must be in 1..window_length ({self.window_length}), got {self.window_stride}"
+            )
+        for name in ("channel_mean", "channel_std"):
+            values = getattr(self, name)
+            if len(values) != len(names) or not all(math.isfinite(v) for v in values):
+                raise MetadataError(f"sensor.{name}", f"need {len(names)} finite numbers, got {list(values)!r}")
+        if any(v <= 0 for v in self.channel_std):
+            raise MetadataError("sensor.channel_std", f"must be > 0, got {list(self.channel_std)!r}")
+        rate = self.sample_rate_hz
+        if rate is not None and not (math.isfinite(rate) and rate > 0):
+            raise MetadataError("sensor.sample_rate_hz", f"must be null or a positive number, got {rate}")
+
+    @classmethod
+    def from_json(cls, data: Any) -> SensorSpec:
+        try:
+            return cls(
+                channels=tuple(data["channels"]),
+                window_length=int(data["window_length"]),
+                window_stride=int(data["window_stride"]),
+                channel_mean=tuple(data["channel_mean"]),
+                channel_std=tuple(data["channel_std"]),
+                sample_rate_hz=None if data.get("sample_rate_hz") is None else float(data["sample_rate_hz"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MetadataError("sensor", f"bad sensor block: {type(exc).__name__}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -51,26 +109,53 @@ class ModelMetadata:
     input_dtype: str = "float32"
     normalization: str = NORMALIZATION
     training_config: dict[str, Any] = field(default_factory=dict)
+    # Sensor models only; image models leave it None and their metadata_props stay exactly as before.
+    sensor: SensorSpec | None = None
 
     def __post_init__(self) -> None:
         if self.format_version != FORMAT_VERSION:
             raise MetadataError("format_version", f"this runtime reads {FORMAT_VERSION}, got {self.format_version}")
         if self.kind not in MODEL_KINDS:
             raise MetadataError("kind", f"must be one of {MODEL_KINDS}, got {self.kind!r}")
+        if self.input_dtype != "float32":
+            raise MetadataError("input_dtype", f"only float32 is supported, got {self.input_dtype!r}")
+        for name in ("image_threshold", "pixel_threshold"):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise MetadataError(name, f"must be a finite number, got {value}")
+        if self.kind == "sensor":
+            self._check_sensor()
+        else:
+            self._check_image()
+
+    def _check_sensor(self) -> None:
+        spec = self.sensor
+        if spec is None:
+            raise MetadataError("sensor", "missing: a sensor model needs its sensor block")
+        if self.input_channels != len(spec.channels):
+            raise MetadataError("input_channels", f"must equal the {len(spec.channels)} sensor channels")
+        if self.input_size != spec.window_length:
+            raise MetadataError("input_size", f"must equal sensor.window_length {spec.window_length}")
+        if self.resize_mode != SENSOR_RESIZE_MODE:
+            raise MetadataError("resize_mode", f"must be {SENSOR_RESIZE_MODE!r} for a sensor model")
+        if self.normalization != SENSOR_NORMALIZATION:
+            raise MetadataError("normalization", f"must be {SENSOR_NORMALIZATION!r} for a sensor model")
+
+    def _check_image(self) -> None:
+        if self.sensor is not None:
+            raise MetadataError("sensor", "only sensor models carry a sensor block")
         if self.resize_mode not in RESIZE_MODES:
             raise MetadataError("resize_mode", f"must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
         if self.input_channels not in (1, 3):
             raise MetadataError("input_channels", f"must be 1 or 3, got {self.input_channels}")
         if self.input_size < 16:
             raise MetadataError("input_size", f"must be >= 16, got {self.input_size}")
-        if self.input_dtype != "float32":
-            raise MetadataError("input_dtype", f"only float32 is supported, got {self.input_dtype!r}")
         if self.normalization != NORMALIZATION:
             raise MetadataError("normalization", f"only {NORMALIZATION!r} is supported, got {self.normalization!r}")
-        for name in ("image_threshold", "pixel_threshold"):
-            value = getattr(self, name)
-            if not math.isfinite(value):
-                raise MetadataError(name, f"must be a finite number, got {value}")
+
+    @property
+    def input_name(self) -> str:
+        return SENSOR_INPUT_NAME if self.kind == "sensor" else INPUT_NAME
 
     @property
     def input_spec(self) -> InputSpec:
@@ -80,6 +165,8 @@ class ModelMetadata:
         """Flatten into the string map stored in the ONNX file's metadata_props."""
         props: dict[str, str] = {}
         for key, value in asdict(self).items():
+            if key == "sensor" and value is None:
+                continue
             props[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         return props
 
@@ -104,6 +191,8 @@ class ModelMetadata:
                 values[name] = ScoreStats(**values[name])
             except TypeError as exc:
                 raise MetadataError(name, f"bad statistics: {exc}") from exc
+        if "sensor" in values:
+            values["sensor"] = SensorSpec.from_json(values["sensor"])
         return cls(**values)
 
     def with_thresholds(self, image_threshold: float, pixel_threshold: float) -> ModelMetadata:
@@ -112,6 +201,7 @@ class ModelMetadata:
         data.update(image_threshold=float(image_threshold), pixel_threshold=float(pixel_threshold))
         data["image_score_stats"] = self.image_score_stats
         data["pixel_score_stats"] = self.pixel_score_stats
+        data["sensor"] = self.sensor
         return ModelMetadata(**data)
 
 
@@ -133,5 +223,6 @@ _FIELD_TYPES: dict[str, Any] = {
     "input_dtype": str,
     "normalization": str,
     "training_config": dict,
+    "sensor": dict,
 }
-_OPTIONAL_FIELDS = frozenset({"training_config"})
+_OPTIONAL_FIELDS = frozenset({"training_config", "sensor"})

@@ -1,0 +1,64 @@
+"""Load a LineGuard sensor model (kind "sensor": N x C x T raw windows in) and score batches of windows."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from pipeline.contract import OUTPUT_NAMES, SENSOR_INPUT_NAME, ModelMetadata, SensorSpec
+from pipeline.errors import ModelLoadError
+from pipeline.inference import _load_proto, apply_threshold_override, choose_providers, thresholds_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WindowScores:
+    """Outputs of one batch of windows: reconstruction in raw units, per-sample error, one score per window."""
+
+    reconstruction: np.ndarray  # N x C x T
+    anomaly_map: np.ndarray  # N x C x T
+    score: np.ndarray  # N
+
+
+class SensorModel:
+    """One loaded sensor model: an inference session plus its validated metadata and sensor block."""
+
+    def __init__(self, path: Path, prefer_gpu: bool = True) -> None:
+        self.path = Path(path)
+        proto = _load_proto(self.path)
+        metadata = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
+        if metadata.kind != "sensor" or metadata.sensor is None:
+            raise ModelLoadError(str(path), f"not a sensor model (kind {metadata.kind!r})")
+        options = ort.SessionOptions()
+        options.log_severity_level = 4
+        try:
+            self.session = ort.InferenceSession(
+                proto.SerializeToString(), sess_options=options, providers=choose_providers(prefer_gpu)
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelLoadError(str(path), f"onnxruntime rejected the graph: {exc}") from exc
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != [SENSOR_INPUT_NAME]:
+            raise ModelLoadError(str(path), f"expected one input {SENSOR_INPUT_NAME!r}, found {inputs}")
+        if tuple(outputs) != OUTPUT_NAMES:
+            raise ModelLoadError(str(path), f"expected outputs {list(OUTPUT_NAMES)}, found {outputs}")
+        self.metadata = apply_threshold_override(metadata, thresholds_path(self.path))
+        self.spec: SensorSpec = metadata.sensor
+        self.provider = self.session.get_providers()[0]
+        log.info("sensor model %s v%s runs on %s", metadata.model_name, metadata.model_version, self.provider)
+
+    def score(self, windows: np.ndarray) -> WindowScores:
+        """Run one N x C x T float32 batch of raw windows through the graph."""
+        expected = (len(self.spec.channels), self.spec.window_length)
+        if windows.ndim != 3 or windows.shape[1:] != expected:
+            raise ValueError(f"window batch shape {windows.shape} does not match model input N x {expected}")
+        reconstruction, anomaly_map, score = self.session.run(
+            list(OUTPUT_NAMES), {SENSOR_INPUT_NAME: np.ascontiguousarray(windows, dtype=np.float32)}
+        )
+        return WindowScores(reconstruction=reconstruction, anomaly_map=anomaly_map, score=score)
