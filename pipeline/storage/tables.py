@@ -221,3 +221,53 @@ class AlertDelivery(Base):
     next_attempt_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class SensorAnomaly(Base):
+    """A sensor window scored above its threshold; the record that completed it plus the window start make replays
+    harmless."""
+
+    __tablename__ = "sensor_anomalies"
+    __table_args__ = (
+        UniqueConstraint(
+            "source_topic", "source_partition", "source_offset", "window_start", name="uq_sensor_anomalies_source"
+        ),
+        Index("ix_sensor_anomalies_device_start", "device_id", "window_start"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_topic: Mapped[str] = mapped_column(String(249))
+    source_partition: Mapped[int] = mapped_column(Integer)
+    source_offset: Mapped[int] = mapped_column(BigInteger)
+    device_id: Mapped[str] = mapped_column(String(128))
+    line_id: Mapped[str] = mapped_column(String(128))
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    detected_at: Mapped[datetime]
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    top_channels: Mapped[list[Any]]  # [{"channel": name, "share": fraction of the window's error}], largest first
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+
+
+class SensorWindowState(Base):
+    """Per group, partition and device: the readings after the last emitted window, saved with each batch, so that
+    a restarted or newly assigned consumer continues the windows exactly."""
+
+    __tablename__ = "sensor_window_state"
+    __table_args__ = (UniqueConstraint("group_id", "topic", "partition", "device_id", name="uq_sensor_window_state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(249))
+    topic: Mapped[str] = mapped_column(String(249))
+    partition: Mapped[int] = mapped_column(Integer)
+    device_id: Mapped[str] = mapped_column(String(128))
+    line_id: Mapped[str] = mapped_column(String(128))
+    channels: Mapped[list[Any]]  # the model's channel order the readings are in
+    timestamps: Mapped[bytes] = mapped_column(LargeBinary)  # float64 little-endian Unix ms
+    readings: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian, samples x channels
+    last_ts_ms: Mapped[float | None] = mapped_column(Float)
+    period_ms: Mapped[float | None] = mapped_column(Float)
+    next_offset: Mapped[int] = mapped_column(BigInteger)  # the offset after the last record applied
+    updated_at: Mapped[datetime]
