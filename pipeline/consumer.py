@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -30,8 +29,10 @@ from pipeline.inference import ModelHolder
 from pipeline.metrics import ConsumerMetrics
 from pipeline.registry.watch import follow_registry, serving_model_path
 from pipeline.results import FrameResult
+from pipeline.sensors import SensorStage, open_sensor_stage, split_records
 from pipeline.settings import Settings
 from pipeline.source import FrameSource, next_offsets
+from pipeline.stats import ConsumerStats
 from pipeline.storage.engine import DatabaseTimeouts, open_database_when_up
 from pipeline.verdict import judge
 from pipeline.wire import FrameLimits
@@ -39,38 +40,8 @@ from pipeline.writer import Batch, BatchTransaction, BatchWriter, Written
 
 log = logging.getLogger(__name__)
 
+NO_IMAGE_MODEL = InvalidMessageError("a frame, but this consumer has no image model (set model_path)")
 JOIN_GRACE_S = 60.0  # with an idle exit: give up when no partition is assigned within this plus the idle time
-
-
-@dataclass
-class ConsumerStats:
-    """What one `run_consumer` call did."""
-
-    records: int = 0  # every record polled, good or not
-    frames: int = 0  # frames scored and stored
-    defects: int = 0
-    dlq: int = 0
-    alerts: int = 0
-    replayed: int = 0  # records skipped because an earlier run had already stored them
-    batches: int = 0
-    db_retries: int = 0  # batch transactions retried because the database was unavailable
-    seconds: float = 0.0  # whole call, including model load and the group join
-    active_seconds: float = 0.0  # from the first record polled to the end of the last batch
-
-    @property
-    def frames_per_s(self) -> float:
-        elapsed = self.active_seconds or self.seconds
-        return self.frames / elapsed if elapsed > 0 else 0.0
-
-    def add(self, written: Written) -> None:
-        batch = written.batch
-        self.records += batch.polled
-        self.batches += 1
-        self.dlq += batch.polled - len(batch.results) + written.refused
-        self.frames += len(written.fresh)
-        self.replayed += len(batch.results) - len(written.fresh) - written.refused
-        self.defects += written.defects
-        self.alerts += written.alerts
 
 
 def run_consumer(
@@ -160,15 +131,17 @@ class LineConsumer:
         self,
         settings: Settings,
         source: FrameSource,
-        model: ModelHolder,
+        model: ModelHolder | None,
         dlq: DeadLetterSink,
         writer: BatchWriter,
         metrics: ConsumerMetrics,
         decoders: ThreadPoolExecutor,
+        sensors: SensorStage,
     ) -> None:
         self.settings = settings
         self.source = source
-        self.model = model
+        self.model = model  # None: sensors only
+        self.sensors = sensors
         self.dlq = dlq
         self.writer = writer
         self.metrics = metrics
@@ -178,18 +151,20 @@ class LineConsumer:
     def process(self, records: list[Any]) -> Batch:
         """Decode, dead-letter and judge one batch (the CPU/GPU part); nothing is stored yet."""
         started = time.monotonic()
-        model = self.model.model
+        frames, sensed = split_records(records)  # by content-type: sensor readings go to the sensor model
+        sensors = self.sensors.process(sensed, self.dead_letter)
+        model = self.model.model if self.model is not None else None
         limits = FrameLimits(self.settings.max_frame_bytes, self.settings.max_frame_pixels)
-        outcomes = list(self.decoders.map(lambda r: try_decode(r, model, limits), records))
+        outcomes = list(self.decoders.map(lambda r: try_decode(r, model, limits), frames)) if model else []
         good: list[Decoded] = []
-        for record, outcome in zip(records, outcomes, strict=True):
+        for record, outcome in zip(frames, outcomes or [NO_IMAGE_MODEL] * len(frames), strict=True):
             if isinstance(outcome, InvalidMessageError):
                 self.dead_letter(record, outcome.reason)
             else:
                 good.append(outcome)
-        results = judge(model, good, self.settings.store_images, self.dead_letter)
+        results = judge(model, good, self.settings.store_images, self.dead_letter) if model else []
         self.dlq.flush()  # before the database: a record is never marked done while its DLQ copy is in flight
-        return Batch(len(records), results, next_offsets(records), model, started, records)
+        return Batch(len(records), results, next_offsets(records), model, started, records, sensors)
 
     def dead_letter(self, record: Any, reason: str) -> None:
         self.dlq.add(record, reason)
@@ -202,7 +177,7 @@ class LineConsumer:
         self.metrics.observe(written.fresh, time.monotonic() - written.batch.started, self.source.lag(offsets))
 
     def maybe_reload_model(self) -> None:
-        if time.monotonic() < self._next_reload_check:
+        if time.monotonic() < self._next_reload_check or self.model is None:
             return
         self._next_reload_check = time.monotonic() + self.settings.model_reload_check_s
         if self.model.maybe_reload():
@@ -216,8 +191,9 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
     on exit, let the last write finish and close everything in reverse."""
     from kafka import KafkaProducer
 
-    if settings.model_path is None and settings.model_source == "file":
-        raise ConfigError("no model: pass --model or set LINEGUARD_MODEL_PATH")
+    images = settings.model_path is not None or settings.model_source == "registry"
+    if not images and settings.sensor_model_path is None:
+        raise ConfigError("no model: pass --model or set LINEGUARD_MODEL_PATH (or LINEGUARD_SENSOR_MODEL_PATH)")
     with ExitStack() as stack:
         metrics = ConsumerMetrics()
         timeouts = DatabaseTimeouts(
@@ -226,8 +202,13 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
         _, sessions = open_database_when_up(
             settings.db_url, timeouts, stop, settings.db_retry_initial_s, settings.db_retry_max_s
         )
-        model = ModelHolder(serving_model_path(settings, sessions), settings.prefer_gpu, settings.batch_size)
-        stack.callback(follow_registry(settings, sessions, model))  # model_source=registry: its active version
+        model = (
+            ModelHolder(serving_model_path(settings, sessions), settings.prefer_gpu, settings.batch_size)
+            if images
+            else None
+        )
+        if model is not None:
+            stack.callback(follow_registry(settings, sessions, model))  # model_source=registry: its active version
         # Not idempotent: kafka-python 3.0's idempotent producer never sends again once a batch it had sent expires
         # (an outage over delivery_timeout_ms), which would hold the DLQ until a restart. The DLQ and the alert topic
         # are at-least-once anyway (receivers dedupe on dlq-source-* headers and alert ids).
@@ -248,16 +229,18 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
         stack.callback(AlertDispatcher(sessions, channels, settings, metrics=metrics).start().stop)
         decoders = stack.enter_context(ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode"))
         writer = BatchWriter(transaction)
-        source = FrameSource.subscribe(settings, transaction.stored_offsets, writer.settle)
+        sensors = open_sensor_stage(settings, producer)  # reads device window states where it reads offsets
+        source = FrameSource.subscribe(settings, sensors.positions(transaction.stored_offsets, sessions), writer.settle)
         stack.callback(source.close)
         stack.callback(writer.close)  # before the source closes: the last batch reaches the database first
-        served = model.model
-        metrics.serving(served.metadata.model_name, served.metadata.model_version, served.provider)
+        if model is not None:
+            served = model.model
+            metrics.serving(served.metadata.model_name, served.metadata.model_version, served.provider)
         if settings.metrics_port is not None:
             metrics.serve(settings.metrics_port, settings.metrics_host)
         stack.callback(metrics.close)
         dlq = DeadLetterSink.from_settings(producer, settings, stop)
-        yield LineConsumer(settings, source, model, dlq, writer, metrics, decoders)
+        yield LineConsumer(settings, source, model, dlq, writer, metrics, decoders, sensors)
 
 
 class _IdleClock:

@@ -45,6 +45,22 @@ class FrameResult:
 
 
 @dataclass(frozen=True)
+class WindowResult:
+    """The verdict on one sensor window, attributed to the record whose readings completed it."""
+
+    source: Source
+    device_id: str
+    line_id: str
+    window_start: datetime
+    window_end: datetime
+    detected_at: datetime
+    score: float
+    threshold: float
+    is_anomaly: bool
+    top_channels: list[dict[str, Any]] = field(default_factory=list)  # [{"channel", "share"}], largest first
+
+
+@dataclass(frozen=True)
 class RaisedAlert:
     """An alert a rule raised, to write to the outbox in the batch transaction."""
 

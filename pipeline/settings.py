@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     db_statement_timeout_s: float = Field(default=60.0, gt=0)
     db_lock_timeout_s: float = Field(default=15.0, gt=0)
     model_path: Path | None = None
+    # A sensor model (kind "sensor"): sensor records (content-type application/x-sensor) are windowed and scored with
+    # it on the same consumer; without it they are dead-lettered, as frames are on a consumer with only this model.
+    sensor_model_path: Path | None = None
+    # Where each scored window's reconstruction (the denoised readings) is published, sensor wire format (None: off).
+    denoised_topic: str | None = None
+    # Samples further apart than this many sampling periods are a gap: no window spans it (pipeline/windows.py).
+    sensor_gap_periods: float = Field(default=3.0, gt=1)
     prefer_gpu: bool = True
     batch_size: int = Field(default=32, ge=1, le=4096)
     # OpenCV releases the GIL while decoding: a few threads pay on machines with spare cores.

@@ -15,6 +15,7 @@ The rules across records of one device (each record's own checks are in pipeline
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -46,9 +47,16 @@ class Window:
 
     device_id: str
     line_id: str
-    start_ms: float
-    end_ms: float
+    timestamps_ms: np.ndarray  # T, float64 Unix ms
     values: np.ndarray  # T x C float32, raw readings in the model's channel order
+
+    @property
+    def start_ms(self) -> float:
+        return float(self.timestamps_ms[0])
+
+    @property
+    def end_ms(self) -> float:
+        return float(self.timestamps_ms[-1])
 
 
 @dataclass
@@ -104,20 +112,12 @@ def feed(tail: DeviceTail, block: SensorBlock, spec: SensorSpec, gap_periods: fl
             cuts = [int(i) + 1 for i in np.nonzero(inner > limit)[0]]
     fed = Fed(gaps=len(cuts))
     bounds = [0, *cuts, len(timestamps)]
-    T, S = spec.window_length, spec.window_stride  # noqa: N806 - the contract's names
+    T, S = spec.window_length, spec.window_stride
     rest = len(timestamps)
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in pairwise(bounds):
         pos = a
         while pos + T <= b:
-            fed.windows.append(
-                Window(
-                    block.device_id,
-                    block.line_id,
-                    float(timestamps[pos]),
-                    float(timestamps[pos + T - 1]),
-                    values[pos : pos + T],
-                )
-            )
+            fed.windows.append(Window(block.device_id, block.line_id, timestamps[pos : pos + T], values[pos : pos + T]))
             pos += S
         rest = pos
     tail.timestamps_ms = timestamps[rest:].copy()

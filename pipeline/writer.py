@@ -21,7 +21,9 @@ from pipeline.errors import FrameStoreError, ShutdownRequested
 from pipeline.framestore import FrameStore
 from pipeline.inference import OnnxModel
 from pipeline.metrics import ConsumerMetrics
-from pipeline.results import FrameResult, RaisedAlert, Source
+from pipeline.results import FrameResult, RaisedAlert, Source, WindowResult
+from pipeline.sensors import SensorBatch
+from pipeline.sensorstate import write_sensor_batch
 from pipeline.settings import Settings
 from pipeline.source import Offsets
 from pipeline.storage.store import (
@@ -43,9 +45,10 @@ class Batch:
     polled: int  # records, including those sent to the dead-letter topic
     results: list[FrameResult]
     offsets: Offsets
-    model: OnnxModel
+    model: OnnxModel | None  # None on a consumer with only a sensor model
     started: float  # monotonic time processing began, for the batch-time histogram
     records: list[Any] = field(default_factory=list)  # the polled records, to dead-letter one the database refuses
+    sensors: SensorBatch | None = None  # the sensor records' windows and device states
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Written:
     defects: int
     alerts: int
     refused: int = 0  # verdicts the database refused, dead-lettered instead
+    windows: list[WindowResult] = field(default_factory=list)  # sensor windows new to the database
+    anomalies: int = 0
 
 
 def _transient(exc: Exception) -> bool:
@@ -123,18 +128,19 @@ class BatchTransaction:
                 delay = min(delay * 2, self.settings.db_retry_max_s)
 
     def _write_once(self, batch: Batch) -> Written:
-        meta = batch.model.metadata
-        info = ModelInfo(meta.model_name, meta.model_version)
+        meta = batch.model.metadata if batch.model is not None else None
+        info = ModelInfo(meta.model_name, meta.model_version) if meta is not None else ModelInfo("", "")
         put: list[str] = []  # frame store objects this attempt wrote (or began to)
         committing = False
         try:
             with self.sessions() as session, session.begin():
-                registered = self._register(session, batch.model)
+                registered = self._register(session, batch.model) if batch.model is not None else None
                 fresh = fresh_results(session, self.settings.group_id, batch.results, batch.offsets)
                 refs = self.frames.put_results(fresh, put) if self.frames is not None else None
                 stored = self._store_isolating(session, fresh, info, refs)
                 if stored.refused:
                     self._dead_letter(batch, stored.refused)
+                sensed = self._write_sensors(session, batch.sensors)
                 advance_offsets(session, self.settings.group_id, batch.offsets)
                 committing = True
         except BaseException:
@@ -151,7 +157,28 @@ class BatchTransaction:
             self.metrics.alerts.labels(rule=alert.rule).inc()
         refused = {id(result) for result, _ in stored.refused}
         kept = [r for r in fresh if id(r) not in refused]
-        return Written(batch, kept, stored.defects, len(stored.alerts), len(stored.refused))
+        alerts = len(stored.alerts) + (sensed.alerts if sensed else 0)
+        if sensed:
+            return Written(batch, kept, stored.defects, alerts, len(stored.refused), sensed.fresh, sensed.anomalies)
+        return Written(batch, kept, stored.defects, alerts, len(stored.refused))
+
+    def _write_sensors(self, session: Session, sensors: SensorBatch | None) -> Any:
+        """The sensor windows, anomalies, alerts and device states of the batch, in its transaction."""
+        if sensors is None:
+            return None
+        meta = sensors.model.metadata
+        model = {
+            "model_name": meta.model_name,
+            "model_version": meta.model_version,
+            "architecture": meta.architecture,
+            "image_threshold": meta.image_threshold,
+            "pixel_threshold": meta.pixel_threshold,
+            "path": str(sensors.model.path),
+            "provider": sensors.model.provider,
+            "first_served_at": datetime.now(UTC),
+        }
+        group = self.settings.group_id
+        return write_sensor_batch(session, group, sensors.results, sensors.tails, self.rules, self.channels, model)
 
     def _store_isolating(
         self, session: Session, results: list[FrameResult], info: ModelInfo, refs: dict[Source, dict[str, str]] | None

@@ -13,6 +13,10 @@ from pipeline.cli.options import BootstrapOpt, ConfigOpt, DbOpt, TopicOpt, quiet
 def consume(
     bootstrap: BootstrapOpt = None,
     model: Annotated[Path | None, typer.Option("--model", help="LineGuard .onnx model")] = None,
+    sensor_model: Annotated[
+        Path | None, typer.Option("--sensor-model", help="LineGuard sensor .onnx model (kind sensor)")
+    ] = None,
+    denoised_topic: Annotated[str | None, typer.Option(help="publish each window's reconstruction here")] = None,
     model_source: Annotated[
         str | None,
         typer.Option("--model-source", help="file, or registry: follow the active version (lineguard models promote)"),
@@ -35,6 +39,8 @@ def consume(
         config,
         bootstrap_servers=bootstrap,
         model_path=model,
+        sensor_model_path=sensor_model,
+        denoised_topic=denoised_topic,
         model_source=model_source,
         database_url=db,
         frames_topic=topic,
@@ -48,6 +54,11 @@ def consume(
         f"frames {stats.frames}  defects {stats.defects}  dead-lettered {stats.dlq}  alerts {stats.alerts}  "
         f"replayed {stats.replayed}  {stats.frames_per_s:.1f} frames/s"
     )
+    if stats.sensor_records:
+        typer.echo(
+            f"sensor records {stats.sensor_records}  readings {stats.readings}  windows {stats.windows}  "
+            f"anomalies {stats.sensor_anomalies}  gaps {stats.gaps}  {stats.readings_per_s:.0f} readings/s"
+        )
 
 
 def register(app: typer.Typer) -> None:

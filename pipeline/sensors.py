@@ -1,0 +1,234 @@
+"""Sensor stage of the consumer: sensor records -> checked readings -> windows per device -> one batched inference
+-> window verdicts, plus the window state to store with the batch (and the denoised windows, when asked).
+
+Window state lives in memory between batches and in the database with every batch (pipeline/sensorstate.py); a
+partition's state is read back whenever the partition is (re)assigned, in the same step that reads its offsets,
+so a restarted or rebalanced consumer continues each device's windows exactly where the last stored batch left
+them. A record below a device's stored next offset was already applied and is skipped (no double scoring).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.errors import InvalidMessageError
+from pipeline.results import Source, WindowResult
+from pipeline.sensormodel import SensorModel
+from pipeline.sensorstate import SavedTail, load_tails
+from pipeline.sensorwire import EncodedFrame, encode_readings, is_sensor_record, parse_readings
+from pipeline.settings import Settings
+from pipeline.source import Offsets, StoredOffsets
+from pipeline.windows import DeviceTail, Window, feed
+
+log = logging.getLogger(__name__)
+
+Reject = Callable[[Any, str], None]
+SCORE_CHUNK = 256  # windows per inference: bounds memory with long blocks of readings
+TOP_CHANNELS = 3
+NO_SENSOR_MODEL = "sensor readings, but this consumer has no sensor model (set sensor_model_path)"
+
+
+@dataclass(frozen=True)
+class SensorBatch:
+    """A batch's sensor part: window verdicts and the device states to store with it."""
+
+    results: list[WindowResult]
+    tails: list[SavedTail]
+    model: SensorModel
+    records: int = 0  # sensor records applied (not dead-lettered, not skipped as already applied)
+    readings: int = 0  # samples in them
+    gaps: int = 0
+
+
+@dataclass
+class _Pending:
+    windows: list[tuple[Window, Source]] = field(default_factory=list)
+    touched: dict[tuple[str, int, str], DeviceTail] = field(default_factory=dict)
+    records: int = 0
+    readings: int = 0
+    gaps: int = 0
+
+
+class DenoisedSink:
+    """Publishes scored windows' reconstructions to `denoised_topic`; flushed before the batch is written, so a window
+    the database holds was published (at least once: a replay after a crash before the database commit repeats it,
+    receivers dedupe on source-* headers plus the window start)."""
+
+    def __init__(self, producer: Any, topic: str, timeout_s: float) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.timeout_s = timeout_s
+
+    def __call__(self, message: EncodedFrame) -> None:
+        self.producer.send(self.topic, key=message.key, value=message.value, headers=message.headers)
+
+    def flush(self) -> None:
+        self.producer.flush(timeout=self.timeout_s)
+
+
+def open_sensor_stage(settings: Settings, producer: Any) -> SensorStage:
+    """The consumer's sensor stage: with `sensor_model_path` a loaded sensor model, without one a stage that
+    dead-letters sensor records."""
+    model = SensorModel(settings.sensor_model_path, settings.prefer_gpu) if settings.sensor_model_path else None
+    sink = (
+        DenoisedSink(producer, settings.denoised_topic, settings.dlq_send_timeout_s)
+        if settings.denoised_topic
+        else None
+    )
+    return SensorStage(model, settings.group_id, settings.max_frame_bytes, settings.sensor_gap_periods, sink)
+
+
+def split_records(records: list[Any]) -> tuple[list[Any], list[Any]]:
+    """(frames, sensor records), each in polled order."""
+    frames, sensors = [], []
+    for record in records:
+        (sensors if is_sensor_record(record.headers) else frames).append(record)
+    return frames, sensors
+
+
+class SensorStage:
+    """Windows and scores the sensor records of each batch for one consumer."""
+
+    def __init__(
+        self,
+        model: SensorModel | None,
+        group_id: str,
+        max_bytes: int,
+        gap_periods: float,
+        publish: DenoisedSink | None = None,
+    ) -> None:
+        self.model = model
+        self.group_id = group_id
+        self.max_bytes = max_bytes
+        self.gap_periods = gap_periods
+        self.publish = publish
+        self.tails: dict[tuple[str, int, str], DeviceTail] = {}
+
+    def positions(self, stored_offsets: StoredOffsets, sessions: sessionmaker[Session]) -> StoredOffsets:
+        """`stored_offsets` that also reads the window state of the partitions being positioned (an assignment)."""
+
+        def read(partitions: list[tuple[str, int]]) -> Offsets:
+            offsets = stored_offsets(partitions)
+            if self.model is not None:
+                with sessions() as session:
+                    loaded = load_tails(session, self.group_id, partitions, self.model.spec.channels)
+                self.reset(partitions, loaded)
+            return offsets
+
+        return read
+
+    def reset(self, partitions: list[tuple[str, int]], loaded: dict[tuple[str, int, str], DeviceTail]) -> None:
+        keys = set(partitions)
+        self.tails = {k: v for k, v in self.tails.items() if (k[0], k[1]) not in keys} | loaded
+
+    def process(self, records: list[Any], reject: Reject) -> SensorBatch | None:
+        if not records:
+            return None
+        if self.model is None:
+            for record in records:
+                reject(record, NO_SENSOR_MODEL)
+            return None
+        pending = _Pending()
+        for record in records:
+            self._apply(record, pending, reject)
+        results = self._judge(pending.windows)
+        tails = [
+            SavedTail(topic, partition, self.model.spec.channels, replace(tail))
+            for (topic, partition, _), tail in pending.touched.items()
+        ]
+        if self.publish is not None and pending.windows:
+            self.publish.flush()
+        return SensorBatch(results, tails, self.model, pending.records, pending.readings, pending.gaps)
+
+    def _apply(self, record: Any, pending: _Pending, reject: Reject) -> None:
+        assert self.model is not None
+        spec = self.model.spec
+        try:
+            block = parse_readings(record.value, record.headers, self.max_bytes)
+            key = (record.topic, record.partition, block.device_id)
+            tail = self.tails.get(key) or DeviceTail.empty(block.device_id, block.line_id, len(spec.channels))
+            if record.offset < tail.next_offset:
+                pending.records += 1
+                return  # applied by an earlier batch that the database holds
+            fed = feed(tail, block, spec, self.gap_periods, record.offset)
+        except InvalidMessageError as exc:
+            reject(record, exc.reason)
+            return
+        self.tails[key] = pending.touched[key] = tail
+        pending.records += 1
+        pending.readings += len(block.timestamps_ms)
+        if fed.gaps:
+            pending.gaps += fed.gaps
+            log.info(
+                "device %s: %d gap(s) in its readings at %s; windows restarted",
+                block.device_id,
+                fed.gaps,
+                Source(record.topic, record.partition, record.offset),
+            )
+        source = Source(record.topic, record.partition, record.offset)
+        pending.windows += [(window, source) for window in fed.windows]
+
+    def _judge(self, windows: list[tuple[Window, Source]]) -> list[WindowResult]:
+        assert self.model is not None
+        if not windows:
+            return []
+        meta, spec = self.model.metadata, self.model.spec
+        batch = np.stack([w.values.T for w, _ in windows])  # N x C x T
+        parts = [self.model.score(batch[i : i + SCORE_CHUNK]) for i in range(0, len(batch), SCORE_CHUNK)]
+        scores = np.concatenate([p.score for p in parts])
+        errors = np.concatenate([p.anomaly_map.sum(axis=2) for p in parts])  # N x C
+        restored = np.concatenate([p.reconstruction for p in parts]) if self.publish is not None else None
+        detected_at = datetime.now(UTC)
+        results = []
+        for i, (window, source) in enumerate(windows):
+            score = float(scores[i])
+            if not (np.isfinite(score) and np.isfinite(errors[i]).all()):
+                log.error("%s: model output is not finite for device %s; window skipped", source, window.device_id)
+                continue
+            total = float(errors[i].sum())
+            shares = errors[i] / total if total > 0 else np.zeros_like(errors[i])
+            top = np.argsort(-shares, kind="stable")[:TOP_CHANNELS]
+            results.append(
+                WindowResult(
+                    source=source,
+                    device_id=window.device_id,
+                    line_id=window.line_id,
+                    window_start=datetime.fromtimestamp(window.start_ms / 1000, UTC),
+                    window_end=datetime.fromtimestamp(window.end_ms / 1000, UTC),
+                    detected_at=detected_at,
+                    score=score,
+                    threshold=meta.image_threshold,
+                    is_anomaly=score > meta.image_threshold,
+                    top_channels=[{"channel": spec.channels[c], "share": round(float(shares[c]), 4)} for c in top],
+                )
+            )
+            if restored is not None and self.publish is not None:
+                self.publish(self._denoised(window, restored[i], source, score))
+        return results
+
+    def _denoised(self, window: Window, restored: np.ndarray, source: Source, score: float) -> EncodedFrame:
+        """The model's reconstruction of a window in the sensor wire format, with where it came from."""
+        assert self.model is not None
+        stamps = window.timestamps_ms
+        return encode_readings(
+            restored.T,
+            device_id=window.device_id,
+            channels=self.model.spec.channels,
+            start_ms=float(stamps[0]),
+            offsets_ms=[float(v) for v in stamps - stamps[0]],
+            line_id=window.line_id,
+            extra_headers=[
+                ("source-topic", source.topic.encode()),
+                ("source-partition", str(source.partition).encode()),
+                ("source-offset", str(source.offset).encode()),
+                ("window-score", repr(score).encode()),
+                ("model-version", self.model.metadata.model_version.encode()),
+            ],
+        )

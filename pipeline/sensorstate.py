@@ -1,0 +1,176 @@
+"""Sensor rows of the batch transaction: each device's window state (the tail of readings), anomalous windows and
+their alerts (the frames' rules and outbox: a device is a camera to them), all in the batch's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from pipeline.alerting.rules import AlertRules
+from pipeline.alerting.state import load_rule_state, save_rule_state
+from pipeline.results import FrameResult, WindowResult
+from pipeline.storage.engine import dialect_insert
+from pipeline.storage.store import ModelInfo, register_model, stored_offsets, write_results
+from pipeline.storage.tables import SensorAnomaly, SensorWindowState
+from pipeline.windows import DeviceTail
+
+PartitionKey = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class SensorWrite:
+    """What a batch's sensor part did in the database."""
+
+    fresh: list[WindowResult]
+    anomalies: int
+    alerts: int
+
+
+@dataclass(frozen=True)
+class SavedTail:
+    """A snapshot of one device's window state, taken when its batch was processed, to store with that batch."""
+
+    topic: str
+    partition: int
+    channels: tuple[str, ...]
+    tail: DeviceTail
+
+
+def load_tails(
+    session: Session, group_id: str, partitions: Iterable[PartitionKey], channels: tuple[str, ...]
+) -> dict[tuple[str, int, str], DeviceTail]:
+    """The stored window state of every device on `partitions`; a state kept for other channels starts over."""
+    keys = sorted(set(partitions))
+    if not keys:
+        return {}
+    rows = session.scalars(
+        select(SensorWindowState).where(
+            SensorWindowState.group_id == group_id,
+            tuple_(SensorWindowState.topic, SensorWindowState.partition).in_(keys),
+        )
+    )
+    tails: dict[tuple[str, int, str], DeviceTail] = {}
+    for row in rows:
+        same = tuple(row.channels) == channels
+        tail = DeviceTail(
+            device_id=row.device_id,
+            line_id=row.line_id,
+            timestamps_ms=np.frombuffer(row.timestamps, dtype="<f8").copy() if same else np.zeros(0, np.float64),
+            values=(
+                np.frombuffer(row.readings, dtype="<f4").reshape(-1, len(channels)).copy()
+                if same
+                else np.zeros((0, len(channels)), np.float32)
+            ),
+            last_ts_ms=row.last_ts_ms,
+            period_ms=row.period_ms,
+            next_offset=row.next_offset,
+        )
+        tails[(row.topic, row.partition, row.device_id)] = tail
+    return tails
+
+
+def save_tails(session: Session, group_id: str, saved: list[SavedTail], done: dict[PartitionKey, int]) -> None:
+    """Upsert the states; a state no newer than the stored one (a late write of a zombie consumer) changes nothing."""
+    now = datetime.now(UTC)
+    for item in saved:
+        tail = item.tail
+        if tail.next_offset <= done.get((item.topic, item.partition), 0):
+            continue  # this batch's records were applied by an earlier run
+        values: dict[str, Any] = {
+            "line_id": tail.line_id,
+            "channels": list(item.channels),
+            "timestamps": np.ascontiguousarray(tail.timestamps_ms, dtype="<f8").tobytes(),
+            "readings": np.ascontiguousarray(tail.values, dtype="<f4").tobytes(),
+            "last_ts_ms": tail.last_ts_ms,
+            "period_ms": tail.period_ms,
+            "next_offset": tail.next_offset,
+            "updated_at": now,
+        }
+        statement = dialect_insert(session, SensorWindowState).values(
+            group_id=group_id, topic=item.topic, partition=item.partition, device_id=tail.device_id, **values
+        )
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["group_id", "topic", "partition", "device_id"],
+                set_=values,
+                where=SensorWindowState.__table__.c.next_offset < statement.excluded.next_offset,
+            )
+        )
+
+
+def write_sensor_batch(
+    session: Session,
+    group_id: str,
+    results: list[WindowResult],
+    tails: list[SavedTail],
+    rules: AlertRules,
+    channels: list[str],
+    model: dict[str, Any],
+) -> SensorWrite:
+    """Store a batch's windows and tails; the caller owns the transaction and has locked the batch's offsets rows."""
+    partitions = {(r.source.topic, r.source.partition) for r in results} | {(t.topic, t.partition) for t in tails}
+    done = stored_offsets(session, group_id, sorted(partitions))
+    fresh = [r for r in results if r.source.offset >= done.get((r.source.topic, r.source.partition), 0)]
+    save_tails(session, group_id, tails, done)
+    if not fresh:
+        return SensorWrite([], 0, 0)
+    register_model(session, model)
+    info = ModelInfo(model["model_name"], model["model_version"])
+    anomalies = [_anomaly_row(r, info) for r in fresh if r.is_anomaly]
+    write_anomalies(session, anomalies)
+    verdicts = [_as_verdict(r) for r in fresh]
+    devices = load_rule_state(session, {v.camera_id for v in verdicts})
+    alerts = rules.evaluate(verdicts, info.version, devices)
+    for alert in alerts:
+        alert.payload["kind"] = "sensor"
+    raised = write_results(session, [], alerts, channels, info, 60).alerts
+    save_rule_state(session, devices)
+    return SensorWrite(fresh, len(anomalies), raised)
+
+
+def _as_verdict(result: WindowResult) -> FrameResult:
+    """A window as the alert rules read a frame: the device is the camera, the top channels are the regions."""
+    return FrameResult(
+        source=result.source,
+        camera_id=result.device_id,
+        line_id=result.line_id,
+        seq=0,
+        captured_at=result.window_end,
+        detected_at=result.detected_at,
+        score=result.score,
+        threshold=result.threshold,
+        is_defect=result.is_anomaly,
+        regions=[{"window_start": result.window_start.isoformat(), "top_channels": result.top_channels}],
+    )
+
+
+def _anomaly_row(result: WindowResult, model: ModelInfo) -> dict[str, Any]:
+    return {
+        "source_topic": result.source.topic,
+        "source_partition": result.source.partition,
+        "source_offset": result.source.offset,
+        "device_id": result.device_id,
+        "line_id": result.line_id,
+        "window_start": result.window_start,
+        "window_end": result.window_end,
+        "detected_at": result.detected_at,
+        "score": result.score,
+        "threshold": result.threshold,
+        "top_channels": result.top_channels,
+        "model_name": model.name,
+        "model_version": model.version,
+    }
+
+
+def write_anomalies(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        statement = dialect_insert(session, SensorAnomaly).on_conflict_do_nothing(
+            index_elements=["source_topic", "source_partition", "source_offset", "window_start"]
+        )
+        session.execute(statement, rows)

@@ -1,0 +1,179 @@
+"""Sensor readings through the real broker into SQLite and PostgreSQL: windows, anomalies, alerts, restarts."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import line_settings, make_topics
+from helpers import ConsumerThread, read_topic
+from sqlalchemy import select
+
+from pipeline.deadletter import H_REASON
+from pipeline.dev.broker import ensure_topics
+from pipeline.dev.simulator import publish_frames
+from pipeline.sensorwire import EncodedFrame, encode_readings, parse_readings
+from pipeline.settings import Settings
+from pipeline.storage.engine import open_database
+from pipeline.storage.tables import Alert, SensorAnomaly, SensorWindowState
+from tests.pipeline.model_factory import build_tiny_sensor_model, tiny_sensor_metadata
+
+CHANNELS = ("a", "b", "c")
+T, STRIDE, PERIOD = 16, 8, 10.0
+START = 1_800_000_000_000.0
+
+
+@pytest.fixture(scope="module")
+def sensor_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    meta = tiny_sensor_metadata(CHANNELS, T, STRIDE, window_threshold=1.0, mean=(5.0, 0.0, 0.0))
+    return build_tiny_sensor_model(tmp_path_factory.mktemp("sensor") / "sensor.onnx", meta)
+
+
+def readings(first: int, count: int, spike_at: int | None = None) -> np.ndarray:
+    """Smooth signals (a linear ramp reconstructs exactly under the moving average) with an optional spike on c."""
+    index = np.arange(first, first + count, dtype=np.float32)
+    values = np.stack([5.0 + 0.01 * index, np.zeros_like(index), np.zeros_like(index)], axis=1)
+    if spike_at is not None and first <= spike_at < first + count:
+        values[spike_at - first, 2] = 8.0
+    return values
+
+
+def record(first: int, count: int, device: str = "dev-1", spike_at: int | None = None, **kwargs: Any) -> EncodedFrame:
+    options: dict[str, Any] = {"device_id": device, "channels": CHANNELS, "period_ms": PERIOD}
+    options.update(kwargs)
+    return encode_readings(readings(first, count, spike_at), start_ms=START + PERIOD * first, **options)
+
+
+def send(settings: Settings, messages: list[EncodedFrame]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(**settings.producer_options(), acks="all")
+    for m in messages:
+        producer.send(settings.frames_topic, key=m.key, value=m.value, headers=m.headers)
+    producer.flush()
+    producer.close()
+
+
+def anomalies(db_url: str) -> list[SensorAnomaly]:
+    _, sessions = open_database(db_url)
+    with sessions() as session:
+        return list(session.scalars(select(SensorAnomaly).order_by(SensorAnomaly.window_start)))
+
+
+def test_sensor_anomalies_recorded_with_alerts_and_bad_readings_dead_lettered(
+    bootstrap: str, db_url: str, sensor_model: Path
+) -> None:
+    settings = line_settings(bootstrap, db_url, None, sensor_model_path=sensor_model, denoised_topic=None)
+    make_topics(settings)
+    good = [record(0, 20), record(20, 20, spike_at=30), record(40, 24)]
+    bad = [
+        _with_nan(record(64, 4)),
+        record(64, 4, channels=("a", "b", "x")),  # channel c missing
+        record(50, 4),  # out of order: device already at sample 63
+        record(63, 1),  # duplicate of the last sample
+    ]
+    send(settings, good + bad)
+    stats = ConsumerThread(settings, idle_exit=1.0).start().join()
+    assert stats.sensor_records == 3 and stats.readings == 64 and stats.dlq == 4
+    assert stats.windows == (64 - T) // STRIDE + 1 == 7
+    rows = anomalies(db_url)
+    # The spike at sample 30 lies in the windows starting at samples 16 and 24.
+    assert [round((r.window_start.timestamp() * 1000 - START) / PERIOD) for r in rows] == [16, 24]
+    assert stats.sensor_anomalies == 2 and all(r.device_id == "dev-1" and r.score > r.threshold for r in rows)
+    assert rows[0].top_channels[0]["channel"] == "c" and rows[0].top_channels[0]["share"] > 0.9
+    assert (rows[0].source_offset, rows[1].source_offset) == (1, 1)  # the record that completed each window
+    assert (rows[0].model_name, rows[0].model_version) == ("tiny-sensor", "1")
+    _, sessions = open_database(db_url)
+    with sessions() as session:
+        alerts = list(session.scalars(select(Alert)))
+        assert alerts and all(a.camera_id == "dev-1" and a.payload["kind"] == "sensor" for a in alerts)
+    reasons = [dict(r.headers)[H_REASON].decode() for r in read_topic(settings, settings.dlq_topic, 4)]
+    assert reasons[0].startswith("non-finite reading (NaN/inf)")
+    assert reasons[1].startswith("missing channels: 1 of the model's 3 (c)")
+    assert reasons[2].startswith("out-of-order readings") and reasons[3].startswith("duplicate readings")
+
+
+def _with_nan(message: EncodedFrame) -> EncodedFrame:
+    values = np.frombuffer(message.value, dtype="<f4").copy()
+    values[5] = np.nan
+    return EncodedFrame(message.key, values.tobytes(), message.headers)
+
+
+def test_windows_continue_exactly_across_a_restart(bootstrap: str, db_url: str, sensor_model: Path) -> None:
+    settings = line_settings(bootstrap, db_url, None, sensor_model_path=sensor_model, batch_size=4)
+    make_topics(settings)
+    # Every window an "anomaly" (threshold below any score) so each scored window leaves a row.
+    low = sensor_model.with_name("sensor.onnx.thresholds.json")
+    low.write_text('{"image_threshold": -1.0}')
+    try:
+        sizes = [5, 7, 3, 11, 2, 9, 6, 13, 4, 8]  # 68 samples, records cut across windows
+        messages, first = [], 0
+        for size in sizes:
+            messages.append(record(first, size, device="dev-r"))
+            messages.append(record(first, size, device="dev-s"))
+            first += size
+        send(settings, messages[:9])
+        one = ConsumerThread(settings, idle_exit=1.0).start().join()
+        send(settings, messages[9:])
+        two = ConsumerThread(settings, idle_exit=1.0).start().join()
+    finally:
+        low.unlink()
+    expected = [STRIDE * k for k in range((68 - T) // STRIDE + 1)]
+    assert one.windows > 0 and two.windows > 0 and one.windows + two.windows == 2 * len(expected)
+    rows = anomalies(db_url)
+    for device in ("dev-r", "dev-s"):
+        starts = [round((r.window_start.timestamp() * 1000 - START) / PERIOD) for r in rows if r.device_id == device]
+        assert starts == expected  # exact continuation: no window lost, shifted or scored twice
+    _, sessions = open_database(db_url)
+    with sessions() as session:
+        states = list(session.scalars(select(SensorWindowState)))
+    assert sorted(s.device_id for s in states) == ["dev-r", "dev-s"]
+    assert all(len(s.readings) == 4 * 3 * (68 - expected[-1] - STRIDE) for s in states)
+    # A third run replays nothing.
+    three = ConsumerThread(settings, idle_exit=1.0).start().join()
+    assert three.windows == 0 and len(anomalies(db_url)) == 2 * len(expected)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_frames_and_sensors_on_one_consumer(bootstrap: str, db_url: str, sensor_model: Path, tiny_model: Path) -> None:
+    settings = line_settings(
+        bootstrap, db_url, tiny_model, sensor_model_path=sensor_model, denoised_topic=f"denoised-{uuid.uuid4().hex[:8]}"
+    )
+    make_topics(settings)
+    ensure_topics(settings.kafka_common(), [settings.denoised_topic or ""], 1)
+    publish_frames(settings, count=6, defect_rate=0.5, seed=3)
+    send(settings, [record(0, 20, spike_at=12), record(20, 12)])
+    stats = ConsumerThread(settings, idle_exit=1.0).start().join()
+    assert stats.frames == 6 and stats.defects > 0 and stats.windows == 3 and stats.dlq == 0
+    assert stats.sensor_anomalies >= 1
+    denoised = read_topic(settings, settings.denoised_topic or "", 3)
+    assert len(denoised) == 3
+    block = parse_readings(denoised[0].value, denoised[0].headers, 1 << 20)
+    assert block.values.shape == (T, 3) and block.device_id == "dev-1"
+    assert dict(denoised[0].headers)["source-offset"] == b"6"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_consumer_with_one_model_dead_letters_the_other_kind(
+    bootstrap: str, db_url: str, sensor_model: Path, tiny_model: Path
+) -> None:
+    sensors_only = line_settings(bootstrap, db_url, None, sensor_model_path=sensor_model)
+    make_topics(sensors_only)
+    publish_frames(sensors_only, count=2)
+    send(sensors_only, [record(0, 16)])
+    stats = ConsumerThread(sensors_only, idle_exit=1.0).start().join()
+    assert (stats.frames, stats.windows, stats.dlq) == (0, 1, 2)
+    reasons = {dict(r.headers)[H_REASON].decode() for r in read_topic(sensors_only, sensors_only.dlq_topic, 2)}
+    assert reasons == {"a frame, but this consumer has no image model (set model_path)"}
+
+    frames_only = line_settings(bootstrap, db_url, tiny_model)
+    make_topics(frames_only)
+    publish_frames(frames_only, count=2)
+    send(frames_only, [record(0, 16)])
+    stats = ConsumerThread(frames_only, idle_exit=1.0).start().join()
+    assert (stats.frames, stats.windows, stats.dlq) == (2, 0, 1)
+    (dead,) = read_topic(frames_only, frames_only.dlq_topic, 1)
+    assert dict(dead.headers)[H_REASON].decode().startswith("sensor readings, but this consumer has no sensor model")
