@@ -1,4 +1,4 @@
-"""Training commands of the `lineguard` CLI: `train`, `evaluate`, `retrain`, `architectures`, `demo`.
+"""Training commands of the `lineguard` CLI: `train`, `train-sensors`, `evaluate`, `retrain`, `architectures`, `demo`.
 
 `register` is this package's entry in the `lineguard.commands` entry-point group (pyproject.toml). This
 module imports no torch, so that building the CLI does not pay for loading the training stack; each
@@ -91,13 +91,26 @@ def train_command(
 
 def evaluate_command(
     model: Annotated[Path, typer.Argument(help="exported .onnx model")],
-    data_dir: Annotated[Path, typer.Argument(help="MVTec-layout folder with test/ (and ground_truth/)")],
+    data_dir: Annotated[
+        Path, typer.Argument(help="MVTec-layout folder with test/ (and ground_truth/); sensor models: labelled CSVs")
+    ],
     report: Annotated[Path | None, typer.Option(help="folder for PNG plots and metrics.json")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
-    """Score the test set with onnxruntime and report AUROC, AUPRO and F1 at the stored threshold."""
+    """Score the test set with onnxruntime and report AUROC, AUPRO and F1 at the stored threshold.
+
+    A sensor model takes labelled CSV recordings instead (a file or a folder) and reports F1, false-alarm
+    and missed-alarm rates per point and per window.
+    """
     require_training_stack()
+    from pipeline.inference import read_metadata
     from training.evaluate import evaluate
+
+    if read_metadata(model).kind == "sensor":
+        from training.sensor_cli import evaluate_sensor_model
+
+        evaluate_sensor_model(model, data_dir, as_json)
+        return
 
     result, predictions = evaluate(model, data_dir)
     if report is not None:
@@ -185,7 +198,10 @@ def demo_command(
 
 def register(app: typer.Typer) -> None:
     """Add the training commands to the `lineguard` app (the `training` entry of `lineguard.commands`)."""
+    from training.sensor_cli import train_sensors_command
+
     app.command("train")(train_command)
+    app.command("train-sensors")(train_sensors_command)
     app.command("evaluate")(evaluate_command)
     app.command("retrain")(retrain_command)
     app.command("architectures")(architectures_command)

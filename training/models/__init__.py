@@ -14,6 +14,8 @@ from training.models.cae import CAEConfig, DenoisingSegmentingCAE
 from training.models.cae_plain import PlainCAE, PlainCAEConfig
 from training.models.feature_cae import FeatureCAE, FeatureCAEConfig
 from training.models.reverse_distillation import ReverseDistillation, ReverseDistillationConfig
+from training.models.sensor_cae import SensorCAE, SensorCAEConfig, SensorDAEConfig
+from training.models.sensor_vae import SensorVAE, SensorVAEConfig
 from training.models.vae import ConvVAE, VAEConfig
 
 
@@ -66,6 +68,22 @@ MODELS: dict[str, ModelEntry] = {
     "vae": ModelEntry(VAEConfig, ConvVAE, "variational convolutional autoencoder, reconstruction error", FROM_SCRATCH),
 }
 DEFAULT_MODEL = "reverse-distillation"
+
+# Sensor models take N x C x T windows of readings (`size` is the window length in samples) and are kept
+# apart from MODELS: `lineguard train` must not accept them for images, nor `train-sensors` image models.
+SENSOR_WINDOWS = TrainDefaults(size=60, batch_size=32, learning_rate=1e-3, epochs=100)
+SENSOR_MODELS: dict[str, ModelEntry] = {
+    "sensor-cae": ModelEntry(
+        SensorCAEConfig, SensorCAE, "1-D convolutional autoencoder on sensor windows", SENSOR_WINDOWS
+    ),
+    "sensor-dae": ModelEntry(
+        SensorDAEConfig, SensorCAE, "1-D denoising autoencoder: trained on noisy windows, clean targets", SENSOR_WINDOWS
+    ),
+    "sensor-vae": ModelEntry(
+        SensorVAEConfig, SensorVAE, "1-D variational autoencoder on sensor windows", SENSOR_WINDOWS
+    ),
+}
+DEFAULT_SENSOR_MODEL = "sensor-cae"
 DEFAULT_SCRATCH_MODEL = "cae"
 
 
@@ -102,3 +120,22 @@ def create_model(name: str, channels: int, **overrides: Any) -> nn.Module:
         log.warning("model %r takes no %s: ignored", name, ", ".join(ignored))
     config = entry.config_class(channels=channels, **{k: v for k, v in given.items() if k in valid})
     return entry.build(config)
+
+
+def sensor_model_entry(name: str) -> ModelEntry:
+    if name not in SENSOR_MODELS:
+        raise UnknownModelError(name, sorted(SENSOR_MODELS))
+    return SENSOR_MODELS[name]
+
+
+def create_sensor_model(name: str, channels: int, **overrides: Any) -> nn.Module:
+    """Build a registered sensor model; `overrides` set fields of its config (None: keep the model's default)."""
+    entry = sensor_model_entry(name)
+    valid = sorted(f.name for f in fields(entry.config_class) if f.name != "channels")
+    given = {key: value for key, value in overrides.items() if value is not None}
+    unknown = sorted(given.keys() - set(valid))
+    if unknown:
+        raise ConfigError(
+            unknown[0], given[unknown[0]], f"model {name!r} has no such field; valid keys: {', '.join(valid)}"
+        )
+    return entry.build(entry.config_class(channels=channels, **given))

@@ -1,0 +1,81 @@
+"""Sensor commands of the `lineguard` CLI: `train-sensors`, and the sensor half of `evaluate`.
+
+Like training.cli, this module imports no torch at the top: each command checks the training extra first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from training.extra import require_training_stack
+
+
+def train_sensors_command(
+    data: Annotated[
+        Path, typer.Argument(help="a CSV of normal readings, or a folder of them (SKAB layout: ';', datetime)")
+    ],
+    out: Annotated[Path, typer.Option(help="where to write the .onnx model")],
+    model: Annotated[
+        str, typer.Option(help="sensor-cae, sensor-dae (denoising) or sensor-vae (variational)")
+    ] = "sensor-cae",
+    window: Annotated[int | None, typer.Option(help="window length in samples (default: the model's, 60)")] = None,
+    stride: Annotated[int, typer.Option(help="step between windows, in training and on the line")] = 1,
+    epochs: Annotated[int | None, typer.Option(help="maximum epochs (default: the model's, 100)")] = None,
+    max_minutes: Annotated[float, typer.Option(help="time budget for training")] = 5.0,
+    batch_size: Annotated[int | None, typer.Option(help="default: the model's, 32")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate (default: the model's)")] = None,
+    noise_std: Annotated[float | None, typer.Option(help="training input noise in std units (sensor-dae: 0.2)")] = None,
+    val_fraction: Annotated[float, typer.Option(help="tail of each recording held out for calibration")] = 0.2,
+    quantile: Annotated[float, typer.Option(help="quantile of held-out normal window scores")] = 0.99,
+    sensitivity: Annotated[float, typer.Option(help="threshold margin in std of held-out normal scores")] = 0.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    name: Annotated[str, typer.Option(help="model name (default: data file or folder name)")] = "",
+    version: Annotated[str, typer.Option(help="model version (default: UTC timestamp)")] = "",
+) -> None:
+    """Train on normal sensor readings, calibrate the window threshold on held-out normals, export one ONNX file.
+
+    Label columns (`anomaly`, `changepoint`) are ignored: training and calibration use readings only.
+    """
+    require_training_stack()
+    from training.sensor_config import SensorTrainConfig
+    from training.sensor_train import train_sensors
+
+    cfg = SensorTrainConfig(
+        data=data,
+        out=out,
+        model=model,
+        window=window,
+        stride=stride,
+        epochs=epochs,
+        max_minutes=max_minutes,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        noise_std=noise_std,
+        val_fraction=val_fraction,
+        calibration_quantile=quantile,
+        sensitivity=sensitivity,
+        seed=seed,
+        model_name=name,
+        model_version=version,
+    )
+    train_sensors(cfg)
+
+
+def evaluate_sensor_model(model: Path, data: Path, as_json: bool) -> None:
+    """Print per-point and per-window F1, FAR and MAR of a sensor model on labelled recordings."""
+    from training.sensor_evaluate import evaluate_sensors
+
+    result = evaluate_sensors(model, data)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    table = Table(title=f"{result.model_name} v{result.model_version} on {data}", show_header=False)
+    for key, value in result.to_dict().items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)

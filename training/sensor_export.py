@@ -1,0 +1,96 @@
+"""The sensor side of the ONNX contract: raw windows in, per-channel z-score in the graph, three outputs out."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from pipeline.contract import OUTPUT_NAMES, SENSOR_INPUT_NAME, ModelMetadata
+from training.errors import ExportParityError
+from training.export import OPSET, PARITY_TOLERANCE, write_metadata
+
+
+class SensorScoringGraph(nn.Module):
+    """What the line runs on a batch of raw windows N x C x T.
+
+    Outputs: the reconstruction in raw units (the denoised window), the absolute error per channel and
+    sample in normalised units (so channels with large raw ranges do not drown the others), and the
+    window score, the mean of that error.
+    """
+
+    def __init__(self, model: nn.Module, mean: np.ndarray, std: np.ndarray) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=torch.float32).reshape(1, -1, 1))
+        self.register_buffer("std", torch.as_tensor(np.asarray(std), dtype=torch.float32).reshape(1, -1, 1))
+
+    def normalise(self, window: torch.Tensor) -> torch.Tensor:
+        return (window - self.mean) / self.std
+
+    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        output = self.model(self.normalise(window))
+        reconstruction = output.reconstruction * self.std + self.mean
+        return reconstruction, output.anomaly_map, output.anomaly_map.mean(dim=(1, 2))
+
+
+def export_sensor_onnx(graph: SensorScoringGraph, metadata: ModelMetadata, out: Path) -> float:
+    """Write the sensor model with metadata embedded; returns the parity check's max abs difference."""
+    if metadata.sensor is None:
+        raise ValueError("a sensor model's metadata needs its sensor block")
+    graph = graph.eval().cpu()
+    example = _example_windows(graph, 2, metadata.input_channels, metadata.input_size, seed=1)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # as in training.export: the classic exporter handles plain 1-D convolutions exactly
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            graph,
+            (example,),
+            buffer,
+            input_names=[SENSOR_INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={name: {0: "batch"} for name in (SENSOR_INPUT_NAME, *OUTPUT_NAMES)},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    write_metadata(proto, metadata)
+    onnx.checker.check_model(proto)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out))
+    return sensor_parity_check(graph, out)
+
+
+def _example_windows(graph: SensorScoringGraph, batch: int, channels: int, length: int, seed: int) -> torch.Tensor:
+    """Raw-unit windows around the training statistics (mean +- 2 std), where the line's readings lie."""
+    noise = torch.randn(batch, channels, length, generator=torch.Generator().manual_seed(seed))
+    return (noise * 2 * graph.std + graph.mean).float()
+
+
+def sensor_parity_check(graph: SensorScoringGraph, path: Path, batch: int = 3, seed: int = 0) -> float:
+    """Run torch and onnxruntime on the same raw windows; raise if an output differs beyond tolerance.
+
+    The reconstruction is in raw units (a voltage of 230 V has float32 steps of about 1e-5 V), so it is
+    compared relative to each channel's std; the error map and score are already normalised.
+    """
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    channels, length = (int(d) for d in session.get_inputs()[0].shape[1:])
+    x = _example_windows(graph, batch, channels, length, seed)
+    with torch.no_grad():
+        expected = [t.numpy() for t in graph.eval()(x)]
+    actual = session.run(list(OUTPUT_NAMES), {SENSOR_INPUT_NAME: x.numpy()})
+    scale = graph.std.numpy()
+    worst = 0.0
+    for name, want, got in zip(OUTPUT_NAMES, expected, actual, strict=True):
+        diff = np.abs(want - got) / (scale if name == "reconstruction" else 1.0)
+        if float(diff.max()) > PARITY_TOLERANCE:
+            raise ExportParityError(name, float(diff.max()), PARITY_TOLERANCE)
+        worst = max(worst, float(diff.max()))
+    return worst

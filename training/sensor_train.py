@@ -1,0 +1,189 @@
+"""Fit a sensor autoencoder on normal recordings, calibrate its window threshold on held-out normal data, export."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from pipeline.contract import SENSOR_NORMALIZATION, SENSOR_RESIZE_MODE, ModelMetadata, ScoreStats, SensorSpec
+from pipeline.sensormodel import SensorModel
+from training.calibrate import normal_threshold, score_stats
+from training.errors import DatasetError
+from training.export import update_metadata
+from training.fitting import BestEpoch, FitSummary, progress_bar
+from training.models import create_sensor_model
+from training.sensor_config import SensorTrainConfig
+from training.sensor_data import SensorSeries, files_digest, read_sensor_data, sensor_files, sliding_windows
+from training.sensor_export import SensorScoringGraph, export_sensor_onnx
+
+log = logging.getLogger(__name__)
+
+NO_STATS = ScoreStats(n=0, mean=0.0, std=0.0)  # until calibration on the exported file
+
+
+def train_sensors(cfg: SensorTrainConfig) -> Path:
+    """Train, calibrate and export one sensor model; returns the path of the written .onnx file."""
+    torch.manual_seed(cfg.seed)
+    series = read_sensor_data(cfg.data)
+    fit_parts, held_out = split_in_time(series, cfg.val_fraction)
+    mean, std = channel_stats(fit_parts)
+    train_windows = windows_of(fit_parts, mean, std, cfg.window, cfg.stride)  # type: ignore[arg-type]
+    val_windows = windows_of(held_out, mean, std, cfg.window, 1)  # type: ignore[arg-type]
+    if len(train_windows) < 2 or len(val_windows) == 0:
+        raise DatasetError(
+            str(cfg.data),
+            f"too short for windows of {cfg.window} samples: each recording is split in time "
+            f"({1 - cfg.val_fraction:.0%} training, {cfg.val_fraction:.0%} held out) and the held-out part of "
+            f"at least one needs {cfg.window} samples",
+        )
+    log.info(
+        "%d training and %d held-out windows of %d x %d", len(train_windows), len(val_windows), *val_windows.shape[1:]
+    )
+
+    model = create_sensor_model(cfg.model, len(series[0].channels), **cfg.model_overrides())
+    summary = fit_sensor_model(model, train_windows, val_windows, cfg)
+    graph = SensorScoringGraph(model, mean, std).eval()
+    spec = SensorSpec(
+        channels=series[0].channels,
+        window_length=cfg.window,  # type: ignore[arg-type]
+        window_stride=min(cfg.stride, cfg.window),  # type: ignore[type-var]
+        channel_mean=tuple(mean.tolist()),
+        channel_std=tuple(std.tolist()),
+        sample_rate_hz=series[0].sample_rate_hz,
+    )
+    uncalibrated = ModelMetadata(
+        model_name=cfg.model_name or cfg.data.resolve().stem,
+        model_version=cfg.model_version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S"),
+        architecture=cfg.model,
+        kind="sensor",
+        input_size=spec.window_length,
+        input_channels=len(spec.channels),
+        resize_mode=SENSOR_RESIZE_MODE,
+        image_threshold=0.0,
+        pixel_threshold=0.0,
+        image_score_stats=NO_STATS,
+        pixel_score_stats=NO_STATS,
+        train_data_digest=files_digest(sensor_files(cfg.data)),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        normalization=SENSOR_NORMALIZATION,
+        training_config={**cfg.to_json_dict(), "fit": summary.__dict__},
+        sensor=spec,
+    )
+    parity = export_sensor_onnx(graph, uncalibrated, cfg.out)
+    # Calibrate on the exported file's outputs (onnxruntime), exactly what the line will compare.
+    metadata = calibrate_sensor_model(cfg, uncalibrated, held_out)
+    update_metadata(cfg.out, metadata)
+    if cfg.show_progress:
+        print_summary(cfg, metadata, summary, parity, len(train_windows), len(val_windows))
+    return cfg.out
+
+
+def split_in_time(series: list[SensorSeries], val_fraction: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each recording's first part for fitting and its last part held out: windows of one never overlap the other.
+
+    A random split of overlapping windows would leak: a held-out window shares most samples with training ones.
+    """
+    fit, held = [], []
+    for one in series:
+        cut = round(len(one.values) * (1 - val_fraction))
+        fit.append(one.values[:cut])
+        held.append(one.values[cut:])
+    return fit, held
+
+
+def channel_stats(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of the normal training readings.
+
+    A channel that barely moves in training (a flow meter stuck at 32.0) would get a std near zero and turn
+    any later wobble into a huge error; the floor (1e-3 of the channel's magnitude) bounds that.
+    """
+    values = np.concatenate(parts).astype(np.float64)
+    mean, std = values.mean(axis=0), values.std(axis=0)
+    return mean.astype(np.float32), np.maximum(std, 1e-3 * np.abs(mean) + 1e-6).astype(np.float32)
+
+
+def windows_of(parts: list[np.ndarray], mean: np.ndarray, std: np.ndarray, length: int, stride: int) -> np.ndarray:
+    """Normalised windows N x C x T from every part long enough to hold one."""
+    windows = [sliding_windows((part - mean) / std, length, stride) for part in parts]
+    return np.concatenate(windows) if windows else np.empty((0, len(mean), length), dtype=np.float32)
+
+
+def fit_sensor_model(
+    model: nn.Module, train_windows: np.ndarray, val_windows: np.ndarray, cfg: SensorTrainConfig
+) -> FitSummary:
+    """Adam on the squared reconstruction error (plus the KL term of a variational model), early stopping."""
+    started = time.monotonic()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    train_x, val_x = torch.from_numpy(train_windows), torch.from_numpy(val_windows)
+    best = BestEpoch(model, cfg.patience, started + cfg.max_minutes * 60)
+    epoch = 0
+    with progress_bar(cfg.show_progress) as progress:
+        task = progress.add_task("fitting", total=cfg.epochs)
+        for epoch in range(1, cfg.epochs + 1):  # type: ignore[operator]
+            model.train()
+            order = torch.randperm(len(train_x))
+            for start in range(0, len(order), cfg.batch_size):  # type: ignore[arg-type]
+                batch = train_x[order[start : start + cfg.batch_size]]  # type: ignore[operator]
+                loss = sensor_loss(model, batch, cfg.kl_weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            best.update(epoch, validation_loss(model, val_x))
+            progress.update(task, advance=1, description=f"fitting (best val {best.loss:.4f} at {best.epoch})")
+            if best.should_stop(epoch):
+                break
+    return best.restore(epoch, started)
+
+
+def sensor_loss(model: nn.Module, batch: torch.Tensor, kl_weight: float) -> torch.Tensor:
+    output = model(batch)
+    loss = torch.nn.functional.mse_loss(output.reconstruction, batch)
+    return loss if output.kl_divergence is None else loss + kl_weight * output.kl_divergence
+
+
+@torch.no_grad()
+def validation_loss(model: nn.Module, val_x: torch.Tensor) -> float:
+    model.eval()
+    return float(torch.nn.functional.mse_loss(model(val_x).reconstruction, val_x))
+
+
+def calibrate_sensor_model(
+    cfg: SensorTrainConfig, metadata: ModelMetadata, held_out: list[np.ndarray]
+) -> ModelMetadata:
+    """Window threshold from the held-out normal windows' scores; sample threshold from their error maps."""
+    model = SensorModel(cfg.out, prefer_gpu=False)
+    raw = [sliding_windows(part, cfg.window, 1) for part in held_out]  # type: ignore[arg-type]
+    outputs = model.score(np.concatenate([w for w in raw if len(w)]))
+    window_threshold = normal_threshold(outputs.score, cfg.calibration_quantile, cfg.sensitivity)
+    sample_threshold = normal_threshold(outputs.anomaly_map, cfg.calibration_quantile, cfg.sensitivity)
+    calibrated = metadata.with_thresholds(window_threshold, sample_threshold)
+    stats = {"image_score_stats": score_stats(outputs.score), "pixel_score_stats": score_stats(outputs.anomaly_map)}
+    return ModelMetadata(**{**calibrated.__dict__, **stats})
+
+
+def print_summary(
+    cfg: SensorTrainConfig, metadata: ModelMetadata, fit: FitSummary, parity: float, n_train: int, n_val: int
+) -> None:
+    table = Table(title=f"{metadata.model_name} v{metadata.model_version} ({cfg.model})", show_header=False)
+    rows = {
+        "channels": ", ".join(metadata.sensor.channels),  # type: ignore[union-attr]
+        "window / stride": f"{cfg.window} / {cfg.stride}",
+        "windows (train / held out)": f"{n_train} / {n_val}",
+        "epochs (best)": f"{fit.epochs} ({fit.best_epoch}, {fit.stopped_by})",
+        "window threshold": f"{metadata.image_threshold:.4f}",
+        "sample threshold": f"{metadata.pixel_threshold:.4f}",
+        "onnx parity (max abs diff)": f"{parity:.1e}",
+        "minutes": f"{fit.minutes:.2f}",
+        "written": str(cfg.out),
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    Console().print(table)
