@@ -1,0 +1,115 @@
+"""`lineguard train-sensors` and `evaluate` on tiny synthetic recordings; calibration uses normal data only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli.app import build_app
+from pipeline.inference import read_metadata
+from pipeline.sensormodel import SensorModel
+from tests.training.sensor_data_factory import CHANNELS, labelled_recording, synthetic_readings, write_sensor_csv
+from training.calibrate import normal_threshold
+from training.sensor_data import read_sensor_csv, sliding_windows
+
+runner = CliRunner()
+app = build_app()
+FAST = ["--window", "16", "--epochs", "4", "--batch-size", "16", "--version", "3"]
+
+
+@pytest.fixture(scope="module")
+def normal_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("sensors")
+    # labels present but all normal: the trainer must read around them
+    return write_sensor_csv(folder / "normal.csv", synthetic_readings(300, seed=1), np.zeros(300, dtype=int))
+
+
+@pytest.fixture(scope="module")
+def trained(normal_csv: Path) -> Path:
+    out = normal_csv.parent / "pump.onnx"
+    result = runner.invoke(app, ["train-sensors", str(normal_csv), "--out", str(out), "--name", "pump", *FAST])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_sensors_writes_the_sensor_contract(trained: Path, normal_csv: Path) -> None:
+    metadata = read_metadata(trained)
+    assert (metadata.kind, metadata.model_name, metadata.model_version) == ("sensor", "pump", "3")
+    assert metadata.architecture == "sensor-cae" and metadata.input_size == 16 and metadata.input_channels == 3
+    spec = metadata.sensor
+    assert spec is not None and spec.channels == CHANNELS and spec.window_length == 16 and spec.window_stride == 1
+    assert spec.sample_rate_hz == pytest.approx(1.0)
+    fit_part = read_sensor_csv(normal_csv).values[:240]  # the first 80 %: the held-out tail is not in the stats
+    assert np.allclose(spec.channel_mean, fit_part.mean(axis=0), rtol=1e-4, atol=1e-4)
+    assert np.allclose(spec.channel_std, fit_part.std(axis=0), rtol=1e-3)
+    assert metadata.training_config["fit"]["epochs"] == 4
+    assert len(metadata.train_data_digest) == 64
+
+
+def test_threshold_is_calibrated_on_held_out_normal_windows(trained: Path, normal_csv: Path) -> None:
+    model = SensorModel(trained, prefer_gpu=False)
+    held_out = read_sensor_csv(normal_csv).values[240:]
+    scores = model.score(sliding_windows(held_out, 16, 1)).score
+    assert model.metadata.image_score_stats.n == len(scores) == 60 - 16 + 1
+    assert model.metadata.image_threshold == pytest.approx(normal_threshold(scores, 0.99, 0.0), rel=1e-5)
+
+
+def test_labels_never_reach_training_or_calibration(trained: Path, normal_csv: Path, tmp_path: Path) -> None:
+    values = read_sensor_csv(normal_csv).values
+    flipped = write_sensor_csv(tmp_path / "normal.csv", values, np.random.default_rng(0).integers(0, 2, len(values)))
+    out = tmp_path / "flipped.onnx"
+    result = runner.invoke(app, ["train-sensors", str(flipped), "--out", str(out), "--name", "pump", *FAST])
+    assert result.exit_code == 0, result.output
+    assert read_metadata(out).image_threshold == pytest.approx(read_metadata(trained).image_threshold, rel=1e-5)
+
+
+def test_evaluate_reports_f1_far_and_mar_for_a_sensor_model(trained: Path, tmp_path: Path) -> None:
+    recording = labelled_recording(tmp_path / "faulty.csv")
+    result = runner.invoke(app, ["evaluate", str(trained), str(recording), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output.strip().splitlines()[-1])
+    assert metrics["point_tp"] + metrics["point_fn"] == 80
+    assert metrics["point_tp"] + metrics["point_fp"] + metrics["point_tn"] + metrics["point_fn"] == 360
+    assert metrics["window_auroc"] > 0.9  # a step of several std in one channel is plain to see
+    assert metrics["point_mar"] < 0.5
+    for key in ("point_f1", "point_far", "point_mar", "window_f1", "window_far", "window_mar"):
+        assert 0 <= metrics[key] <= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--window", "18"], "config field 'window' = 18: must be a multiple of 4"),
+        (["--model", "cae"], "unknown model 'cae'; valid names: sensor-cae, sensor-dae, sensor-vae"),
+        (["--window", "400"], "too short for windows of 400 samples"),
+    ],
+)
+def test_cli_errors_are_one_readable_line(args: list[str], message: str, normal_csv: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-c", "from pipeline.cli.app import main; main()"]
+    done = subprocess.run(
+        [*command, "train-sensors", str(normal_csv), "--out", str(tmp_path / "m.onnx"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unreadable_csv_is_one_readable_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("datetime;a;b\n2026-11-29 08:00:00;1.0;oops\n")
+    command = [sys.executable, "-c", "from pipeline.cli.app import main; main()"]
+    done = subprocess.run(
+        [*command, "train-sensors", str(bad), "--out", str(tmp_path / "m.onnx")], capture_output=True, text=True
+    )
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 1 and len(errors) == 1 and "bad.csv: line 2" in errors[0], done.stderr
