@@ -193,7 +193,7 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
 
     images = settings.model_path is not None or settings.model_source == "registry"
     if not images and settings.sensor_model_path is None:
-        raise ConfigError("no model: pass --model or set LINEGUARD_MODEL_PATH (or LINEGUARD_SENSOR_MODEL_PATH)")
+        raise ConfigError("no model: pass --model or set LINEGUARD_MODEL_PATH")  # or a sensor model
     with ExitStack() as stack:
         metrics = ConsumerMetrics()
         timeouts = DatabaseTimeouts(

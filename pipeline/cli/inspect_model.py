@@ -27,6 +27,8 @@ def inspect_model(
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from exc
     data = asdict(metadata)
+    if data["sensor"] is None:
+        del data["sensor"]  # image models: the output is what it was before sensor models
     if as_json:
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
         return

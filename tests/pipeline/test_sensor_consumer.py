@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -9,15 +11,15 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import line_settings, make_topics
-from helpers import ConsumerThread, read_topic
-from sqlalchemy import select
+from helpers import ConsumerThread, read_topic, wait_for
+from sqlalchemy import create_engine, func, select
 
 from pipeline.deadletter import H_REASON
 from pipeline.dev.broker import ensure_topics
 from pipeline.dev.simulator import publish_frames
 from pipeline.sensorwire import EncodedFrame, encode_readings, parse_readings
 from pipeline.settings import Settings
-from pipeline.storage.engine import open_database
+from pipeline.storage.engine import migrate, open_database
 from pipeline.storage.tables import Alert, SensorAnomaly, SensorWindowState
 from tests.pipeline.model_factory import build_tiny_sensor_model, tiny_sensor_metadata
 
@@ -30,6 +32,21 @@ START = 1_800_000_000_000.0
 def sensor_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     meta = tiny_sensor_metadata(CHANNELS, T, STRIDE, window_threshold=1.0, mean=(5.0, 0.0, 0.0))
     return build_tiny_sensor_model(tmp_path_factory.mktemp("sensor") / "sensor.onnx", meta)
+
+
+@pytest.fixture(scope="module")
+def every_window_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every window an "anomaly" (threshold below any score), so each scored window leaves a row to check."""
+    meta = tiny_sensor_metadata(CHANNELS, T, STRIDE, window_threshold=-1.0, mean=(5.0, 0.0, 0.0))
+    return build_tiny_sensor_model(tmp_path_factory.mktemp("sensor-all") / "all.onnx", meta)
+
+
+def starts_by_device(db_url: str) -> dict[str, list[int]]:
+    """Window starts stored per device, in sample numbers."""
+    out: dict[str, list[int]] = {}
+    for row in anomalies(db_url):
+        out.setdefault(row.device_id, []).append(round((row.window_start.timestamp() * 1000 - START) / PERIOD))
+    return out
 
 
 def readings(first: int, count: int, spike_at: int | None = None) -> np.ndarray:
@@ -102,31 +119,22 @@ def _with_nan(message: EncodedFrame) -> EncodedFrame:
     return EncodedFrame(message.key, values.tobytes(), message.headers)
 
 
-def test_windows_continue_exactly_across_a_restart(bootstrap: str, db_url: str, sensor_model: Path) -> None:
-    settings = line_settings(bootstrap, db_url, None, sensor_model_path=sensor_model, batch_size=4)
+def test_windows_continue_exactly_across_a_restart(bootstrap: str, db_url: str, every_window_model: Path) -> None:
+    settings = line_settings(bootstrap, db_url, None, sensor_model_path=every_window_model, batch_size=4)
     make_topics(settings)
-    # Every window an "anomaly" (threshold below any score) so each scored window leaves a row.
-    low = sensor_model.with_name("sensor.onnx.thresholds.json")
-    low.write_text('{"image_threshold": -1.0}')
-    try:
-        sizes = [5, 7, 3, 11, 2, 9, 6, 13, 4, 8]  # 68 samples, records cut across windows
-        messages, first = [], 0
-        for size in sizes:
-            messages.append(record(first, size, device="dev-r"))
-            messages.append(record(first, size, device="dev-s"))
-            first += size
-        send(settings, messages[:9])
-        one = ConsumerThread(settings, idle_exit=1.0).start().join()
-        send(settings, messages[9:])
-        two = ConsumerThread(settings, idle_exit=1.0).start().join()
-    finally:
-        low.unlink()
+    sizes = [5, 7, 3, 11, 2, 9, 6, 13, 4, 8]  # 68 samples, records cut across windows
+    messages, first = [], 0
+    for size in sizes:
+        messages += [record(first, size, device="dev-r"), record(first, size, device="dev-s")]
+        first += size
+    send(settings, messages[:9])
+    one = ConsumerThread(settings, idle_exit=1.0).start().join()
+    send(settings, messages[9:])
+    two = ConsumerThread(settings, idle_exit=1.0).start().join()
     expected = [STRIDE * k for k in range((68 - T) // STRIDE + 1)]
     assert one.windows > 0 and two.windows > 0 and one.windows + two.windows == 2 * len(expected)
-    rows = anomalies(db_url)
-    for device in ("dev-r", "dev-s"):
-        starts = [round((r.window_start.timestamp() * 1000 - START) / PERIOD) for r in rows if r.device_id == device]
-        assert starts == expected  # exact continuation: no window lost, shifted or scored twice
+    # Exact continuation: no window lost, shifted or scored twice.
+    assert starts_by_device(db_url) == {"dev-r": expected, "dev-s": expected}
     _, sessions = open_database(db_url)
     with sessions() as session:
         states = list(session.scalars(select(SensorWindowState)))
@@ -135,6 +143,54 @@ def test_windows_continue_exactly_across_a_restart(bootstrap: str, db_url: str, 
     # A third run replays nothing.
     three = ConsumerThread(settings, idle_exit=1.0).start().join()
     assert three.windows == 0 and len(anomalies(db_url)) == 2 * len(expected)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_windows_continue_exactly_across_a_rebalance(bootstrap: str, db_url: str, every_window_model: Path) -> None:
+    settings = line_settings(bootstrap, db_url, None, sensor_model_path=every_window_model, batch_size=4)
+    make_topics(settings, partitions=4)
+    devices, sizes = [f"dev-{i}" for i in range(6)], [3, 5, 2, 7, 4, 6] * 8  # 216 samples per device
+
+    def stream(device: str) -> None:
+        from kafka import KafkaProducer
+
+        producer, first = KafkaProducer(**settings.producer_options(), acks="all"), 0
+        for size in sizes:
+            m = record(first, size, device=device)
+            producer.send(settings.frames_topic, key=m.key, value=m.value, headers=m.headers).get(10)
+            first += size
+            time.sleep(0.25)  # a steady stream for about 12 s, so the group changes while readings flow
+        producer.close()
+
+    migrate(db_url)
+    engine = create_engine(db_url)
+
+    def stored() -> int:
+        with engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(SensorAnomaly)) or 0
+
+    producers = [threading.Thread(target=stream, args=(d,), daemon=True) for d in devices]
+    expected = [STRIDE * k for k in range((sum(sizes) - T) // STRIDE + 1)]
+    first_consumer, second_consumer = ConsumerThread(settings).start(), ConsumerThread(settings)
+    try:
+        for producer in producers:
+            producer.start()
+        wait_for(lambda: stored() >= 20, timeout=60, what="first consumer working")
+        second_consumer.start()
+        before = stored()
+        wait_for(lambda: stored() >= before + 40, timeout=60, what="both consumers working")
+        first_consumer.stop()
+        wait_for(lambda: stored() == len(devices) * len(expected), timeout=90, what="all windows")
+    finally:
+        first_consumer.stop_event.set()
+        second_consumer.stop_event.set()
+        for producer in producers:
+            producer.join(30)
+        engine.dispose()
+    one, two = first_consumer.join(), second_consumer.join()
+    assert starts_by_device(db_url) == {d: expected for d in devices}
+    assert one.windows > 0 and two.windows > 0 and one.windows + two.windows == len(devices) * len(expected)
+    assert one.dlq == two.dlq == 0
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
