@@ -9,7 +9,7 @@ The rules across records of one device (each record's own checks are in pipeline
 - gaps: where consecutive samples are more than `gap_periods` periods apart, the readings before the gap that do not
   fill a window are dropped and a new window starts after it: no window spans a gap; gaps are counted and logged.
   The period is the record's period-ms, else the model's sample rate, else the median spacing of the record's
-  samples, else the device's last known period.
+  samples, else (one reading per record) the smallest spacing seen for the device.
 """
 
 from __future__ import annotations
@@ -78,14 +78,18 @@ def select_channels(block: SensorBlock, spec: SensorSpec) -> np.ndarray:
     return block.values if order == list(range(len(block.channels))) else block.values[:, order]
 
 
-def period_of(block: SensorBlock, spec: SensorSpec, previous: float | None) -> float | None:
+def period_of(block: SensorBlock, spec: SensorSpec, previous: float | None, last_ts_ms: float | None) -> float | None:
     if block.period_ms is not None:
         return block.period_ms
     if spec.sample_rate_hz is not None:
         return 1000.0 / spec.sample_rate_hz
     if len(block.timestamps_ms) >= 2:
         return float(np.median(np.diff(block.timestamps_ms)))
-    return previous
+    if last_ts_ms is None:
+        return previous
+    # One reading per record, no declared period: the smallest spacing seen, so that a long pause still reads as a gap.
+    step = float(block.timestamps_ms[0]) - last_ts_ms
+    return step if previous is None else min(previous, step)
 
 
 def feed(tail: DeviceTail, block: SensorBlock, spec: SensorSpec, gap_periods: float, offset: int) -> Fed:
@@ -97,7 +101,7 @@ def feed(tail: DeviceTail, block: SensorBlock, spec: SensorSpec, gap_periods: fl
             f"{kind} readings: first sample at {block.timestamps_ms[0]:.3f} ms, device {block.device_id!r} "
             f"already at {tail.last_ts_ms:.3f} ms"
         )
-    period = period_of(block, spec, tail.period_ms)
+    period = period_of(block, spec, tail.period_ms, tail.last_ts_ms)
     timestamps = np.concatenate([tail.timestamps_ms, block.timestamps_ms])
     values = np.concatenate([tail.values, readings])
     steps = np.diff(np.concatenate([[tail.last_ts_ms], block.timestamps_ms])) if tail.last_ts_ms is not None else None

@@ -74,3 +74,14 @@ def test_no_window_spans_a_gap() -> None:
 def _with_gap() -> SensorBlock:
     stamps = np.concatenate([1000.0 + 10 * np.arange(9), 2000.0 + 10 * np.arange(9)])
     return SensorBlock("dev", "line", ("a", "b"), stamps, np.zeros((18, 2), np.float32), 0, None)
+
+
+def test_single_readings_without_a_period_still_show_gaps() -> None:
+    tail = DeviceTail.empty("dev", "line", 2)
+    stamps = [0, 1000, 2000, 4000, 5000, 40_000, 41_000]  # SKAB-like: 1 s, a 2 s step, then a 35 s pause
+    gaps = [feed(tail, _one(ms), SPEC, 3.0, i).gaps for i, ms in enumerate(stamps)]
+    assert gaps == [0, 0, 0, 0, 0, 1, 0] and tail.period_ms == 1000.0 and len(tail.timestamps_ms) == 2
+
+
+def _one(ms: float) -> SensorBlock:
+    return SensorBlock("dev", "line", ("a", "b"), np.array([ms], np.float64), np.zeros((1, 2), np.float32), 0, None)
