@@ -175,6 +175,8 @@ class LineConsumer:
         offsets = written.batch.offsets
         self.source.commit(offsets)
         self.metrics.observe(written.fresh, time.monotonic() - written.batch.started, self.source.lag(offsets))
+        if (sensors := written.batch.sensors) is not None:
+            self.metrics.observe_sensors(written.windows, sensors.readings, sensors.gaps)
 
     def maybe_reload_model(self) -> None:
         if time.monotonic() < self._next_reload_check or self.model is None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
-from pipeline.results import FrameResult
+from pipeline.results import FrameResult, WindowResult
 
 
 class ConsumerMetrics:
@@ -48,6 +48,12 @@ class ConsumerMetrics:
             ["channel"],
             registry=self.registry,
         )
+        self.windows = Counter("lineguard_sensor_windows", "Sensor windows scored", ["device"], registry=self.registry)
+        self.anomalies = Counter(
+            "lineguard_sensor_anomalies", "Sensor windows above the threshold", ["device"], registry=self.registry
+        )
+        self.readings = Counter("lineguard_sensor_readings", "Sensor samples windowed", registry=self.registry)
+        self.gaps = Counter("lineguard_sensor_gaps", "Gaps that restarted a device's window", registry=self.registry)
         self.db_retries = Counter("lineguard_db_retries", "Batch transactions retried", registry=self.registry)
         self.model = Info("lineguard_model", "Serving model and execution provider", registry=self.registry)
         self._server: Any = None
@@ -62,6 +68,15 @@ class ConsumerMetrics:
         self.batch_seconds.observe(batch_seconds)
         for (topic, partition), behind in lag.items():
             self.lag.labels(topic=topic, partition=str(partition)).set(behind)
+
+    def observe_sensors(self, windows: list[WindowResult], readings: int, gaps: int) -> None:
+        """Count a committed batch's sensor part: its new windows and anomalies, the samples and gaps it read."""
+        for window in windows:
+            self.windows.labels(device=window.device_id).inc()
+            if window.is_anomaly:
+                self.anomalies.labels(device=window.device_id).inc()
+        self.readings.inc(readings)
+        self.gaps.inc(gaps)
 
     def observe_outbox(self, channel: str, pending: int, oldest_s: float) -> None:
         """The alert backlog of one channel, as the dispatcher saw it after its last round."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from helpers import ConsumerThread, read_topic, wait_for
 from sqlalchemy import create_engine, func, select
 
 from pipeline.deadletter import H_REASON
-from pipeline.dev.broker import ensure_topics
+from pipeline.dev.broker import ensure_topics, free_port
 from pipeline.dev.simulator import publish_frames
 from pipeline.sensorwire import EncodedFrame, encode_readings, parse_readings
 from pipeline.settings import Settings
@@ -72,6 +73,14 @@ def send(settings: Settings, messages: list[EncodedFrame]) -> None:
         producer.send(settings.frames_topic, key=m.key, value=m.value, headers=m.headers)
     producer.flush()
     producer.close()
+
+
+def scrape(port: int) -> str:
+    """The consumer's /metrics, or "" while its server is not up yet."""
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:  # URLError: the consumer is still starting
+        return ""
 
 
 def anomalies(db_url: str) -> list[SensorAnomaly]:
@@ -196,13 +205,24 @@ def test_windows_continue_exactly_across_a_rebalance(bootstrap: str, db_url: str
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_frames_and_sensors_on_one_consumer(bootstrap: str, db_url: str, sensor_model: Path, tiny_model: Path) -> None:
     settings = line_settings(
-        bootstrap, db_url, tiny_model, sensor_model_path=sensor_model, denoised_topic=f"denoised-{uuid.uuid4().hex[:8]}"
+        bootstrap,
+        db_url,
+        tiny_model,
+        sensor_model_path=sensor_model,
+        denoised_topic=f"denoised-{uuid.uuid4().hex[:8]}",
+        metrics_port=(port := free_port()),
     )
     make_topics(settings)
     ensure_topics(settings.kafka_common(), [settings.denoised_topic or ""], 1)
     publish_frames(settings, count=6, defect_rate=0.5, seed=3)
     send(settings, [record(0, 20, spike_at=12), record(20, 12)])
-    stats = ConsumerThread(settings, idle_exit=1.0).start().join()
+    consumer = ConsumerThread(settings).start()
+    try:
+        wait_for(lambda: 'lineguard_sensor_windows_total{device="dev-1"} 3.0' in scrape(port), what="window metrics")
+        body = scrape(port)
+    finally:
+        stats = consumer.stop()
+    assert "lineguard_sensor_readings_total 32.0" in body and 'lineguard_sensor_anomalies_total{device="dev-1"}' in body
     assert stats.frames == 6 and stats.defects > 0 and stats.windows == 3 and stats.dlq == 0
     assert stats.sensor_anomalies >= 1
     denoised = read_topic(settings, settings.denoised_topic or "", 3)
