@@ -62,6 +62,7 @@ def run_model(model: str, files: list[Path], args: argparse.Namespace, work: Pat
             data=prefix,
             out=out,
             model=model,
+            scale_data=None if args.no_scale_data else args.data / "anomaly-free",
             window=args.window,
             calibration_quantile=args.quantile,
             sensitivity=args.sensitivity,
@@ -99,6 +100,9 @@ def main() -> None:
     parser.add_argument("--quantile", type=float, default=0.99)
     parser.add_argument("--sensitivity", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-scale-data", action="store_true", help="std from the 400 rows only (no anomaly-free floor)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

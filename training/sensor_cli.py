@@ -24,6 +24,10 @@ def train_sensors_command(
     model: Annotated[
         str, typer.Option(help="sensor-cae, sensor-dae (denoising) or sensor-vae (variational)")
     ] = "sensor-cae",
+    scale_data: Annotated[
+        Path | None,
+        typer.Option(help="a long normal recording (CSV or folder) whose per-channel std floors the normalisation's"),
+    ] = None,
     window: Annotated[int | None, typer.Option(help="window length in samples (default: the model's, 60)")] = None,
     stride: Annotated[int, typer.Option(help="step between windows, in training and on the line")] = 1,
     epochs: Annotated[int | None, typer.Option(help="maximum epochs (default: the model's, 100)")] = None,
@@ -50,6 +54,7 @@ def train_sensors_command(
         data=data,
         out=out,
         model=model,
+        scale_data=scale_data,
         window=window,
         stride=stride,
         epochs=epochs,

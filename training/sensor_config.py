@@ -16,11 +16,14 @@ class SensorTrainConfig:
 
     Each recording is split in time: its first `1 - val_fraction` trains the model, its last
     `val_fraction` (never seen in training) picks the best epoch and calibrates the window threshold.
+    `scale_data`: other normal recordings (a long anomaly-free run) whose per-channel std is a floor for the
+    normalisation's std; they are not trained on.
     """
 
     data: Path
     out: Path
     model: str = DEFAULT_SENSOR_MODEL
+    scale_data: Path | None = None
     window: int | None = None
     stride: int = 1
     epochs: int | None = None

@@ -35,6 +35,8 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
     series = read_sensor_data(cfg.data)
     fit_parts, held_out = split_in_time(series, cfg.val_fraction)
     mean, std = channel_stats(fit_parts)
+    if cfg.scale_data is not None:
+        std = np.maximum(std, reference_std(cfg.scale_data, series[0].channels))
     train_windows = windows_of(fit_parts, mean, std, cfg.window, cfg.stride)  # type: ignore[arg-type]
     val_windows = windows_of(held_out, mean, std, cfg.window, 1)  # type: ignore[arg-type]
     if len(train_windows) < 2 or len(val_windows) == 0:
@@ -108,6 +110,21 @@ def channel_stats(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     values = np.concatenate(parts).astype(np.float64)
     mean, std = values.mean(axis=0), values.std(axis=0)
     return mean.astype(np.float32), np.maximum(std, 1e-3 * np.abs(mean) + 1e-6).astype(np.float32)
+
+
+def reference_std(path: Path, channels: tuple[str, ...]) -> np.ndarray:
+    """Per-channel std of other normal recordings, a floor for the training std.
+
+    A short training recording sees slow channels (motor and fluid temperatures) nearly still, so their std
+    is tiny and the ordinary warm-up drift of a later hour reads as many std: a false alarm. A long normal
+    run shows how far they wander.
+    """
+    reference = read_sensor_data(path)
+    if reference[0].channels != channels:
+        raise DatasetError(
+            str(path), f"sensor columns {reference[0].channels} differ from the training data's {channels}"
+        )
+    return np.concatenate([one.values for one in reference]).astype(np.float64).std(axis=0).astype(np.float32)
 
 
 def windows_of(parts: list[np.ndarray], mean: np.ndarray, std: np.ndarray, length: int, stride: int) -> np.ndarray:

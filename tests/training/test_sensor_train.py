@@ -113,3 +113,19 @@ def test_unreadable_csv_is_one_readable_line(tmp_path: Path) -> None:
     )
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 1 and len(errors) == 1 and "bad.csv: line 2" in errors[0], done.stderr
+
+
+def test_scale_data_floors_the_channel_std(normal_csv: Path, tmp_path: Path) -> None:
+    """A long normal run whose voltage wanders more than in training widens the voltage's std, not the others'."""
+    wide = synthetic_readings(300, seed=2)
+    wide[:, 2] += np.linspace(-20, 20, 300)  # a slow drift the short training recording never shows
+    reference = write_sensor_csv(tmp_path / "long-normal.csv", wide)
+    out = tmp_path / "scaled.onnx"
+    args = ["train-sensors", str(normal_csv), "--out", str(out), "--scale-data", str(reference), *FAST]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    plain, scaled = read_metadata(normal_csv.parent / "pump.onnx").sensor, read_metadata(out).sensor
+    assert plain is not None and scaled is not None
+    assert scaled.channel_std[2] == pytest.approx(float(wide[:, 2].std()), rel=1e-3)
+    assert scaled.channel_std[2] > plain.channel_std[2]
+    assert scaled.channel_std[:2] == plain.channel_std[:2]
