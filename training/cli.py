@@ -167,12 +167,12 @@ def retrain_command(
 
 
 def architectures_command() -> None:
-    """List the registered model architectures."""
+    """List the registered model architectures (image models for `train`, sensor models for `train-sensors`)."""
     require_training_stack()
-    from training.models import MODELS
+    from training.models import MODELS, SENSOR_MODELS
 
-    for name in sorted(MODELS):
-        typer.echo(f"{name:21s} {MODELS[name].summary}")
+    for name, entry in sorted((MODELS | SENSOR_MODELS).items()):
+        typer.echo(f"{name:21s} {entry.summary}")
 
 
 def demo_command(
