@@ -58,6 +58,8 @@ def _not_installed(entry: EntryPoint, exc: ModuleNotFoundError) -> bool:
 def main() -> None:
     """Entry point: one readable line on a LineGuard error, never a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every webhook request at INFO: one line per alert drowns the line's own log (failures still show).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = build_app()
     try:
         app(standalone_mode=True)
