@@ -34,10 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.sensormodel import SensorModel  # noqa: E402
-from training.sensor_config import SensorTrainConfig  # noqa: E402
-from training.sensor_data import read_sensor_csv, sensor_files  # noqa: E402
-from training.sensor_evaluate import Counts, point_verdicts, window_scores  # noqa: E402
-from training.sensor_train import train_sensors  # noqa: E402
+from training.sensors.config import SensorTrainConfig  # noqa: E402
+from training.sensors.data import read_sensor_csv, sensor_files  # noqa: E402
+from training.sensors.evaluate import Counts, point_verdicts, window_scores  # noqa: E402
+from training.sensors.train import train_sensors  # noqa: E402
 
 # SKAB's proposed leaderboard, outlier detection (README of waico/SKAB): F1, FAR %, MAR %
 LEADERBOARD = {"Conv-AE": (0.78, 13.55, 28.02), "MSET": (0.78, 39.73, 14.13), "LSTM-AE": (0.74, 29.96, 25.92)}
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("pipeline.sensormodel", "training.sensor_train"):
+    for noisy in ("pipeline.sensormodel", "training.sensors.train"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     files = labelled_files(args.data)
     results: dict[str, Any] = {

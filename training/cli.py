@@ -107,7 +107,7 @@ def evaluate_command(
     from training.evaluate import evaluate
 
     if read_metadata(model).kind == "sensor":
-        from training.sensor_cli import evaluate_sensor_model
+        from training.sensors.cli import evaluate_sensor_model
 
         evaluate_sensor_model(model, data_dir, as_json)
         return
@@ -198,7 +198,7 @@ def demo_command(
 
 def register(app: typer.Typer) -> None:
     """Add the training commands to the `lineguard` app (the `training` entry of `lineguard.commands`)."""
-    from training.sensor_cli import train_sensors_command
+    from training.sensors.cli import train_sensors_command
 
     app.command("train")(train_command)
     app.command("train-sensors")(train_sensors_command)

@@ -21,8 +21,8 @@ from pipeline.contract import (
 from pipeline.sensormodel import SensorModel
 from training.errors import ConfigError, UnknownModelError
 from training.models import MODELS, SENSOR_MODELS, create_sensor_model
-from training.sensor_export import SensorScoringGraph, export_sensor_onnx
-from training.sensor_train import sensor_loss
+from training.sensors.export import SensorScoringGraph, export_sensor_onnx
+from training.sensors.train import sensor_loss
 
 WINDOW = 16
 MEAN = np.array([0.0, 1.0, 230.0], dtype=np.float32)

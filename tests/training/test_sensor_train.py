@@ -16,7 +16,7 @@ from pipeline.inference import read_metadata
 from pipeline.sensormodel import SensorModel
 from tests.training.sensor_data_factory import CHANNELS, labelled_recording, synthetic_readings, write_sensor_csv
 from training.calibrate import normal_threshold
-from training.sensor_data import read_sensor_csv, sliding_windows
+from training.sensors.data import read_sensor_csv, sliding_windows
 
 runner = CliRunner()
 app = build_app()

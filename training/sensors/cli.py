@@ -47,8 +47,8 @@ def train_sensors_command(
     Label columns (`anomaly`, `changepoint`) are ignored: training and calibration use readings only.
     """
     require_training_stack()
-    from training.sensor_config import SensorTrainConfig
-    from training.sensor_train import train_sensors
+    from training.sensors.config import SensorTrainConfig
+    from training.sensors.train import train_sensors
 
     cfg = SensorTrainConfig(
         data=data,
@@ -74,7 +74,7 @@ def train_sensors_command(
 
 def evaluate_sensor_model(model: Path, data: Path, as_json: bool) -> None:
     """Print per-point and per-window F1, FAR and MAR of a sensor model on labelled recordings."""
-    from training.sensor_evaluate import evaluate_sensors
+    from training.sensors.evaluate import evaluate_sensors
 
     result = evaluate_sensors(model, data)
     if as_json:

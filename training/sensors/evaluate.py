@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.sensormodel import SensorModel
 from training.errors import DatasetError
-from training.sensor_data import SensorSeries, read_sensor_data, sliding_windows
+from training.sensors.data import SensorSeries, read_sensor_data, sliding_windows
 
 SCORE_CHUNK = 1024
 

@@ -20,9 +20,9 @@ from training.errors import DatasetError
 from training.export import update_metadata
 from training.fitting import BestEpoch, FitSummary, progress_bar
 from training.models import create_sensor_model
-from training.sensor_config import SensorTrainConfig
-from training.sensor_data import SensorSeries, files_digest, read_sensor_data, sensor_files, sliding_windows
-from training.sensor_export import SensorScoringGraph, export_sensor_onnx
+from training.sensors.config import SensorTrainConfig
+from training.sensors.data import SensorSeries, files_digest, read_sensor_data, sensor_files, sliding_windows
+from training.sensors.export import SensorScoringGraph, export_sensor_onnx
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Sensor models' training side: CSV recordings and windows, the fit, calibration, ONNX export and evaluation."""
