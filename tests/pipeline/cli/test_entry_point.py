@@ -21,7 +21,7 @@ from conftest import REPO_ROOT
 
 RUNTIME_COMMANDS = {"consume", "defects", "frames", "inspect-model", "models", "review"}
 DEV_COMMANDS = {"broker", "simulate"}
-TRAINING_COMMANDS = {"train", "evaluate", "retrain", "architectures", "demo"}
+TRAINING_COMMANDS = {"train", "train-sensors", "evaluate", "retrain", "architectures", "demo"}
 
 # The child: makes the `blocked` top-level packages unimportable, puts an install folder (`site`) first when
 # given, then runs the console script: "entry-point" loads it from the distribution's metadata.
@@ -73,6 +73,13 @@ def test_entry_point_without_torch_or_training(tmp_path: Path) -> None:
     assert listed_commands(done.stdout) == RUNTIME_COMMANDS | DEV_COMMANDS
     notes = [line.strip() for line in done.stdout.splitlines() if "Not installed here" in line]
     assert notes == ["Not installed here: training commands (no training)."]
+
+
+def test_a_full_install_lists_every_command(tmp_path: Path) -> None:
+    done = run("", "", "", "entry-point", "--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert listed_commands(done.stdout) == RUNTIME_COMMANDS | DEV_COMMANDS | TRAINING_COMMANDS
+    assert "Not installed here" not in done.stdout
 
 
 def test_inspect_model_without_torch_or_training(tmp_path: Path, tiny_model: Path) -> None:
