@@ -46,6 +46,7 @@ H_RATE = "sample-rate-hz"
 MAX_CHANNELS = 1024
 MAX_SAMPLES = 65_536  # one record; longer recordings are sent as several blocks
 READING = np.dtype("<f4")
+MIN_MS, MAX_MS = -62_135_596_800_000, 253_402_300_799_000  # Unix ms of the years 1 and 9999: what a datetime holds
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def _timestamps(values: dict[str, str], start: float, period: float | None, samp
     if period is not None:
         if period <= 0:
             raise InvalidMessageError(f"header {H_PERIOD!r} must be positive: {_shown(values[H_PERIOD])}")
-        return start + period * np.arange(samples, dtype=np.float64)
+        return _checked(start + period * np.arange(samples, dtype=np.float64))
     if not values.get(H_OFFSETS):
         if samples == 1:
             return np.array([start], dtype=np.float64)
@@ -182,7 +183,21 @@ def _timestamps(values: dict[str, str], start: float, period: float | None, samp
         at = int(np.argmax(steps <= 0)) + 1
         kind = "duplicate" if steps[at - 1] == 0 else "out-of-order"
         raise InvalidMessageError(f"{kind} timestamp at sample {at}: timestamps must strictly increase")
-    return start + offsets
+    return _checked(start + offsets)
+
+
+def _checked(timestamps: np.ndarray) -> np.ndarray:
+    """The absolute timestamps, checked again: each header can be fine and their sum not. A step below a float64's
+    resolution at this epoch (1e-9 ms) adds nothing, and a long period or a far start runs past what a datetime
+    holds, which would fail only when the window is stored, for the whole batch."""
+    if len(timestamps) > 1 and (np.diff(timestamps) <= 0).any():
+        at = int(np.argmax(np.diff(timestamps) <= 0)) + 1
+        raise InvalidMessageError(f"timestamp at sample {at} equals the one before: timestamps must strictly increase")
+    if timestamps[0] < MIN_MS or timestamps[-1] > MAX_MS:
+        raise InvalidMessageError(
+            f"timestamps run from {timestamps[0]:.0f} to {timestamps[-1]:.0f} ms, outside the years 1 to 9999"
+        )
+    return timestamps
 
 
 def _float(values: dict[str, str], name: str) -> float:
@@ -192,6 +207,6 @@ def _float(values: dict[str, str], name: str) -> float:
     except ValueError as exc:
         raise InvalidMessageError(f"bad header {name!r}: {_shown(text)}") from exc
     # Unix ms up to year 9999 (what a datetime holds); inf/NaN never.
-    if not math.isfinite(number) or abs(number) > 253_402_300_799_000:
+    if not math.isfinite(number) or abs(number) > MAX_MS:
         raise InvalidMessageError(f"header {name!r} out of range: {_shown(text)}")
     return number
