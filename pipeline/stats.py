@@ -43,13 +43,13 @@ class ConsumerStats:
         accepted = sensors.records if sensors is not None else 0
         self.records += batch.polled
         self.batches += 1
-        self.dlq += batch.polled - len(batch.results) - accepted + written.refused
+        self.dlq += batch.polled - len(batch.results) - accepted + written.refused + written.refused_sensors
         self.frames += len(written.fresh)
         self.replayed += len(batch.results) - len(written.fresh) - written.refused
         self.defects += written.defects
         self.alerts += written.alerts
         if sensors is not None:
-            self.sensor_records += accepted
+            self.sensor_records += accepted - written.refused_sensors
             self.readings += sensors.readings
             self.gaps += sensors.gaps
         self.windows += len(written.windows)

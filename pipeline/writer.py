@@ -23,7 +23,7 @@ from pipeline.inference import OnnxModel
 from pipeline.metrics import ConsumerMetrics
 from pipeline.results import FrameResult, RaisedAlert, Source, WindowResult
 from pipeline.sensors import SensorBatch
-from pipeline.sensorstate import write_sensor_batch
+from pipeline.sensorstate import SensorWrite, write_sensor_batch
 from pipeline.settings import Settings
 from pipeline.source import Offsets
 from pipeline.storage.store import (
@@ -62,6 +62,7 @@ class Written:
     refused: int = 0  # verdicts the database refused, dead-lettered instead
     windows: list[WindowResult] = field(default_factory=list)  # sensor windows new to the database
     anomalies: int = 0
+    refused_sensors: int = 0  # sensor records whose windows the database refused, dead-lettered instead
 
 
 def _transient(exc: Exception) -> bool:
@@ -139,8 +140,10 @@ class BatchTransaction:
                 refs = self.frames.put_results(fresh, put) if self.frames is not None else None
                 stored = self._store_isolating(session, fresh, info, refs)
                 if stored.refused:
-                    self._dead_letter(batch, stored.refused)
+                    self._dead_letter(batch, [(result.source, exc) for result, exc in stored.refused], "frame")
                 sensed = self._write_sensors(session, batch.sensors)
+                if sensed and sensed.refused:
+                    self._dead_letter(batch, sensed.refused, "sensor window")
                 advance_offsets(session, self.settings.group_id, batch.offsets)
                 committing = True
         except BaseException:
@@ -158,11 +161,10 @@ class BatchTransaction:
         refused = {id(result) for result, _ in stored.refused}
         kept = [r for r in fresh if id(r) not in refused]
         alerts = len(stored.alerts) + (sensed.alerts if sensed else 0)
-        if sensed:
-            return Written(batch, kept, stored.defects, alerts, len(stored.refused), sensed.fresh, sensed.anomalies)
-        return Written(batch, kept, stored.defects, alerts, len(stored.refused))
+        windows = (sensed.fresh, sensed.anomalies, len(sensed.refused)) if sensed else ([], 0, 0)
+        return Written(batch, kept, stored.defects, alerts, len(stored.refused), *windows)
 
-    def _write_sensors(self, session: Session, sensors: SensorBatch | None) -> Any:
+    def _write_sensors(self, session: Session, sensors: SensorBatch | None) -> SensorWrite | None:
         """The sensor windows, anomalies, alerts and device states of the batch, in its transaction."""
         if sensors is None:
             return None
@@ -205,12 +207,11 @@ class BatchTransaction:
                 self._store_isolating(session, results[middle:], info, refs)
             )
 
-    def _dead_letter(self, batch: Batch, refused: list[tuple[FrameResult, DBAPIError]]) -> None:
+    def _dead_letter(self, batch: Batch, refused: list[tuple[Source, DBAPIError]], what: str) -> None:
         """Send the refused verdicts' records to the dead-letter topic before the transaction commits their offsets."""
         by_source = {(r.topic, r.partition, r.offset): r for r in batch.records}
-        for result, exc in refused:
-            source = result.source
-            reason = f"database refused the frame: {type(exc.orig).__name__}: {str(exc.orig).splitlines()[0]}"
+        for source, exc in refused:
+            reason = f"database refused the {what}: {type(exc.orig).__name__}: {str(exc.orig).splitlines()[0]}"
             log.error("%s: %s", source, reason)
             self.dead_letter.add(by_source[(source.topic, source.partition, source.offset)], reason)
             self.metrics.dlq.labels(reason="database").inc()

@@ -127,20 +127,21 @@ def test_a_thousand_hostile_records_are_dead_lettered_once_and_memory_stays_boun
     assert growth <= bound, (peak, baseline_peak, bound)
 
 
-def refuse_camera(url: str, camera: str) -> None:
-    """A rule of the database's own that the wire format knows nothing of: counts for `camera` are refused."""
+def refuse_camera(url: str, camera: str, table: str = "inspection_counts", column: str = "camera_id") -> None:
+    """A rule of the database's own that the wire format knows nothing of: rows of `table` for `camera` (counts, by
+    default) are refused."""
     migrate(url)
     engine = create_engine(url)
     with engine.begin() as conn:
         if url.startswith("sqlite"):
             conn.execute(
                 text(
-                    "CREATE TRIGGER refuse BEFORE INSERT ON inspection_counts "
-                    f"WHEN NEW.camera_id = '{camera}' BEGIN SELECT RAISE(ABORT, 'camera refused'); END"
+                    f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
+                    f"WHEN NEW.{column} = '{camera}' BEGIN SELECT RAISE(ABORT, 'camera refused'); END"
                 )
             )
         else:
-            conn.execute(text(f"ALTER TABLE inspection_counts ADD CONSTRAINT refuse CHECK (camera_id <> '{camera}')"))
+            conn.execute(text(f"ALTER TABLE {table} ADD CONSTRAINT refuse CHECK ({column} <> '{camera}')"))
     engine.dispose()
 
 

@@ -14,7 +14,7 @@ from conftest import line_settings, make_topics, new_pg_database
 from helpers import ConsumerThread, read_topic
 from hostile import Hostile, _drop, _set
 from sqlalchemy import func, select
-from test_hostile import produce
+from test_hostile import produce, refuse_camera
 
 from pipeline.deadletter import H_REASON, H_SOURCE_OFFSET
 from pipeline.sensorwire import MAX_SAMPLES, EncodedFrame, encode_readings
@@ -190,3 +190,31 @@ def test_hostile_sensor_records_are_dead_lettered_once_and_good_windows_scored(
         if expected.reason not in reason:
             wrong.append((expected.kind, expected.reason, reason))
     assert not wrong, sorted(set(wrong))
+
+
+def test_a_sensor_window_the_database_refuses_is_isolated_and_its_record_dead_lettered(
+    bootstrap: str, db_url: str, every_window_model: Path
+) -> None:
+    settings = line_settings(
+        bootstrap, db_url, None, sensor_model_path=every_window_model, denoised_topic=None, alert_cooldown_s=3600.0
+    )
+    make_topics(settings)
+    refuse_camera(db_url, "dev-poison", table="sensor_anomalies", column="device_id")
+    records, poisoned = [], []
+    for round_ in range(12):
+        records += [good_record(f"dev-{d}", SAMPLES * round_) for d in range(2)]
+        if round_ % 3 == 1:  # each completes one or two windows, which the database refuses
+            poisoned.append(len(records))
+            records.append(good_record("dev-poison", SAMPLES * round_))
+    produce(settings, records)
+    stats = ConsumerThread(settings, idle_exit=2.0).start().join(timeout=120)
+
+    windows = 2 * ((12 * SAMPLES - T) // STRIDE + 1)
+    assert (stats.dlq, stats.sensor_records, stats.windows) == (len(poisoned), 24, windows)
+    _, sessions = open_database(settings.db_url)
+    with sessions() as session:
+        rows = session.execute(select(SensorAnomaly.device_id, func.count()).group_by(SensorAnomaly.device_id))
+        assert {device: count for device, count in rows} == {"dev-0": windows // 2, "dev-1": windows // 2}
+    dead = read_topic(settings, settings.dlq_topic, expected=len(poisoned))
+    assert sorted(int(dict(r.headers)[H_SOURCE_OFFSET]) for r in dead) == poisoned
+    assert all(dict(r.headers)[H_REASON].startswith(b"database refused the sensor window") for r in dead)
