@@ -43,19 +43,26 @@ def export_onnx(graph: ScoringGraph, metadata: ModelMetadata, out: Path) -> floa
     """Write the model to `out` with metadata embedded; returns the parity check's max abs difference."""
     graph = graph.eval().cpu()
     spec = metadata.input_spec
-    example = torch.rand(2, spec.channels, spec.size, spec.size)
+    save_onnx(graph, torch.rand(2, spec.channels, spec.size, spec.size), INPUT_NAME, metadata, out)
+    return parity_check(graph, out, batch=3)
+
+
+def save_onnx(
+    graph: torch.nn.Module, example: torch.Tensor, input_name: str, metadata: ModelMetadata, out: Path
+) -> None:
+    """Trace `graph` on `example` into an ONNX file at `out` (dynamic batch), with the contract's metadata."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of dynamo, which needs onnxscript and is
-        # slower; this graph is plain convolutions, which the classic exporter handles exactly.
+        # slower; these graphs are plain convolutions, which the classic exporter handles exactly.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
             (example,),
             buffer,
-            input_names=[INPUT_NAME],
+            input_names=[input_name],
             output_names=list(OUTPUT_NAMES),
-            dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)},
+            dynamic_axes={name: {0: "batch"} for name in (input_name, *OUTPUT_NAMES)},
             opset_version=OPSET,
             dynamo=False,
         )
@@ -64,7 +71,6 @@ def export_onnx(graph: ScoringGraph, metadata: ModelMetadata, out: Path) -> floa
     onnx.checker.check_model(proto)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(out))
-    return parity_check(graph, out, batch=3)
 
 
 def write_metadata(proto: onnx.ModelProto, metadata: ModelMetadata) -> None:

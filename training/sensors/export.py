@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import io
-import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
 
 from pipeline.contract import OUTPUT_NAMES, SENSOR_INPUT_NAME, ModelMetadata
 from training.errors import ExportParityError
-from training.export import OPSET, PARITY_TOLERANCE, write_metadata
+from training.export import PARITY_TOLERANCE, save_onnx
 
 
 class SensorScoringGraph(nn.Module):
@@ -47,25 +44,7 @@ def export_sensor_onnx(graph: SensorScoringGraph, metadata: ModelMetadata, out: 
         raise ValueError("a sensor model's metadata needs its sensor block")
     graph = graph.eval().cpu()
     example = _example_windows(graph, 2, metadata.input_channels, metadata.input_size, seed=1)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        # as in training.export: the classic exporter handles plain 1-D convolutions exactly
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            graph,
-            (example,),
-            buffer,
-            input_names=[SENSOR_INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
-            dynamic_axes={name: {0: "batch"} for name in (SENSOR_INPUT_NAME, *OUTPUT_NAMES)},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    proto = onnx.load_from_string(buffer.getvalue())
-    write_metadata(proto, metadata)
-    onnx.checker.check_model(proto)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(out))
+    save_onnx(graph, example, SENSOR_INPUT_NAME, metadata, out)
     return sensor_parity_check(graph, out)
 
 
