@@ -17,7 +17,7 @@ from pipeline.alerting.rules import AlertRules
 from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.results import FrameResult, Source, WindowResult
 from pipeline.storage.engine import dialect_insert
-from pipeline.storage.store import ModelInfo, register_model, stored_offsets, write_results
+from pipeline.storage.store import ModelInfo, stored_offsets, write_results
 from pipeline.storage.tables import SensorAnomaly, SensorWindowState
 from pipeline.windows import DeviceTail
 
@@ -113,7 +113,7 @@ def write_sensor_batch(
     tails: list[SavedTail],
     rules: AlertRules,
     channels: list[str],
-    model: dict[str, Any],
+    model: ModelInfo,
 ) -> SensorWrite:
     """Store a batch's windows and tails; the caller owns the transaction and has locked the batch's offsets rows."""
     partitions = {(r.source.topic, r.source.partition) for r in results} | {(t.topic, t.partition) for t in tails}
@@ -122,12 +122,10 @@ def write_sensor_batch(
     save_tails(session, group_id, tails, done)
     if not fresh:
         return SensorWrite([], 0, 0)
-    register_model(session, model)
-    info = ModelInfo(model["model_name"], model["model_version"])
     by_record: dict[Source, list[WindowResult]] = {}
     for result in fresh:
         by_record.setdefault(result.source, []).append(result)
-    stored = _store_isolating(session, list(by_record.values()), rules, channels, info)
+    stored = _store_isolating(session, list(by_record.values()), rules, channels, model)
     refused = {source for source, _ in stored.refused}
     kept = [r for r in fresh if r.source not in refused]
     return SensorWrite(kept, stored.anomalies, stored.alerts, stored.refused)

@@ -22,6 +22,7 @@ from pipeline.framestore import FrameStore
 from pipeline.inference import OnnxModel
 from pipeline.metrics import ConsumerMetrics
 from pipeline.results import FrameResult, RaisedAlert, Source, WindowResult
+from pipeline.sensormodel import SensorModel
 from pipeline.sensors import SensorBatch
 from pipeline.sensorstate import SensorWrite, write_sensor_batch
 from pipeline.settings import Settings
@@ -135,7 +136,8 @@ class BatchTransaction:
         committing = False
         try:
             with self.sessions() as session, session.begin():
-                registered = self._register(session, batch.model) if batch.model is not None else None
+                served = [m for m in (batch.model, batch.sensors.model if batch.sensors else None) if m is not None]
+                registered = [key for key in (self._register(session, m) for m in served) if key is not None]
                 fresh = fresh_results(session, self.settings.group_id, batch.results, batch.offsets)
                 refs = self.frames.put_results(fresh, put) if self.frames is not None else None
                 stored = self._store_isolating(session, fresh, info, refs)
@@ -154,8 +156,7 @@ class BatchTransaction:
             raise
         if self.frames is not None and refs and stored.refused:  # no row references a refused verdict's images
             self.frames.discard([uri for result, _ in stored.refused for uri in refs.get(result.source, {}).values()])
-        if registered is not None:
-            self._registered.add(registered)
+        self._registered.update(registered)
         for alert in stored.alerts:
             self.metrics.alerts.labels(rule=alert.rule).inc()
         refused = {id(result) for result, _ in stored.refused}
@@ -169,18 +170,9 @@ class BatchTransaction:
         if sensors is None:
             return None
         meta = sensors.model.metadata
-        model = {
-            "model_name": meta.model_name,
-            "model_version": meta.model_version,
-            "architecture": meta.architecture,
-            "image_threshold": meta.image_threshold,
-            "pixel_threshold": meta.pixel_threshold,
-            "path": str(sensors.model.path),
-            "provider": sensors.model.provider,
-            "first_served_at": datetime.now(UTC),
-        }
+        info = ModelInfo(meta.model_name, meta.model_version)
         group = self.settings.group_id
-        return write_sensor_batch(session, group, sensors.results, sensors.tails, self.rules, self.channels, model)
+        return write_sensor_batch(session, group, sensors.results, sensors.tails, self.rules, self.channels, info)
 
     def _store_isolating(
         self, session: Session, results: list[FrameResult], info: ModelInfo, refs: dict[Source, dict[str, str]] | None
@@ -217,8 +209,9 @@ class BatchTransaction:
             self.metrics.dlq.labels(reason="database").inc()
         self.dead_letter.flush()
 
-    def _register(self, session: Session, model: OnnxModel) -> tuple[str, str] | None:
-        """Record a model version with the first batch it judged (not on reload: a database blip then is harmless)."""
+    def _register(self, session: Session, model: OnnxModel | SensorModel) -> tuple[str, str] | None:
+        """Record a model version with the first batch it judged (not on reload: a database blip then is harmless);
+        once per version and process, not every batch."""
         meta = model.metadata
         key = (meta.model_name, meta.model_version)
         if key in self._registered:
