@@ -28,6 +28,37 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+CONSUME = [sys.executable, "-m", "pipeline", "consume"]  # `lineguard consume` in a child process
+# What tests set through `line_settings` and a child consumer must see too.
+CHILD_SETTINGS = (
+    "bootstrap_servers",
+    "model_path",
+    "frames_topic",
+    "dlq_topic",
+    "alerts_topic",
+    "group_id",
+    "batch_size",
+    "max_frame_bytes",
+    "max_frame_pixels",
+    "decode_threads",
+    "frame_store_url",
+    "alert_log",
+    "session_timeout_ms",
+    "heartbeat_interval_ms",
+    "max_poll_interval_ms",
+)
+
+
+def consumer_env(settings: Settings) -> dict[str, str]:
+    """`subprocess_env` plus `settings` as LINEGUARD_* variables, for a consumer run with `CONSUME`."""
+    env = subprocess_env() | {"LINEGUARD_DATABASE_URL": settings.db_url}
+    for name in CHILD_SETTINGS:
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"LINEGUARD_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
 @pytest.fixture(autouse=True)
 def frames_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test's frame store (settings and child processes read LINEGUARD_*) is its own temporary folder, never

@@ -5,14 +5,20 @@ within the bound its settings give. And a record the database itself refuses is 
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST_GROUP, REPO_ROOT, line_settings, make_topics, new_pg_database, subprocess_env
+from conftest import (
+    CONSUME,
+    REPO_ROOT,
+    consumer_env,
+    line_settings,
+    make_topics,
+    new_pg_database,
+)
 from helpers import ConsumerThread, db_totals, read_topic, wait_for
 from hostile import Hostile, good_frame, mixed_records
 from sqlalchemy import create_engine, text
@@ -42,23 +48,10 @@ def produce(settings: Settings, records: list[Hostile | EncodedFrame]) -> None:
 
 def consume_in_a_process(settings: Settings, log_path: Path) -> tuple[int, int, str]:
     """`lineguard consume --idle-exit` as a child process: (exit code, peak resident memory in bytes, output)."""
-    env = subprocess_env() | {
-        "LINEGUARD_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "LINEGUARD_DATABASE_URL": settings.db_url,
-        "LINEGUARD_MODEL_PATH": str(settings.model_path),
-        "LINEGUARD_FRAMES_TOPIC": settings.frames_topic,
-        "LINEGUARD_DLQ_TOPIC": settings.dlq_topic,
-        "LINEGUARD_GROUP_ID": settings.group_id,
-        "LINEGUARD_MAX_FRAME_BYTES": str(settings.max_frame_bytes),
-        "LINEGUARD_MAX_FRAME_PIXELS": str(settings.max_frame_pixels),
-        "LINEGUARD_DECODE_THREADS": str(settings.decode_threads),
-        "LINEGUARD_FRAME_STORE_URL": settings.frame_store_url,
-        "LINEGUARD_ALERT_LOG": "false",
-        **{f"LINEGUARD_{k.upper()}": str(v) for k, v in FAST_GROUP.items()},
-    }
+    env = consumer_env(settings)
     with open(log_path, "wb") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "consume", "--idle-exit", "4"],
+            [*CONSUME, "--idle-exit", "4"],
             cwd=REPO_ROOT,
             env=env,
             stdout=log,

@@ -4,13 +4,12 @@ readable line (also through `lineguard consume`), and a failed Kafka commit keep
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, line_settings, make_topics, subprocess_env
+from conftest import CONSUME, REPO_ROOT, consumer_env, line_settings, make_topics
 from helpers import ConsumerThread, committed_offset
 from sqlalchemy import create_engine, insert
 
@@ -90,29 +89,8 @@ def test_consume_command_reports_offsets_ahead_in_one_line(bootstrap: str, tmp_p
     make_topics(settings)
     publish_frames(settings, count=3, rate=None, seed=1)
     store_offset(url, settings.group_id, settings.frames_topic, 50)  # as if the topic had once held 50 records
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "consume",
-        "--bootstrap",
-        bootstrap,
-        "--model",
-        str(tiny_model),
-        "--db",
-        url,
-        "--topic",
-        settings.frames_topic,
-        "--group",
-        settings.group_id,
-        "--idle-exit",
-        "5",
-    ]
-    env = subprocess_env() | {
-        "LINEGUARD_SESSION_TIMEOUT_MS": "6000",
-        "LINEGUARD_HEARTBEAT_INTERVAL_MS": "1000",
-        "LINEGUARD_MAX_POLL_INTERVAL_MS": "10000",
-    }
+    command = [*CONSUME, "--idle-exit", "5"]
+    env = consumer_env(settings)
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]

@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST_GROUP, REPO_ROOT, line_settings, make_topics, new_pg_database, subprocess_env
+from conftest import (
+    CONSUME,
+    REPO_ROOT,
+    consumer_env,
+    line_settings,
+    make_topics,
+    new_pg_database,
+)
 from helpers import ConsumerThread, committed_offset, db_totals, expected_frames, read_topic, wait_for
 from model_factory import build_tiny_model, tiny_metadata
 from sqlalchemy import create_engine, func, select
@@ -27,30 +33,9 @@ pytestmark = pytest.mark.integration
 
 
 def consumer_process(settings: Settings, tmp_path: Path, name: str, idle_exit: float | None) -> subprocess.Popen[bytes]:
-    """`lineguard consume` in its own process; topics and timings through LINEGUARD_* variables."""
-    env = subprocess_env() | {
-        "LINEGUARD_DLQ_TOPIC": settings.dlq_topic,
-        "LINEGUARD_ALERT_LOG": "false",
-        **{f"LINEGUARD_{k.upper()}": str(v) for k, v in FAST_GROUP.items()},
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "consume",
-        "--bootstrap",
-        settings.bootstrap_servers,
-        "--model",
-        str(settings.model_path),
-        "--db",
-        settings.db_url,
-        "--topic",
-        settings.frames_topic,
-        "--group",
-        settings.group_id,
-        "--batch-size",
-        str(settings.batch_size),
-    ]
+    """`lineguard consume` in its own process, configured through LINEGUARD_* variables."""
+    env = consumer_env(settings)
+    command = list(CONSUME)
     if idle_exit is not None:
         command += ["--idle-exit", str(idle_exit)]
     log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 (the child keeps writing to it)
