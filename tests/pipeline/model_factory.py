@@ -89,14 +89,7 @@ def build_tiny_model(
         ],
         initializer=initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    onnx.helper.set_model_props(model, meta.to_props())
-    onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    return save_model(graph, meta, path)
 
 
 def tiny_sensor_metadata(
@@ -169,6 +162,11 @@ def build_tiny_sensor_model(path: Path, metadata: ModelMetadata | None = None, k
         ],
         initializer=initializers,
     )
+    return save_model(graph, meta, path)
+
+
+def save_model(graph: onnx.GraphProto, meta: ModelMetadata, path: Path) -> Path:
+    """The graph as a checked opset-17 model file with the contract's metadata."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
     onnx.helper.set_model_props(model, meta.to_props())
