@@ -10,13 +10,14 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select, tuple_
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from pipeline.alerting.rules import AlertRules
 from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.results import FrameResult, Source, WindowResult
 from pipeline.storage.engine import dialect_insert
+from pipeline.storage.isolate import store_isolating
 from pipeline.storage.store import ModelInfo, stored_offsets, write_results
 from pipeline.storage.tables import SensorAnomaly, SensorWindowState
 from pipeline.windows import DeviceTail
@@ -125,46 +126,23 @@ def write_sensor_batch(
     by_record: dict[Source, list[WindowResult]] = {}
     for result in fresh:
         by_record.setdefault(result.source, []).append(result)
-    stored = _store_isolating(session, list(by_record.values()), rules, channels, model)
-    refused = {source for source, _ in stored.refused}
-    kept = [r for r in fresh if r.source not in refused]
-    return SensorWrite(kept, stored.anomalies, stored.alerts, stored.refused)
-
-
-@dataclass
-class _Stored:
-    anomalies: int = 0
-    alerts: int = 0
-    refused: list[tuple[Source, DBAPIError]] = field(default_factory=list)
-
-    def plus(self, other: _Stored) -> _Stored:
-        return _Stored(self.anomalies + other.anomalies, self.alerts + other.alerts, self.refused + other.refused)
-
-
-def _store_isolating(
-    session: Session, records: list[list[WindowResult]], rules: AlertRules, channels: list[str], info: ModelInfo
-) -> _Stored:
-    """Store the windows of `records` (one list per record) in a savepoint; when the database refuses it, each half
-    on its own, down to the single records it refuses, as the writer does for frames. A record, not a window, is
-    the unit: it is what the dead-letter topic takes, and storing some of its windows would half-apply it."""
-    if not records:
-        return _Stored()
-    try:
-        with session.begin_nested():
-            return _store(session, [w for windows in records for w in windows], rules, channels, info)
-    except (IntegrityError, DataError) as exc:
-        # A value or constraint the database refuses; any other error is the database's, and stops the consumer.
-        if len(records) == 1:
-            return _Stored(refused=[(records[0][0].source, exc)])
-        middle = len(records) // 2
-        return _store_isolating(session, records[:middle], rules, channels, info).plus(
-            _store_isolating(session, records[middle:], rules, channels, info)
-        )
+    # A record, not a window, is the unit: it is what the dead-letter topic takes, and storing some of its windows
+    # would half-apply it.
+    outcomes, refused_records = store_isolating(
+        session,
+        list(by_record.values()),
+        lambda part: _store(session, [w for windows in part for w in windows], rules, channels, model),
+    )
+    refused = [(windows[0].source, exc) for windows, exc in refused_records]
+    sources = {source for source, _ in refused}
+    kept = [r for r in fresh if r.source not in sources]
+    return SensorWrite(kept, sum(a for a, _ in outcomes), sum(n for _, n in outcomes), refused)
 
 
 def _store(
     session: Session, windows: list[WindowResult], rules: AlertRules, channels: list[str], info: ModelInfo
-) -> _Stored:
+) -> tuple[int, int]:
+    """(anomalies written, alerts raised) of some windows."""
     anomalies = [_anomaly_row(r, info) for r in windows if r.is_anomaly]
     write_anomalies(session, anomalies)
     verdicts = [_as_verdict(r) for r in windows]
@@ -174,7 +152,7 @@ def _store(
         alert.payload["kind"] = "sensor"
     raised = write_results(session, [], alerts, channels, info, 60).alerts
     save_rule_state(session, devices)
-    return _Stored(len(anomalies), raised)
+    return len(anomalies), raised
 
 
 def _as_verdict(result: WindowResult) -> FrameResult:

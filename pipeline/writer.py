@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.alerting.rules import AlertRules
@@ -27,6 +27,7 @@ from pipeline.sensors import SensorBatch
 from pipeline.sensorstate import SensorWrite, write_sensor_batch
 from pipeline.settings import Settings
 from pipeline.source import Offsets
+from pipeline.storage.isolate import store_isolating
 from pipeline.storage.store import (
     ModelInfo,
     advance_offsets,
@@ -177,27 +178,17 @@ class BatchTransaction:
     def _store_isolating(
         self, session: Session, results: list[FrameResult], info: ModelInfo, refs: dict[Source, dict[str, str]] | None
     ) -> _Stored:
-        """Store `results` in a savepoint; when the database refuses it, store each half on its own, down to the
-        single verdicts it refuses (a batch splits into at most log2(n) levels; the normal path is one savepoint)."""
-        if not results:
-            return _Stored()
-        try:
-            with session.begin_nested():
-                cameras = load_rule_state(session, {r.camera_id for r in results})
-                alerts = self.rules.evaluate(results, info.version, cameras)
-                interval = self.settings.count_interval_s
-                written = write_results(session, results, alerts, self.channels, info, interval, refs)
-                save_rule_state(session, cameras)
-                return _Stored(defects=written.defects, alerts=alerts)
-        except (IntegrityError, DataError) as exc:
-            # A value or constraint the database refuses; anything else (a missing table, no permission) is the
-            # database's fault, not a record's, and stops the consumer instead of draining the line into the DLQ.
-            if len(results) == 1:
-                return _Stored(refused=[(results[0], exc)])
-            middle = len(results) // 2
-            return self._store_isolating(session, results[:middle], info, refs).plus(
-                self._store_isolating(session, results[middle:], info, refs)
-            )
+        """Store `results`, isolating the verdicts the database refuses (`storage.isolate`)."""
+
+        def store(part: list[FrameResult]) -> tuple[int, list[RaisedAlert]]:
+            cameras = load_rule_state(session, {r.camera_id for r in part})
+            alerts = self.rules.evaluate(part, info.version, cameras)
+            written = write_results(session, part, alerts, self.channels, info, self.settings.count_interval_s, refs)
+            save_rule_state(session, cameras)
+            return written.defects, alerts
+
+        outcomes, refused = store_isolating(session, results, store)
+        return _Stored(sum(d for d, _ in outcomes), [a for _, alerts in outcomes for a in alerts], refused)
 
     def _dead_letter(self, batch: Batch, refused: list[tuple[Source, DBAPIError]], what: str) -> None:
         """Send the refused verdicts' records to the dead-letter topic before the transaction commits their offsets."""
@@ -243,9 +234,6 @@ class _Stored:
     defects: int = 0
     alerts: list[RaisedAlert] = field(default_factory=list)
     refused: list[tuple[FrameResult, DBAPIError]] = field(default_factory=list)
-
-    def plus(self, other: _Stored) -> _Stored:
-        return _Stored(self.defects + other.defects, self.alerts + other.alerts, self.refused + other.refused)
 
 
 class BatchWriter:
