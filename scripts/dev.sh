@@ -2,8 +2,8 @@
 # Developer entry point that needs nothing but bash and Python 3.11 on Debian:
 #   bash scripts/dev.sh demo    the whole job on embedded defaults, with a summary
 #   bash scripts/dev.sh test    lint + the test suite (real broker, SQLite and PostgreSQL, headless Chromium)
-# The first call creates .venv: torch==2.13.0 (a CPU build) is installed first and explicitly,
-# because letting pip resolve torch on its own pulls a multi-GB CUDA build.
+# The first call creates .venv through scripts/install.sh dev: torch==2.13.0 (a CPU build) is installed first and
+# explicitly, because letting pip resolve torch on its own pulls a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -37,14 +37,14 @@ ensure_chromium() {
 }
 
 install() {
-    if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ]; then
+    if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt deploy/constraints.txt ]; then
         return
     fi
     ensure_venv_module
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet torch==2.13.0
-    "$VENV/bin/pip" install --quiet -e '.[train,dev,review]'
+    # the same recipe and pinned versions as the line and training images (torch==2.13.0 first)
+    PIP="$VENV/bin/pip" bash scripts/install.sh dev
     touch "$STAMP"
 }
 

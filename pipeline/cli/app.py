@@ -14,7 +14,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 import typer
 
-from pipeline.cli import consume, defects, frames, inspect_model, models, review
+from pipeline.cli import consume, db, defects, frames, inspect_model, models, review
 from pipeline.errors import LineGuardError
 
 COMMAND_GROUP = "lineguard.commands"
@@ -40,7 +40,14 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
         add_completion=False,
     )
-    commands = (consume.register, defects.register, frames.register, inspect_model.register, review.register)
+    commands = (
+        consume.register,
+        db.register,
+        defects.register,
+        frames.register,
+        inspect_model.register,
+        review.register,
+    )
     for register in (*commands, models.register, *registrations):
         register(app)
     return app
