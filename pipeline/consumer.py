@@ -163,6 +163,8 @@ class LineConsumer:
             else:
                 good.append(outcome)
         results = judge(model, good, self.settings.store_images, self.dead_letter) if model else []
+        if model is not None and model.conditions is not None:
+            self.metrics.condition_fallbacks.inc(model.conditions.take_fallbacks())
         self.dlq.flush()  # before the database: a record is never marked done while its DLQ copy is in flight
         return Batch(len(records), results, next_offsets(records), model, started, records, sensors)
 

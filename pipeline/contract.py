@@ -18,6 +18,9 @@ from pipeline.preprocess import RESIZE_MODES, InputSpec
 FORMAT_VERSION = 1
 INPUT_NAME = "image"
 SENSOR_INPUT_NAME = "window"
+# Conditional image models (cvae) take a second input: one int64 condition index per frame, 0 = unknown.
+CONDITION_INPUT_NAME = "condition"
+UNKNOWN_CONDITION = 0
 OUTPUT_NAMES = ("reconstruction", "anomaly_map", "score")
 MODEL_KINDS = ("image", "sensor")
 NORMALIZATION = "x/255"  # the runtime scales uint8 to [0, 1]; the graph does nothing more
@@ -89,6 +92,37 @@ class SensorSpec:
 
 
 @dataclass(frozen=True)
+class ConditionSpec:
+    """The `condition` block of a conditional model: where the runtime reads a frame's condition and its vocabulary.
+
+    `values[i]` is condition index i + 1; index 0 is the unconditional path the model was trained on by
+    condition dropout, which every value not in the vocabulary falls back to.
+    """
+
+    source: str
+    values: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", tuple(self.values))
+        if self.source != "camera-id" and not (self.source.startswith("header:") and len(self.source) > 7):
+            raise MetadataError("condition.source", f"must be 'camera-id' or 'header:<name>', got {self.source!r}")
+        if any(not isinstance(v, str) or not v for v in self.values) or len(set(self.values)) != len(self.values):
+            raise MetadataError("condition.values", f"need unique non-empty strings, got {list(self.values)!r}")
+
+    @property
+    def header(self) -> str | None:
+        """The Kafka header the condition comes from; None: the camera id."""
+        return self.source.removeprefix("header:") if self.source.startswith("header:") else None
+
+    @classmethod
+    def from_json(cls, data: Any) -> ConditionSpec:
+        try:
+            return cls(source=str(data["source"]), values=tuple(data["values"]))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise MetadataError("condition", f"bad condition block: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     """Everything the line runtime needs to run a model and judge its output."""
 
@@ -111,6 +145,8 @@ class ModelMetadata:
     training_config: dict[str, Any] = field(default_factory=dict)
     # Sensor models only; image models leave it None and their metadata_props stay exactly as before.
     sensor: SensorSpec | None = None
+    # Conditional image models only (input "condition"); None keeps the props of every other model unchanged.
+    condition: ConditionSpec | None = None
 
     def __post_init__(self) -> None:
         if self.format_version != FORMAT_VERSION:
@@ -134,6 +170,8 @@ class ModelMetadata:
             raise MetadataError("sensor", "missing: a sensor model needs its sensor block")
         if self.input_channels != len(spec.channels):
             raise MetadataError("input_channels", f"must equal the {len(spec.channels)} sensor channels")
+        if self.condition is not None:
+            raise MetadataError("condition", "only image models take a condition")
         if self.input_size != spec.window_length:
             raise MetadataError("input_size", f"must equal sensor.window_length {spec.window_length}")
         if self.resize_mode != SENSOR_RESIZE_MODE:
@@ -165,7 +203,7 @@ class ModelMetadata:
         """Flatten into the string map stored in the ONNX file's metadata_props."""
         props: dict[str, str] = {}
         for key, value in asdict(self).items():
-            if key == "sensor" and value is None:
+            if key in ("sensor", "condition") and value is None:
                 continue
             props[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         return props
@@ -193,6 +231,8 @@ class ModelMetadata:
                 raise MetadataError(name, f"bad statistics: {exc}") from exc
         if "sensor" in values:
             values["sensor"] = SensorSpec.from_json(values["sensor"])
+        if "condition" in values:
+            values["condition"] = ConditionSpec.from_json(values["condition"])
         return cls(**values)
 
     def with_thresholds(self, image_threshold: float, pixel_threshold: float) -> ModelMetadata:
@@ -202,6 +242,7 @@ class ModelMetadata:
         data["image_score_stats"] = self.image_score_stats
         data["pixel_score_stats"] = self.pixel_score_stats
         data["sensor"] = self.sensor
+        data["condition"] = self.condition
         return ModelMetadata(**data)
 
 
@@ -224,5 +265,6 @@ _FIELD_TYPES: dict[str, Any] = {
     "normalization": str,
     "training_config": dict,
     "sensor": dict,
+    "condition": dict,
 }
-_OPTIONAL_FIELDS = frozenset({"training_config", "sensor"})
+_OPTIONAL_FIELDS = frozenset({"training_config", "sensor", "condition"})

@@ -14,7 +14,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from pipeline.contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from pipeline.conditions import ConditionMap
+from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, OUTPUT_NAMES, UNKNOWN_CONDITION, ModelMetadata
 from pipeline.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class OnnxModel:
         self._check_signature()
         self.provider = self.session.get_providers()[0]
         self.metadata = apply_threshold_override(self.metadata, thresholds_path(self.path))
+        # Conditional models (cvae) map each frame's camera id or header to the index their second input takes.
+        self.conditions = ConditionMap(self.metadata.condition) if self.metadata.condition is not None else None
         fallback = (
             " (CUDA provider unavailable: CUDA/cuDNN libraries missing)"
             if CUDA in wanted and self.provider != CUDA
@@ -101,33 +104,39 @@ class OnnxModel:
     def _check_signature(self) -> None:
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
-        if inputs != [INPUT_NAME]:
-            raise ModelLoadError(str(self.path), f"expected one input {INPUT_NAME!r}, found {inputs}")
+        expected = [INPUT_NAME] if self.metadata.condition is None else [INPUT_NAME, CONDITION_INPUT_NAME]
+        if inputs != expected:
+            raise ModelLoadError(str(self.path), f"expected inputs {expected} (metadata), found {inputs}")
         if tuple(outputs) != OUTPUT_NAMES:
             raise ModelLoadError(str(self.path), f"expected outputs {list(OUTPUT_NAMES)}, found {outputs}")
 
-    def score(self, batch: np.ndarray) -> BatchScores:
-        """Run one N x C x H x W float32 batch through the graph."""
+    def _feed(self, batch: np.ndarray, conditions: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The graph's inputs; a conditional model given no conditions scores every frame unconditionally."""
+        feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
+        if self.conditions is not None:
+            if conditions is None:
+                conditions = np.full(len(batch), UNKNOWN_CONDITION, dtype=np.int64)
+            feed[CONDITION_INPUT_NAME] = np.ascontiguousarray(conditions, dtype=np.int64)
+        return feed
+
+    def score(self, batch: np.ndarray, conditions: np.ndarray | None = None) -> BatchScores:
+        """Run one N x C x H x W float32 batch (with N condition indices for a conditional model) through the graph."""
         spec = self.metadata.input_spec
         expected = (spec.channels, spec.size, spec.size)
         if batch.ndim != 4 or batch.shape[1:] != expected:
             raise ValueError(f"batch shape {batch.shape} does not match model input N x {expected}")
         # The graph also outputs the reconstruction, but nothing downstream reads it: not fetching it
         # saves copying a full N x C x H x W float array out of onnxruntime on every batch.
-        anomaly_map, score = self.session.run(
-            list(SCORED_OUTPUTS), {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
-        )
+        anomaly_map, score = self.session.run(list(SCORED_OUTPUTS), self._feed(batch, conditions))
         return BatchScores(anomaly_map=anomaly_map, score=score)
 
-    def restore(self, batch: np.ndarray) -> np.ndarray:
+    def restore(self, batch: np.ndarray, conditions: np.ndarray | None = None) -> np.ndarray:
         """The model's restored (denoised) frames, N x C x H x W in [0, 1], for the frames that are kept.
 
         A separate call on the defective frames only: on the normal path nothing copies a full-size
         image out of onnxruntime.
         """
-        (reconstruction,) = self.session.run(
-            [RECONSTRUCTION_OUTPUT], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
-        )
+        (reconstruction,) = self.session.run([RECONSTRUCTION_OUTPUT], self._feed(batch, conditions))
         return reconstruction
 
     def score_in_chunks(self, batch: np.ndarray, chunk: int = 16) -> BatchScores:

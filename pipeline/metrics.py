@@ -18,6 +18,11 @@ class ConsumerMetrics:
         self.defects = Counter("lineguard_defects", "Frames judged defective", ["camera"], registry=self.registry)
         self.dlq = Counter("lineguard_dlq", "Records sent to the dead-letter topic", ["reason"], registry=self.registry)
         self.alerts = Counter("lineguard_alerts", "Alerts written to the outbox", ["rule"], registry=self.registry)
+        self.condition_fallbacks = Counter(
+            "lineguard_condition_fallbacks",
+            "Frames a conditional model scored unconditionally: their condition is not in its vocabulary",
+            registry=self.registry,
+        )
         self.batch_seconds = Histogram(
             "lineguard_batch_seconds",
             "Poll-to-commit time of one batch",

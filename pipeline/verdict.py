@@ -28,7 +28,8 @@ def judge(
     """
     if not frames:
         return []
-    scores = model.score(np.stack([f.model_input for f in frames]))
+    conditions = frame_conditions(model, frames)
+    scores = model.score(np.stack([f.model_input for f in frames]), conditions)
     finite = np.isfinite(scores.score) & np.isfinite(scores.anomaly_map).reshape(len(frames), -1).all(axis=1)
     if not finite.all():
         bad = [i for i in range(len(frames)) if not finite[i]]
@@ -39,11 +40,12 @@ def judge(
             reject(frames[i].record, reason)
         keep = [i for i in range(len(frames)) if finite[i]]
         frames = [frames[i] for i in keep]
+        conditions = conditions[keep] if conditions is not None else None
         scores = BatchScores(anomaly_map=scores.anomaly_map[keep], score=scores.score[keep])
     meta = model.metadata
     detected_at = datetime.now(UTC)
     flagged = [i for i, score in enumerate(scores.score) if score > meta.image_threshold]
-    restored = restored_pngs(model, frames, flagged) if store_images else {}
+    restored = restored_pngs(model, frames, flagged, conditions) if store_images else {}
     results = []
     for index, frame in enumerate(frames):
         score = float(scores.score[index])
@@ -79,11 +81,21 @@ def judge(
     return results
 
 
-def restored_pngs(model: OnnxModel, frames: list[Decoded], flagged: list[int]) -> dict[int, bytes]:
+def frame_conditions(model: OnnxModel, frames: list[Decoded]) -> np.ndarray | None:
+    """Condition index per frame for a conditional model (camera id or header via its vocabulary); None otherwise."""
+    if model.conditions is None:
+        return None
+    return model.conditions.indices([model.conditions.value_of(f.meta, f.record.headers) for f in frames])
+
+
+def restored_pngs(
+    model: OnnxModel, frames: list[Decoded], flagged: list[int], conditions: np.ndarray | None = None
+) -> dict[int, bytes]:
     """PNG of the model's restored frame for each flagged frame index (one extra inference, defects only)."""
     if not flagged:
         return {}
-    restored = model.restore(np.stack([frames[i].model_input for i in flagged]))
+    chosen = conditions[flagged] if conditions is not None else None
+    restored = model.restore(np.stack([frames[i].model_input for i in flagged]), chosen)
     return {index: image_png(image) for index, image in zip(flagged, restored, strict=True)}
 
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from training.errors import ExportParityError
 
 OPSET = 17
@@ -31,8 +31,10 @@ class ScoringGraph(nn.Module):
         self.model = model
         self.score_pool = score_pool
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        output = self.model(image)
+    def forward(
+        self, image: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        output = self.model(image) if condition is None else self.model(image, condition)
         pad = self.score_pool // 2
         pooled = F.avg_pool2d(output.anomaly_map, self.score_pool, stride=1, padding=pad, count_include_pad=False)
         score = pooled.flatten(1).amax(dim=1)
@@ -43,14 +45,25 @@ def export_onnx(graph: ScoringGraph, metadata: ModelMetadata, out: Path) -> floa
     """Write the model to `out` with metadata embedded; returns the parity check's max abs difference."""
     graph = graph.eval().cpu()
     spec = metadata.input_spec
-    save_onnx(graph, torch.rand(2, spec.channels, spec.size, spec.size), INPUT_NAME, metadata, out)
+    image = torch.rand(2, spec.channels, spec.size, spec.size)
+    if metadata.condition is None:
+        save_onnx(graph, image, INPUT_NAME, metadata, out)
+    else:  # conditional models: second input, one int64 condition index per frame (pipeline.contract)
+        save_onnx(graph, (image, torch.tensor([0, 1])), (INPUT_NAME, CONDITION_INPUT_NAME), metadata, out)
     return parity_check(graph, out, batch=3)
 
 
 def save_onnx(
-    graph: torch.nn.Module, example: torch.Tensor, input_name: str, metadata: ModelMetadata, out: Path
+    graph: torch.nn.Module,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
+    input_name: str | tuple[str, ...],
+    metadata: ModelMetadata,
+    out: Path,
+    output_names: tuple[str, ...] = OUTPUT_NAMES,
 ) -> None:
     """Trace `graph` on `example` into an ONNX file at `out` (dynamic batch), with the contract's metadata."""
+    examples = example if isinstance(example, tuple) else (example,)
+    input_names = [input_name] if isinstance(input_name, str) else list(input_name)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of dynamo, which needs onnxscript and is
@@ -58,11 +71,11 @@ def save_onnx(
         warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
-            (example,),
+            examples,
             buffer,
-            input_names=[input_name],
-            output_names=list(OUTPUT_NAMES),
-            dynamic_axes={name: {0: "batch"} for name in (input_name, *OUTPUT_NAMES)},
+            input_names=input_names,
+            output_names=list(output_names),
+            dynamic_axes={name: {0: "batch"} for name in (*input_names, *output_names)},
             opset_version=OPSET,
             dynamo=False,
         )
@@ -95,9 +108,13 @@ def parity_check(graph: ScoringGraph, path: Path, batch: int = 3, seed: int = 0)
     shape = spec_input.get_inputs()[0].shape
     channels, height, width = (int(d) for d in shape[1:])
     x = torch.rand(batch, channels, height, width, generator=torch.Generator().manual_seed(seed))
+    inputs = (x,)
+    if len(spec_input.get_inputs()) == 2:  # every condition index in turn, 0 (unknown) included
+        inputs = (x, torch.arange(batch) % graph.model.config.num_conditions)
     with torch.no_grad():
-        expected = [t.numpy() for t in graph.eval()(x)]
-    actual = spec_input.run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
+        expected = [t.numpy() for t in graph.eval()(*inputs)]
+    feed = dict(zip((INPUT_NAME, CONDITION_INPUT_NAME), (t.numpy() for t in inputs), strict=False))
+    actual = spec_input.run(list(OUTPUT_NAMES), feed)
     worst = 0.0
     for name, want, got in zip(OUTPUT_NAMES, expected, actual, strict=True):
         diff = float(np.max(np.abs(want - got)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +10,13 @@ import onnx
 import pytest
 import torch
 
-from pipeline.contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata, ScoreStats
+from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, OUTPUT_NAMES, ConditionSpec, ModelMetadata, ScoreStats
 from pipeline.inference import OnnxModel
+from training.decoder_export import export_decoder
 from training.errors import ConfigError, UnknownModelError
 from training.export import ScoringGraph, export_onnx
 from training.losses import LossWeights, total_loss
-from training.models import MODELS, create_model
+from training.models import MODELS, create_model, model_entry
 
 SIZE = 32
 
@@ -56,21 +58,30 @@ def test_forward_backward_export_parity(name: str, channels: int, tmp_path: Path
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
     out = tmp_path / f"{name}.onnx"
-    parity = export_onnx(ScoringGraph(model, score_pool=3), tiny_metadata(name, channels), out)
+    metadata = tiny_metadata(name, channels)
+    conditional = model_entry(name).conditional
+    if conditional:  # the default vocabulary size of 2: "unknown" plus one value
+        metadata = replace(metadata, condition=ConditionSpec("camera-id", ("cam-a",)))
+    parity = export_onnx(ScoringGraph(model, score_pool=3), metadata, out)
     assert parity < 1e-3
 
     proto = onnx.load(str(out))
-    assert [i.name for i in proto.graph.input] == [INPUT_NAME]
+    inputs = [INPUT_NAME, CONDITION_INPUT_NAME] if conditional else [INPUT_NAME]
+    assert [i.name for i in proto.graph.input] == inputs
     assert tuple(o.name for o in proto.graph.output) == OUTPUT_NAMES
     loaded = OnnxModel(out)
     assert loaded.metadata.architecture == name
     scores = loaded.score(np.random.default_rng(0).random((5, channels, SIZE, SIZE), dtype=np.float32))
     assert scores.score.shape == (5,)  # dynamic batch axis: 5 was never seen at export
     assert scores.anomaly_map.shape == (5, 1, SIZE, SIZE)
+    if hasattr(model, "decode"):  # variational models: the decoder-only file for sampling
+        assert export_decoder(model, metadata, tmp_path / f"{name}.decoder.onnx") < 1e-3
 
 
 def test_unknown_model_lists_valid_names() -> None:
-    with pytest.raises(UnknownModelError, match="valid names: cae, cae-plain, feature-cae, reverse-distillation, vae"):
+    with pytest.raises(
+        UnknownModelError, match="valid names: cae, cae-plain, cvae, feature-cae, reverse-distillation, vae"
+    ):
         create_model("resnet", 3)
 
 

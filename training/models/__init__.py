@@ -12,6 +12,7 @@ from torch import nn
 from training.errors import ConfigError, UnknownModelError
 from training.models.cae import CAEConfig, DenoisingSegmentingCAE
 from training.models.cae_plain import PlainCAE, PlainCAEConfig
+from training.models.cvae import ConditionalVAE, CVAEConfig
 from training.models.feature_cae import FeatureCAE, FeatureCAEConfig
 from training.models.reverse_distillation import ReverseDistillation, ReverseDistillationConfig
 from training.models.sensor_cae import SensorCAE, SensorCAEConfig, SensorDAEConfig
@@ -28,6 +29,7 @@ class ModelEntry:
     summary: str
     defaults: TrainDefaults
     uses_backbone: bool = False
+    conditional: bool = False  # takes a condition index per image (training.conditions, pipeline.contract)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,13 @@ MODELS: dict[str, ModelEntry] = {
         PlainCAEConfig, PlainCAE, "plain convolutional autoencoder, reconstruction error", FROM_SCRATCH
     ),
     "vae": ModelEntry(VAEConfig, ConvVAE, "variational convolutional autoencoder, reconstruction error", FROM_SCRATCH),
+    "cvae": ModelEntry(
+        CVAEConfig,
+        ConditionalVAE,
+        "conditional VAE: camera or variant enters encoder and decoder; unknown values use the unconditional path",
+        FROM_SCRATCH,
+        conditional=True,
+    ),
 }
 DEFAULT_MODEL = "reverse-distillation"
 

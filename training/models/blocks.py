@@ -95,3 +95,40 @@ class ErrorMap(nn.Module):
         structural = (1 - ssim_map(x, reconstruction, self.ssim_kernel)).mean(dim=1, keepdim=True)
         squared = ((x - reconstruction) ** 2).mean(dim=1, keepdim=True)
         return gaussian_blur(0.5 * structural + squared, self.smooth_kernel)
+
+
+def check_score_mode(score: str, kl_map_weight: float) -> None:
+    """The scoring knobs of the variational models."""
+    if score not in SCORE_MODES:
+        raise ValueError(f"score must be one of {SCORE_MODES}, got {score!r}")
+    if kl_map_weight < 0:
+        raise ValueError(f"kl_map_weight must be >= 0, got {kl_map_weight}")
+
+
+SCORE_MODES = ("reconstruction", "elbo")
+
+
+def reparameterise(stats: torch.Tensor, training: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split encoder output into (mean, log-variance) and draw the latent: a sample in training, the mean otherwise.
+
+    The mean path is what is exported, so the line's scores are deterministic.
+    """
+    mean, log_var = stats.chunk(2, dim=1)
+    log_var = log_var.clamp(-10, 10)  # exp() of an unclamped log-variance overflows early in training
+    latent = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var) if training else mean
+    return mean, log_var, latent
+
+
+def kl_terms(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per latent element, N x C x h x w."""
+    return -0.5 * (1 + log_var - mean.pow(2) - log_var.exp())
+
+
+def variational_map(
+    error_map: torch.Tensor, kl: torch.Tensor, score: str, kl_map_weight: float, size: tuple[int, int]
+) -> torch.Tensor:
+    """Reconstruction-error map, plus (score "elbo") the per-location KL upsampled: the two terms of the ELBO."""
+    if score == "reconstruction" or kl_map_weight == 0:
+        return error_map
+    per_location = torch.nn.functional.interpolate(kl.mean(dim=1, keepdim=True), size=size, mode="bilinear")
+    return error_map + kl_map_weight * per_location

@@ -7,19 +7,36 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training.models.blocks import ConvDecoder, ConvEncoder, ErrorMap, ModelOutput, check_autoencoder_fields
+from training.models.blocks import (
+    ConvDecoder,
+    ConvEncoder,
+    ErrorMap,
+    ModelOutput,
+    check_autoencoder_fields,
+    check_score_mode,
+    kl_terms,
+    reparameterise,
+    variational_map,
+)
 
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """Encoder widths and the number of latent channels (each a per-location Gaussian)."""
+    """Encoder widths, latent channels (each a per-location Gaussian) and how the anomaly map is scored.
+
+    `score` "reconstruction": smoothed reconstruction error of the mean path; "elbo": plus `kl_map_weight` x the
+    per-location KL of the posterior, so a frame the encoder finds unlikely scores high even if it reconstructs well.
+    """
 
     channels: int = 3
     widths: tuple[int, ...] = (16, 32, 64, 128)
     latent_channels: int = 32
+    score: str = "reconstruction"
+    kl_map_weight: float = 0.05
 
     def __post_init__(self) -> None:
         check_autoencoder_fields(self.channels, self.widths, self.latent_channels, dropout=0.0)
+        check_score_mode(self.score, self.kl_map_weight)
 
 
 class ConvVAE(nn.Module):
@@ -33,9 +50,13 @@ class ConvVAE(nn.Module):
         self.error_map = ErrorMap(config.channels)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        mean, log_var = self.encoder(x).chunk(2, dim=1)
-        log_var = log_var.clamp(-10, 10)
-        latent = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var) if self.training else mean
+        mean, log_var, latent = reparameterise(self.encoder(x), self.training)
         reconstruction = self.decoder(latent)
-        kl = -0.5 * torch.mean(1 + log_var - mean.pow(2) - log_var.exp())
-        return ModelOutput(reconstruction, self.error_map(x, reconstruction), kl_divergence=kl)
+        kl = kl_terms(mean, log_var)
+        error = self.error_map(x, reconstruction)
+        anomaly_map = variational_map(error, kl, self.config.score, self.config.kl_map_weight, x.shape[-2:])
+        return ModelOutput(reconstruction, anomaly_map, kl_divergence=kl.mean())
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Images from latents N x latent_channels x h x w (samples of N(0, I) give new images)."""
+        return self.decoder(latent)

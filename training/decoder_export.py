@@ -1,0 +1,113 @@
+"""Decoder-only ONNX of a variational model, for sampling new images: input `latent` N x D (+ `condition`), output
+`image` N x C x S x S in [0, 1]. Beside the scoring file as `<model>.decoder.onnx`; docs/models/vae.md."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from pipeline.contract import CONDITION_INPUT_NAME, ModelMetadata
+from training.errors import ExportParityError
+from training.export import OPSET, PARITY_TOLERANCE
+
+LATENT_INPUT_NAME = "latent"
+IMAGE_OUTPUT_NAME = "image"
+DECODER_KIND = "decoder"  # not a scoring model: the line runtime refuses it (kind must be image or sensor)
+
+
+def decoder_path(model_path: Path) -> Path:
+    """Where `training.train` writes the decoder of a variational model: `<model>.decoder.onnx`."""
+    return model_path.with_name(model_path.stem + ".decoder.onnx")
+
+
+def latent_shape(model: nn.Module, image_size: int) -> tuple[int, int, int]:
+    """The spatial latent of the model at this input size: latent_channels x h x w."""
+    side = image_size // 2 ** len(model.config.widths)
+    return (model.config.latent_channels, side, side)
+
+
+class DecoderGraph(nn.Module):
+    """Flat latent N x D -> the model's spatial latent -> decoded image (conditional models take the condition too)."""
+
+    def __init__(self, model: nn.Module, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.model = model
+        self.shape = shape
+
+    def forward(self, latent: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        spatial = latent.reshape(-1, *self.shape)
+        return self.model.decode(spatial) if condition is None else self.model.decode(spatial, condition)
+
+
+def decoder_props(metadata: ModelMetadata, shape: tuple[int, int, int]) -> dict[str, str]:
+    """What a sampler needs: the latent size and shape, the image layout and (conditional models) the vocabulary."""
+    props = {
+        "kind": DECODER_KIND,
+        "model_name": metadata.model_name,
+        "model_version": metadata.model_version,
+        "architecture": metadata.architecture,
+        "input_size": str(metadata.input_size),
+        "input_channels": str(metadata.input_channels),
+        "latent_size": str(math.prod(shape)),
+        "latent_shape": json.dumps(list(shape)),
+        "created_at": metadata.created_at,
+    }
+    if metadata.condition is not None:
+        condition = metadata.condition
+        props["condition"] = json.dumps({"source": condition.source, "values": list(condition.values)})
+    return props
+
+
+def export_decoder(model: nn.Module, metadata: ModelMetadata, out: Path) -> float:
+    """Write the decoder of `model` (ConvVAE or ConditionalVAE) to `out`; returns the parity check's max abs diff."""
+    shape = latent_shape(model, metadata.input_size)
+    graph = DecoderGraph(model.eval().cpu(), shape).eval()
+    conditional = metadata.condition is not None
+    names = [LATENT_INPUT_NAME, CONDITION_INPUT_NAME] if conditional else [LATENT_INPUT_NAME]
+    example = (torch.randn(2, math.prod(shape)), torch.tensor([0, 1]))[: len(names)]
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice (see training.export)
+        torch.onnx.export(
+            graph,
+            example,
+            buffer,
+            input_names=names,
+            output_names=[IMAGE_OUTPUT_NAME],
+            dynamic_axes={name: {0: "batch"} for name in (*names, IMAGE_OUTPUT_NAME)},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    for key, value in decoder_props(metadata, shape).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "lineguard"
+    onnx.checker.check_model(proto)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out))
+    return _parity(graph, out, names, math.prod(shape))
+
+
+def _parity(graph: DecoderGraph, path: Path, names: list[str], size: int, batch: int = 3) -> float:
+    latent = torch.randn(batch, size, generator=torch.Generator().manual_seed(0))
+    inputs: tuple[torch.Tensor, ...] = (latent,)
+    if len(names) == 2:
+        inputs = (latent, torch.arange(batch) % graph.model.config.num_conditions)
+    with torch.no_grad():
+        expected = graph(*inputs).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (actual,) = session.run([IMAGE_OUTPUT_NAME], {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
+    diff = float(np.max(np.abs(expected - actual)))
+    if diff > PARITY_TOLERANCE:
+        raise ExportParityError(IMAGE_OUTPUT_NAME, diff, PARITY_TOLERANCE)
+    return diff
