@@ -139,9 +139,12 @@ class OnnxModel:
         (reconstruction,) = self.session.run([RECONSTRUCTION_OUTPUT], self._feed(batch, conditions))
         return reconstruction
 
-    def score_in_chunks(self, batch: np.ndarray, chunk: int = 16) -> BatchScores:
+    def score_in_chunks(self, batch: np.ndarray, chunk: int = 16, conditions: np.ndarray | None = None) -> BatchScores:
         """Score a large array in fixed-size chunks to bound memory."""
-        parts = [self.score(batch[start : start + chunk]) for start in range(0, len(batch), chunk)]
+        parts = [
+            self.score(batch[start : start + chunk], None if conditions is None else conditions[start : start + chunk])
+            for start in range(0, len(batch), chunk)
+        ]
         return BatchScores(
             anomaly_map=np.concatenate([p.anomaly_map for p in parts]),
             score=np.concatenate([p.score for p in parts]),

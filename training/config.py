@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from training.backbone import backbone_names
+from training.corruptions import CORRUPTIONS
 from training.errors import ConfigError
 from training.models import DEFAULT_MODEL, DEFAULT_SCRATCH_MODEL, model_entry
+from training.models.blocks import SCORE_MODES
 
 NO_BACKBONE = "none"
 
@@ -35,7 +37,9 @@ class TrainConfig:
     patience: int = 15
     val_fraction: float = 0.1
     seed: int = 0
-    defect_probability: float = 0.5
+    defect_probability: float = 0.5  # share of training images corrupted, whatever the corruption
+    corruption: str = "synthetic"  # what denoising models learn to undo: training.corruptions.CORRUPTIONS
+    noise_level: float = 0.1  # gaussian sigma, salt-pepper pixel share, mask area share
     widths: tuple[int, ...] = (16, 32, 64, 128)
     latent_channels: int = 64
     dropout: float = 0.1
@@ -45,9 +49,16 @@ class TrainConfig:
     ssim_weight: float = 1.0
     segmentation_weight: float = 1.0
     kl_weight: float = 1e-3
+    kl_warmup_epochs: int = 10  # KL weight rises from 0 to kl_weight over these epochs (vae, cvae)
+    score: str = "reconstruction"  # vae, cvae: "reconstruction" or "elbo" (plus the per-location KL)
+    kl_map_weight: float = 0.05  # weight of the KL in the "elbo" anomaly map
+    condition_source: str = "camera-id"  # cvae: where the line reads the condition: camera-id or header:<name>
+    condition_dropout: float = 0.2  # cvae: share of training images trained as "unknown" (index 0)
+    pretrain_fraction: float = 0.3  # stacked-ae: share of the epochs and time budget for greedy layer-wise pretraining
     calibration_quantile: float = 0.99
     sensitivity: float = 0.0
     labelled_val_dir: Path | None = None
+    encoder_out: Path | None = None  # also write the encoder alone here (training.encoder_export)
     device: str = "auto"
     model_name: str = ""
     model_version: str = ""
@@ -72,6 +83,19 @@ class TrainConfig:
             ("patience", self.patience >= 1, "must be >= 1"),
             ("val_fraction", 0 < self.val_fraction < 0.5, "must be in (0, 0.5)"),
             ("defect_probability", 0 <= self.defect_probability <= 1, "must be in [0, 1]"),
+            ("corruption", self.corruption in CORRUPTIONS, f"must be one of {', '.join(CORRUPTIONS)}"),
+            ("noise_level", 0 < self.noise_level < 1, "must be in (0, 1)"),
+            ("kl_weight", self.kl_weight >= 0, "must be >= 0"),
+            ("kl_warmup_epochs", self.kl_warmup_epochs >= 0, "must be >= 0"),
+            ("score", self.score in SCORE_MODES, f"must be one of {', '.join(SCORE_MODES)}"),
+            ("kl_map_weight", self.kl_map_weight >= 0, "must be >= 0"),
+            (
+                "condition_source",
+                self.condition_source == "camera-id" or self.condition_source.startswith("header:"),
+                "must be 'camera-id' or 'header:<name>'",
+            ),
+            ("condition_dropout", 0 <= self.condition_dropout < 1, "must be in [0, 1)"),
+            ("pretrain_fraction", 0 <= self.pretrain_fraction < 1, "must be in [0, 1)"),
             ("latent_channels", self.latent_channels >= 1, "must be >= 1"),
             ("dropout", 0 <= self.dropout < 1, "must be in [0, 1)"),
             ("calibration_quantile", 0.5 <= self.calibration_quantile < 1, "must be in [0.5, 1)"),
@@ -112,12 +136,20 @@ class TrainConfig:
     def model_overrides(self) -> dict[str, Any]:
         if self.uses_backbone:
             return {"backbone": self.backbone, "image_size": self.size}
-        return {
+        common = {
             "widths": self.widths,
             "latent_channels": self.latent_channels,
             "dropout": self.dropout,
             "head_width": self.head_width,
         }
+        # Knobs only some models have go only to those, so the others do not warn about them on every run.
+        own = {f.name for f in fields(model_entry(self.model).config_class)}  # type: ignore[arg-type]
+        extra = {
+            "score": self.score,
+            "kl_map_weight": self.kl_map_weight,
+            "condition_dropout": self.condition_dropout,
+        }
+        return {**common, **{key: value for key, value in extra.items() if key in own}}
 
     def to_json_dict(self) -> dict[str, Any]:
         return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}

@@ -23,6 +23,7 @@ class FitSummary:
     best_epoch: int
     best_val_loss: float
     stopped_by: str
+    val_losses: tuple[float, ...] = ()  # per epoch, for convergence curves
 
 
 class BestEpoch:
@@ -32,10 +33,12 @@ class BestEpoch:
         self.model, self.patience, self.deadline = model, patience, deadline
         self.loss, self.epoch, self.state = math.inf, 0, copy_state(model)
         self.stopped_by = "epochs"
+        self.history: list[float] = []
 
     def update(self, epoch: int, val_loss: float) -> bool:
         """Record one epoch's validation loss; True when these weights are the best so far."""
         improved = val_loss < self.loss
+        self.history.append(round(val_loss, 6))
         if improved:
             self.loss, self.epoch, self.state = val_loss, epoch, copy_state(self.model)
         return improved
@@ -52,7 +55,8 @@ class BestEpoch:
     def restore(self, last_epoch: int, started: float) -> FitSummary:
         """Load the best weights back into the model and summarise the fit."""
         self.model.load_state_dict(self.state)
-        return FitSummary(last_epoch, (time.monotonic() - started) / 60, self.epoch, self.loss, self.stopped_by)
+        minutes = (time.monotonic() - started) / 60
+        return FitSummary(last_epoch, minutes, self.epoch, self.loss, self.stopped_by, tuple(self.history))
 
 
 def cosine_learning_rate(base: float, progress: float, floor: float = 0.05) -> float:

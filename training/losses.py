@@ -21,6 +21,17 @@ class LossWeights:
     kl: float = 1e-3
 
 
+def kl_warmup(weight: float, epoch: int, warmup_epochs: int) -> float:
+    """KL weight of a 1-based epoch: 0 in the first, rising linearly to `weight` after `warmup_epochs`.
+
+    A full-weight KL from the start pulls every posterior onto the prior before the decoder has learnt anything
+    (posterior collapse: all inputs decode to one blurred mean image); the warm-up lets reconstruction lead.
+    """
+    if warmup_epochs <= 0:
+        return weight
+    return weight * min(1.0, (epoch - 1) / warmup_epochs)
+
+
 @lru_cache(maxsize=8)
 def _ssim_window(channels: int) -> torch.Tensor:
     # built once per channel count rather than on every training step

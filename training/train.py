@@ -19,9 +19,13 @@ from pipeline.inference import OnnxModel
 from pipeline.preprocess import InputSpec
 from training.backbone import backbone_entry, weights_digest
 from training.calibrate import f1_optimal_threshold, normal_threshold, score_stats
+from training.conditions import conditioned_files
 from training.config import NO_BACKBONE, TrainConfig
+from training.corruptions import corrupt
 from training.data import detect_channels, files_digest, list_images, load_images, load_test_set, split_validation
 from training.data import train_folder as find_train_folder
+from training.decoder_export import decoder_path, export_decoder
+from training.encoder_export import export_encoder
 from training.export import ScoringGraph, export_onnx, update_metadata
 from training.feature_selection import fit_best_feature_model
 from training.fitting import (
@@ -31,9 +35,11 @@ from training.fitting import (
     progress_bar,
     set_learning_rate,
 )
-from training.losses import LossWeights, total_loss
-from training.models import create_model
-from training.synthetic_defects import corrupt_batch
+from training.losses import LossWeights, kl_warmup, total_loss
+from training.models import create_model, model_entry
+from training.models.blocks import ModelOutput
+from training.models.stacked import StackedAE
+from training.pretraining import PretrainPlan, pretrain_layers
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +52,30 @@ def train(cfg: TrainConfig) -> Path:
     cfg.out.parent.mkdir(parents=True, exist_ok=True)  # checkpoints are written there during the fit
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
-    files = list_images(find_train_folder(cfg.data_dir))
+    folder = find_train_folder(cfg.data_dir)
+    # Conditional models take their condition from the subfolder of train/good an image lies in.
+    conditioned = conditioned_files(folder) if model_entry(cfg.model).conditional else None  # type: ignore[arg-type]
+    files = conditioned.files if conditioned is not None else list_images(folder)
     spec = InputSpec(cfg.size, detect_channels(files), cfg.resize_mode)  # type: ignore[arg-type]
     images = load_images(files, spec)
     train_idx, val_idx = split_validation(len(images), cfg.val_fraction, cfg.seed)
     train_images, val_images = images[train_idx], images[val_idx]
+    train_conditions = conditioned.indices[train_idx] if conditioned is not None else None
+    val_conditions = conditioned.indices[val_idx] if conditioned is not None else None
     log.info("%d training and %d validation images at %s on %s", len(train_idx), len(val_idx), spec, device)
 
     selection: list[dict[str, object]] = []
     if cfg.uses_backbone:
         model, summary, selection = fit_best_feature_model(cfg, spec.channels, train_images, val_images, device)
     else:
-        model = create_model(cfg.model, spec.channels, **cfg.model_overrides())
+        overrides = cfg.model_overrides()
+        if conditioned is not None:
+            overrides["num_conditions"] = len(conditioned.values) + 1  # + index 0, "unknown"
+        model = create_model(cfg.model, spec.channels, **overrides)
         # channels-last convolutions run about 3x faster on CPU (oneDNN) and do not hurt on CUDA
         model = model.to(device, memory_format=torch.channels_last)
-        summary = fit(model, train_images, val_images, cfg, device)
+        fit_cfg, selection = maybe_pretrain(model, cfg, train_images, device)
+        summary = fit(model, train_images, val_images, fit_cfg, device, train_conditions, val_conditions)
         model = model.cpu().to(memory_format=torch.contiguous_format)
     graph = ScoringGraph(model, cfg.score_pool).eval()
     uncalibrated = ModelMetadata(
@@ -83,20 +98,27 @@ def train(cfg: TrainConfig) -> Path:
             "backbone": backbone_record(cfg),
             "selection": selection,
         },
+        condition=conditioned.spec(cfg.condition_source) if conditioned is not None else None,
     )
     parity = export_onnx(graph, uncalibrated, cfg.out)
+    if cfg.encoder_out is not None:  # embeddings for clustering and classifiers (pipeline.latent)
+        export_encoder(model, uncalibrated, cfg.encoder_out)
+    if hasattr(model, "decode"):  # variational models: a decoder-only file for sampling (docs/models/vae.md)
+        export_decoder(model, uncalibrated, decoder_path(cfg.out))
     # Thresholds come from the exported file's own scores: what the line compares is what was
     # calibrated (torch and onnxruntime agree to 1e-3, more than the gap between two close scores).
-    metadata = calibrate_exported(cfg, uncalibrated, val_images)
+    metadata = calibrate_exported(cfg, uncalibrated, val_images, val_conditions)
     update_metadata(cfg.out, metadata)
     print_summary(cfg, metadata, summary, parity, time.monotonic() - started)
     return cfg.out
 
 
-def calibrate_exported(cfg: TrainConfig, metadata: ModelMetadata, val_images: np.ndarray) -> ModelMetadata:
+def calibrate_exported(
+    cfg: TrainConfig, metadata: ModelMetadata, val_images: np.ndarray, val_conditions: np.ndarray | None = None
+) -> ModelMetadata:
     """Image and pixel thresholds and the normal-score statistics, from the exported model on held-out normals."""
     exported = OnnxModel(cfg.out)
-    val = exported.score_in_chunks(val_images)
+    val = exported.score_in_chunks(val_images, conditions=val_conditions)
     image_threshold = normal_threshold(val.score, cfg.calibration_quantile, cfg.sensitivity)
     if cfg.labelled_val_dir is not None:
         labelled = load_test_set(cfg.labelled_val_dir, metadata.input_spec)
@@ -132,16 +154,57 @@ def pick_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def maybe_pretrain(
+    model: nn.Module, cfg: TrainConfig, images: np.ndarray, device: torch.device
+) -> tuple[TrainConfig, list[dict[str, object]]]:
+    """Greedy layer-wise pretraining of a stacked model on `pretrain_fraction` of the budget; returns the config of
+    the end-to-end fine-tuning (the rest of the budget) and a record of the pretraining for the metadata."""
+    if not isinstance(model, StackedAE) or cfg.pretrain_fraction == 0:
+        return cfg, []
+    share = cfg.pretrain_fraction
+    plan = PretrainPlan(
+        epochs_per_layer=max(1, round(cfg.epochs * share / len(model.encoders))),  # type: ignore[operator]
+        minutes=cfg.max_minutes * share,
+        batch_size=cfg.batch_size,  # type: ignore[arg-type]
+        learning_rate=cfg.learning_rate,  # type: ignore[arg-type]
+        corruption=cfg.corruption,
+        noise_level=cfg.noise_level,
+        corruption_probability=cfg.defect_probability,
+        seed=cfg.seed,
+    )
+    losses = pretrain_layers(model, images, plan, device)
+    rest = replace(cfg, max_minutes=cfg.max_minutes * (1 - share), epochs=max(1, round(cfg.epochs * (1 - share))))  # type: ignore[operator]
+    return rest, [{"pretraining": "greedy layer-wise", "layer_losses": [round(v, 6) for v in losses]}]
+
+
+def run_model(model: nn.Module, inputs: torch.Tensor, conditions: np.ndarray | None) -> ModelOutput:
+    """Forward, with the condition indices for a conditional model."""
+    if conditions is None:
+        return model(inputs)
+    return model(inputs, torch.from_numpy(conditions).to(inputs.device))
+
+
 def fit(
-    model: nn.Module, train_images: np.ndarray, val_images: np.ndarray, cfg: TrainConfig, device: torch.device
+    model: nn.Module,
+    train_images: np.ndarray,
+    val_images: np.ndarray,
+    cfg: TrainConfig,
+    device: torch.device,
+    train_conditions: np.ndarray | None = None,
+    val_conditions: np.ndarray | None = None,
 ) -> FitSummary:
-    """Epochs of synthetic-defect denoising until the time budget, the epoch cap or early stopping."""
+    """Epochs of denoising (cfg.corruption) until the time budget, the epoch cap or early stopping."""
     rng = np.random.default_rng(cfg.seed)
     weights = LossWeights(cfg.ssim_weight, cfg.segmentation_weight, cfg.kl_weight)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     # A fixed corrupted copy of the validation normals keeps validation losses comparable across epochs.
-    val_inputs, val_masks = corrupt_batch(
-        val_images, train_images, np.random.default_rng(cfg.seed + 1), cfg.defect_probability
+    val_inputs, val_masks = corrupt(
+        cfg.corruption,
+        val_images,
+        train_images,
+        np.random.default_rng(cfg.seed + 1),
+        cfg.defect_probability,
+        cfg.noise_level,
     )
     deadline = time.monotonic() + cfg.max_minutes * 60
     started = time.monotonic()
@@ -153,19 +216,27 @@ def fit(
         for epoch in range(1, cfg.epochs + 1):
             model.train()
             order = rng.permutation(len(train_images))
+            # Validation keeps the full KL weight: best-epoch choice must not favour the warm-up's lighter loss.
+            warm = replace(weights, kl=kl_warmup(cfg.kl_weight, epoch, cfg.kl_warmup_epochs))
             for step in range(batches_per_epoch):
-                clean = train_images[order[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
-                inputs, masks = corrupt_batch(clean, train_images, rng, cfg.defect_probability)
+                chosen = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                clean = train_images[chosen]
+                inputs, masks = corrupt(
+                    cfg.corruption, clean, train_images, rng, cfg.defect_probability, cfg.noise_level
+                )
                 progress_fraction = max((time.monotonic() - started) / (deadline - started), (epoch - 1) / cfg.epochs)
                 set_learning_rate(optimizer, cosine_learning_rate(cfg.learning_rate, progress_fraction))
-                output = model(to_device(inputs, device))
+                conditions = train_conditions[chosen] if train_conditions is not None else None
+                output = run_model(model, to_device(inputs, device), conditions)
                 loss, _ = total_loss(
-                    output, torch.from_numpy(clean).to(device), torch.from_numpy(masks).to(device), weights
+                    output, torch.from_numpy(clean).to(device), torch.from_numpy(masks).to(device), warm
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            val_loss = validation_loss(model, val_inputs, val_images, val_masks, weights, device)
+            val_loss = validation_loss(
+                model, val_inputs, val_images, val_masks, weights, device, conditions=val_conditions
+            )
             if best.update(epoch, val_loss):
                 torch.save(best.state, cfg.out.with_suffix(".ckpt.pt"))
             progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best.loss:.4f}")
@@ -187,11 +258,13 @@ def validation_loss(
     weights: LossWeights,
     device: torch.device,
     batch: int = 32,
+    conditions: np.ndarray | None = None,
 ) -> float:
     model.eval()
     total = 0.0
     for start in range(0, len(inputs), batch):
-        output = model(torch.from_numpy(inputs[start : start + batch]).to(device))
+        chosen = conditions[start : start + batch] if conditions is not None else None
+        output = run_model(model, torch.from_numpy(inputs[start : start + batch]).to(device), chosen)
         loss, _ = total_loss(
             output,
             torch.from_numpy(clean[start : start + batch]).to(device),

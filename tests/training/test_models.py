@@ -80,7 +80,7 @@ def test_forward_backward_export_parity(name: str, channels: int, tmp_path: Path
 
 def test_unknown_model_lists_valid_names() -> None:
     with pytest.raises(
-        UnknownModelError, match="valid names: cae, cae-plain, cvae, feature-cae, reverse-distillation, vae"
+        UnknownModelError, match="valid names: cae, cae-plain, cvae, feature-cae, reverse-distillation, stacked-ae, vae"
     ):
         create_model("resnet", 3)
 

@@ -17,6 +17,7 @@ from training.models.feature_cae import FeatureCAE, FeatureCAEConfig
 from training.models.reverse_distillation import ReverseDistillation, ReverseDistillationConfig
 from training.models.sensor_cae import SensorCAE, SensorCAEConfig, SensorDAEConfig
 from training.models.sensor_vae import SensorVAE, SensorVAEConfig
+from training.models.stacked import StackedAE, StackedAEConfig
 from training.models.vae import ConvVAE, VAEConfig
 
 
@@ -74,6 +75,12 @@ MODELS: dict[str, ModelEntry] = {
         "conditional VAE: camera or variant enters encoder and decoder; unknown values use the unconditional path",
         FROM_SCRATCH,
         conditional=True,
+    ),
+    "stacked-ae": ModelEntry(
+        StackedAEConfig,
+        StackedAE,
+        "stacked autoencoder: greedy layer-wise pretraining, then end-to-end fine-tuning (pretrain_fraction)",
+        FROM_SCRATCH,
     ),
 }
 DEFAULT_MODEL = "reverse-distillation"
