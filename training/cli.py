@@ -58,6 +58,10 @@ def train_command(
     name: Annotated[str, typer.Option(help="model name (default: data folder name)")] = "",
     version: Annotated[str, typer.Option(help="model version (default: UTC timestamp)")] = "",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    encoder_only_out: Annotated[
+        Path | None,
+        typer.Option(help="also write the encoder alone (image -> embedding) here, for `lineguard cluster`"),
+    ] = None,
 ) -> None:
     """Train on normal images, calibrate thresholds on held-out normals, export one ONNX file."""
     require_training_stack()
@@ -85,6 +89,7 @@ def train_command(
         model_name=name,
         model_version=version,
         device=device,
+        encoder_out=encoder_only_out,
     )
     train(cfg)
 

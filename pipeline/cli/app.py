@@ -14,7 +14,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 import typer
 
-from pipeline.cli import consume, db, defects, frames, inspect_model, models, review
+from pipeline.cli import consume, db, defects, frames, inspect_model, latent, models, review
 from pipeline.errors import LineGuardError
 
 COMMAND_GROUP = "lineguard.commands"
@@ -46,6 +46,7 @@ def build_app() -> typer.Typer:
         defects.register,
         frames.register,
         inspect_model.register,
+        latent.register,
         review.register,
     )
     for register in (*commands, models.register, *registrations):

@@ -28,6 +28,7 @@ def defects_list(
     since: Annotated[str | None, typer.Option(help="30m, 2h, 7d or an ISO time")] = None,
     min_score: Annotated[float | None, typer.Option(help="lowest score shown")] = None,
     status: Annotated[str | None, typer.Option(help="review status: new, confirmed, rejected")] = None,
+    cluster: Annotated[int | None, typer.Option(help="cluster id from `lineguard cluster` (-1: dbscan noise)")] = None,
     limit: Annotated[int, typer.Option(help="rows at most")] = 100,
     output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
     config: ConfigOpt = None,
@@ -44,7 +45,14 @@ def defects_list(
         rows = [
             summary(d)
             for d in list_defects(
-                session, camera, line, parse_since(since) if since else None, min_score, status, limit=limit
+                session,
+                camera,
+                line,
+                parse_since(since) if since else None,
+                min_score,
+                status,
+                limit=limit,
+                cluster=cluster,
             )
         ]
     if output == "json":

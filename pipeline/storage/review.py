@@ -47,6 +47,7 @@ class DefectFilter:
     status: str | None = None
     label: str | None = None
     model_version: str | None = None
+    cluster: int | None = None  # `lineguard cluster`'s id; -1 = noise
 
     def conditions(self) -> list[ColumnElement[bool]]:
         if self.status is not None and self.status not in REVIEW_STATUSES:
@@ -66,6 +67,7 @@ _CONDITIONS: dict[str, Callable[[Any], ColumnElement[bool]]] = {
     "status": lambda value: Defect.review_status == value,
     "label": lambda value: Defect.label == value,
     "model_version": lambda value: Defect.model_version == value,
+    "cluster": lambda value: Defect.cluster == value,
 }
 
 
@@ -103,9 +105,12 @@ def list_defects(
     status: str | None = None,
     label: str | None = None,
     limit: int = 100,
+    cluster: int | None = None,
 ) -> list[Defect]:
     """Newest first; every filter maps to an indexed column."""
-    where = DefectFilter(camera=camera, line=line, since=since, min_score=min_score, status=status, label=label)
+    where = DefectFilter(
+        camera=camera, line=line, since=since, min_score=min_score, status=status, label=label, cluster=cluster
+    )
     return list(session.scalars(_newest_first(where).limit(limit)))
 
 
@@ -200,6 +205,7 @@ def summary(defect: Defect) -> dict[str, Any]:
         "regions": len(defect.regions),
         "status": defect.review_status,
         "label": defect.label,
+        "cluster": defect.cluster,
         "note": defect.note,
         "reviewed_by": defect.reviewed_by,
         "reviewed_at": utc(defect.reviewed_at).isoformat() if defect.reviewed_at else None,

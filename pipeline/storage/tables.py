@@ -42,6 +42,7 @@ class Defect(Base):
         Index("ix_defects_label_captured", "label", "captured_at"),
         Index("ix_defects_score", "score"),
         Index("ix_defects_model_captured", "model_version", "captured_at"),
+        Index("ix_defects_cluster_captured", "cluster", "captured_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -72,6 +73,8 @@ class Defect(Base):
     reviewed_at: Mapped[datetime | None]
     note: Mapped[str | None] = mapped_column(Text)  # the reviewer's free text
     reviewed_by: Mapped[str | None] = mapped_column(String(128))
+    # `lineguard cluster`: the defect's cluster in the last clustering of the encoder's embeddings; -1 = noise (dbscan)
+    cluster: Mapped[int | None] = mapped_column(Integer)
 
 
 class InspectionCount(Base):

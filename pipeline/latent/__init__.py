@@ -1,0 +1,1 @@
+"""The models' latent space on the line side (onnxruntime, no torch): embeddings, clusters, generated images."""

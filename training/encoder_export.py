@@ -1,0 +1,129 @@
+"""Encoder-only ONNX of a trained model, for embeddings (clustering, classifiers) and latent interpolation.
+
+Input `image` N x C x S x S in [0, 1] (plus `condition` N int64 for conditional models); outputs `embedding`
+N x 2D (mean and max of the code over its locations: the mean says what the patch looks like overall, the max
+keeps a small defect that one location sees) and `latent` N x (D*h*w), the flattened spatial code that the
+decoder ONNX of a variational model takes back. For variational models the code is the posterior mean.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, ModelMetadata
+from pipeline.latent.contract import EMBEDDING_OUTPUT_NAME, ENCODER_KIND, LATENT_OUTPUT_NAME, POOLING
+from training.errors import ExportParityError
+from training.export import PARITY_TOLERANCE, save_onnx
+from training.models.cvae import ConditionalVAE, broadcast
+from training.models.feature_cae import FeatureCAE
+from training.models.feature_space import FeatureSpaceAutoencoder
+from training.models.reverse_distillation import ReverseDistillation
+from training.models.vae import ConvVAE
+
+ENCODER_OUTPUTS = (EMBEDDING_OUTPUT_NAME, LATENT_OUTPUT_NAME)
+
+
+def latent_code(model: nn.Module, image: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+    """The model's bottleneck for a batch, N x D x h x w (variational models: the posterior mean)."""
+    if isinstance(model, ConditionalVAE):
+        embedding = model.embedding(model.conditions_or_unknown(condition, image))
+        return model.encoder(torch.cat([image, broadcast(embedding, image)], 1)).chunk(2, dim=1)[0]
+    if isinstance(model, ConvVAE):
+        return model.encoder(image).chunk(2, dim=1)[0]
+    if isinstance(model, FeatureCAE):
+        features = model.backbone(model.contrast(image))
+        return model.encoder((model.merge(features) - model.feature_mean) / model.feature_std)
+    if isinstance(model, ReverseDistillation):
+        return model.bottleneck(model.backbone(model.contrast(image)))
+    if hasattr(model, "encode_to"):  # stacked-ae: its encoder is the stack of layer-wise trained encoders
+        return model.encode_to(image, len(model.encoders))
+    if isinstance(model, FeatureSpaceAutoencoder) or not isinstance(getattr(model, "encoder", None), nn.Module):
+        raise ValueError(f"{type(model).__name__} has no encoder to export")
+    return model.encoder(image)
+
+
+class EncoderGraph(nn.Module):
+    """Image (and condition) -> (pooled embedding, flattened spatial code)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        code = latent_code(self.model, image, condition)
+        embedding = torch.cat([code.mean(dim=(2, 3)), code.amax(dim=(2, 3))], dim=1)
+        return embedding, code.flatten(1)
+
+
+def encoder_props(metadata: ModelMetadata, code_shape: tuple[int, int, int]) -> dict[str, str]:
+    """What `pipeline.latent` needs to embed frames as the model saw them in training, and to decode its latents."""
+    props = {
+        "kind": ENCODER_KIND,
+        "model_name": metadata.model_name,
+        "model_version": metadata.model_version,
+        "architecture": metadata.architecture,
+        "input_size": str(metadata.input_size),
+        "input_channels": str(metadata.input_channels),
+        "resize_mode": metadata.resize_mode,
+        "normalization": metadata.normalization,
+        "pooling": POOLING,
+        "embedding_size": str(2 * code_shape[0]),
+        "latent_size": str(math.prod(code_shape)),
+        "latent_shape": json.dumps(list(code_shape)),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if metadata.condition is not None:
+        props["condition"] = json.dumps(
+            {"source": metadata.condition.source, "values": list(metadata.condition.values)}
+        )
+    return props
+
+
+def export_encoder(model: nn.Module, metadata: ModelMetadata, out: Path) -> float:
+    """Write the encoder of `model` to `out` with its metadata; returns the parity check's max abs difference."""
+    graph = EncoderGraph(model.eval().cpu()).eval()
+    spec = metadata.input_spec
+    image = torch.rand(2, spec.channels, spec.size, spec.size)
+    conditional = metadata.condition is not None
+    example = (image, torch.tensor([0, 1])) if conditional else image
+    names = (INPUT_NAME, CONDITION_INPUT_NAME) if conditional else INPUT_NAME
+    with torch.no_grad():
+        code_shape = tuple(latent_code(graph.model, image, example[1] if conditional else None).shape[1:])
+    save_onnx(graph, example, names, metadata, out, output_names=ENCODER_OUTPUTS)
+    proto = onnx.load(str(out))
+    del proto.metadata_props[:]
+    for key, value in encoder_props(metadata, code_shape).items():  # type: ignore[arg-type]
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(out))
+    return encoder_parity(graph, out)
+
+
+def encoder_parity(graph: EncoderGraph, path: Path, batch: int = 3, seed: int = 0) -> float:
+    """Torch against onnxruntime on one random batch (every condition index in turn); raise beyond tolerance."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    channels, height, width = (int(d) for d in session.get_inputs()[0].shape[1:])
+    x = torch.rand(batch, channels, height, width, generator=torch.Generator().manual_seed(seed))
+    inputs: tuple[torch.Tensor, ...] = (x,)
+    if len(session.get_inputs()) == 2:
+        inputs = (x, torch.arange(batch) % graph.model.config.num_conditions)
+    with torch.no_grad():
+        expected = [t.numpy() for t in graph(*inputs)]
+    feed = dict(zip((INPUT_NAME, CONDITION_INPUT_NAME), (t.numpy() for t in inputs), strict=False))
+    actual = session.run(list(ENCODER_OUTPUTS), feed)
+    worst = 0.0
+    for name, want, got in zip(ENCODER_OUTPUTS, expected, actual, strict=True):
+        diff = float(np.max(np.abs(want - got)))
+        if diff > PARITY_TOLERANCE:
+            raise ExportParityError(name, diff, PARITY_TOLERANCE)
+        worst = max(worst, diff)
+    return worst
