@@ -36,6 +36,7 @@ CONFIG_FILES = [
     ROOT / "deploy" / "Dockerfile.train",
     ROOT / "scripts" / "stack.sh",
     ROOT / "scripts" / "first-model.sh",
+    ROOT / "docs" / "DEPLOY.md",
     *sorted(K8S.glob("*.yaml")),
 ]
 ENV_EXAMPLE = dotenv(ROOT / ".env.example")
