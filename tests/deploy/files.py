@@ -1,5 +1,5 @@
 """Readers of the deployment files for the wiring tests: docker-compose.yml (compose's own YAML tags allowed), the
-Kubernetes manifests, .env.example, and the shell commands that create the Kafka topics."""
+Kubernetes manifests, the shell commands that create the Kafka topics, and scripts loaded by path."""
 
 from __future__ import annotations
 
@@ -53,21 +53,6 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
     if obj["kind"] == "CronJob":
         spec = spec["jobTemplate"]["spec"]
     return spec["template"]["spec"]
-
-
-def dotenv(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
-    return {name.strip(): value.strip() for name, value in pairs}
-
-
-def interpolate(value: str, variables: dict[str, str]) -> str:
-    """Compose's `${NAME}`, `${NAME:-default}`, `${NAME:?error}` with `variables` (as .env would give them)."""
-
-    def replace(match: re.Match[str]) -> str:
-        given = variables.get(match.group(1), "")
-        return given or (match.group(3) or "" if match.group(2) == ":-" else given)
-
-    return re.sub(r"\$\{(\w+)(?:(:[-?])([^}]*))?\}", replace, value).replace("$$", "$")
 
 
 def created_topics(command: str, variables: dict[str, str]) -> dict[str, dict[str, int]]:

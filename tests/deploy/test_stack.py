@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from pipeline.dev.broker import free_port
 from pipeline.storage.tables import Defect, InspectionCount
 from tests.deploy.files import ROOT
 
@@ -26,12 +27,6 @@ FAST_GROUP = {
     "LINEGUARD_HEARTBEAT_INTERVAL_MS": "1000",
     "LINEGUARD_MAX_POLL_INTERVAL_MS": "10000",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def listening(port: int) -> bool:

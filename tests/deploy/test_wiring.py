@@ -19,8 +19,6 @@ from tests.deploy.files import (
     ROOT,
     compose,
     created_topics,
-    dotenv,
-    interpolate,
     load_module,
     manifest,
     pod_spec,
@@ -39,7 +37,9 @@ CONFIG_FILES = [
     ROOT / "docs" / "DEPLOY.md",
     *sorted(K8S.glob("*.yaml")),
 ]
-ENV_EXAMPLE = dotenv(ROOT / ".env.example")
+# compose's own reading of .env and `${VAR:-default}`, as scripts/stack.sh uses it
+STACK_ENV = load_module("scripts/stack_env.py")
+ENV_EXAMPLE = STACK_ENV.dotenv(ROOT / ".env.example")
 # What an engineer fills into .env; the test stands in values for the secrets .env.example leaves empty.
 FILLED = ENV_EXAMPLE | {"POSTGRES_PASSWORD": "pw", "LINEGUARD_REVIEW_TOKEN": "t" * 20, "GRAFANA_ADMIN_PASSWORD": "pw"}
 LONG_RUNNING = ("kafka", "postgres", "consumer", "review", "prometheus", "grafana")
@@ -47,7 +47,7 @@ LONG_RUNNING = ("kafka", "postgres", "consumer", "review", "prometheus", "grafan
 
 def service_env(name: str) -> dict[str, str]:
     raw = compose()["services"][name].get("environment") or {}
-    return {key: interpolate(str(value), FILLED) for key, value in raw.items()}
+    return {key: STACK_ENV.interpolate(str(value), FILLED) for key, value in raw.items()}
 
 
 def settings_of(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -203,13 +203,12 @@ def test_dashboard_queries_only_metrics_the_consumer_exports() -> None:
 
 
 def test_stack_runs_each_service_in_its_compose_environment() -> None:
-    stack_env = load_module("scripts/stack_env.py")
     stack = {"STACK_DIR": "/tmp/stack", "STACK_KAFKA_PORT": "1", "STACK_DATABASE_URL": "postgresql+psycopg://x"}
     for name in ("migrate", "train", "consumer", "review", "simulate"):
         compose_env = {key: value for key, value in service_env(name).items() if key.startswith("LINEGUARD_")}
-        ours = stack_env.stack_environment(name, stack | {"LINEGUARD_REVIEW_TOKEN": FILLED["LINEGUARD_REVIEW_TOKEN"]})
+        ours = STACK_ENV.stack_environment(name, stack | {"LINEGUARD_REVIEW_TOKEN": FILLED["LINEGUARD_REVIEW_TOKEN"]})
         for key, value in compose_env.items():
-            mapped = stack_env.host_value(key, value, stack | {"STACK_METRICS_PORT": "9", "STACK_REVIEW_PORT": "8"})
+            mapped = STACK_ENV.host_value(key, value, stack | {"STACK_METRICS_PORT": "9", "STACK_REVIEW_PORT": "8"})
             if mapped is None:
                 assert ours[key] == value, f"{name}: {key} differs from compose"
             else:
