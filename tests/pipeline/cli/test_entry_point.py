@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
-RUNTIME_COMMANDS = {"consume", "db", "defects", "frames", "inspect-model", "models", "review"}
+RUNTIME_COMMANDS = {"cluster", "consume", "db", "defects", "frames", "generate", "inspect-model", "models", "review"}
 DEV_COMMANDS = {"broker", "simulate"}
 TRAINING_COMMANDS = {"train", "train-sensors", "evaluate", "retrain", "architectures", "demo"}
 
