@@ -58,6 +58,19 @@ def train_command(
     name: Annotated[str, typer.Option(help="model name (default: data folder name)")] = "",
     version: Annotated[str, typer.Option(help="model version (default: UTC timestamp)")] = "",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    corruption: Annotated[
+        str, typer.Option(help="what denoising models learn to undo: synthetic, gaussian, salt-pepper, mask, none")
+    ] = "synthetic",
+    noise_level: Annotated[float, typer.Option(help="gaussian sigma, salt-pepper pixel share, mask area")] = 0.1,
+    kl_weight: Annotated[float, typer.Option(help="vae/cvae: KL weight against reconstruction")] = 1e-3,
+    kl_warmup_epochs: Annotated[int, typer.Option(help="vae/cvae: epochs over which the KL weight rises")] = 10,
+    score: Annotated[str, typer.Option(help="vae/cvae anomaly map: reconstruction or elbo")] = "reconstruction",
+    condition_source: Annotated[
+        str, typer.Option(help="cvae: where the line reads the condition: camera-id or header:<name>")
+    ] = "camera-id",
+    pretrain_fraction: Annotated[
+        float, typer.Option(help="stacked-ae: budget share for greedy layer-wise pretraining (0: end to end)")
+    ] = 0.3,
     encoder_only_out: Annotated[
         Path | None,
         typer.Option(help="also write the encoder alone (image -> embedding) here, for `lineguard cluster`"),
@@ -89,6 +102,13 @@ def train_command(
         model_name=name,
         model_version=version,
         device=device,
+        corruption=corruption,
+        noise_level=noise_level,
+        kl_weight=kl_weight,
+        kl_warmup_epochs=kl_warmup_epochs,
+        score=score,
+        condition_source=condition_source,
+        pretrain_fraction=pretrain_fraction,
         encoder_out=encoder_only_out,
     )
     train(cfg)

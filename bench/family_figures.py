@@ -1,0 +1,67 @@
+"""Figures of the autoencoder family for docs/models/: reconstructions of test images, and samples of the
+variational models drawn from the prior through their decoder-only ONNX file (`<model>.decoder.onnx`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # servers and CI have no display
+import matplotlib.pyplot as plt
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from pipeline.inference import OnnxModel
+from training.data import LabelledSet
+
+
+def _show(axis: plt.Axes, image: np.ndarray, title: str = "", cmap: str = "gray") -> None:
+    shown = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+    axis.imshow(np.clip(shown, 0, 1) if cmap == "gray" else shown, cmap=cmap)
+    axis.set_title(title, fontsize=7)
+    axis.axis("off")
+
+
+def reconstruction_figure(model: OnnxModel, test: LabelledSet, conditions: np.ndarray | None, out: Path) -> None:
+    """One good and one image of each defect kind: input, the model's reconstruction, the anomaly map."""
+    kinds = list(dict.fromkeys(test.defect_types))
+    picks = [test.defect_types.index(kind) for kind in (["good"] + [k for k in kinds if k != "good"])[:5]]
+    images = test.images[picks]
+    chosen = conditions[picks] if conditions is not None else None
+    restored = model.restore(images, chosen)
+    maps = model.score(images, chosen).anomaly_map
+    figure, axes = plt.subplots(3, len(picks), figsize=(1.6 * len(picks), 5))
+    for column, index in enumerate(picks):
+        _show(axes[0, column], images[column], test.defect_types[index])
+        _show(axes[1, column], restored[column], "reconstruction")
+        _show(axes[2, column], maps[column] / max(float(maps.max()), 1e-9), "anomaly map", cmap="inferno")
+    figure.suptitle(f"{model.metadata.architecture} on {model.metadata.model_name}", fontsize=9)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+
+
+def sample_figure(decoder: Path, out: Path, count: int = 8, seed: int = 0) -> None:
+    """Decoded samples of N(0, I); for a conditional decoder one row per condition index (0 = unknown)."""
+    props = {p.key: p.value for p in onnx.load(str(decoder)).metadata_props}
+    session = ort.InferenceSession(str(decoder), providers=["CPUExecutionProvider"])
+    latent = np.random.default_rng(seed).standard_normal((count, int(props["latent_size"]))).astype(np.float32)
+    condition = json.loads(props["condition"]) if "condition" in props else None
+    labels = ["unknown (0)", *condition["values"]] if condition else [props["architecture"]]
+    figure, axes = plt.subplots(len(labels), count, figsize=(1.2 * count, 1.4 * len(labels)), squeeze=False)
+    for row, label in enumerate(labels):
+        feed = {"latent": latent}
+        if condition:
+            feed["condition"] = np.full(count, row, dtype=np.int64)
+        (images,) = session.run(["image"], feed)
+        for column in range(count):
+            _show(axes[row, column], images[column], label if column == 0 else "")
+    figure.suptitle(f"samples of {props['architecture']} ({props['model_name']}), z ~ N(0, I)", fontsize=9)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
