@@ -21,17 +21,19 @@ PIDS=$STACK_DIR/pids LOGS=$STACK_DIR/logs PGDATA=$STACK_DIR/pgdata
 # the services the stack starts, in stop order
 SERVICES=(simulate review consumer broker)
 
-in_env() {  # in_env SERVICE COMMAND...: COMMAND in SERVICE's compose environment
+in_env() {  # in_env SERVICE COMMAND... | in_env SERVICE --compose-command: in SERVICE's compose environment
     local service=$1
     shift
-    PATH="$BIN:$PATH" "$PY" "$ROOT/scripts/stack_env.py" "$service" -- "$@"
+    [ "$1" = --compose-command ] || set -- -- "$@"
+    PATH="$BIN:$PATH" "$PY" "$ROOT/scripts/stack_env.py" "$service" "$@"
 }
 
-start() {  # start NAME SERVICE COMMAND...: in the background, pid and log under STACK_DIR
+start() {  # start NAME SERVICE COMMAND... | start NAME SERVICE --compose-command: in the background
     local name=$1 service=$2
     shift 2
+    [ "$1" = --compose-command ] || set -- -- "$@"
     # a simple command, not a function, in the background: $! is the service's own pid (stack_env.py execs it)
-    PATH="$BIN:$PATH" "$PY" "$ROOT/scripts/stack_env.py" "$service" -- "$@" > "$LOGS/$name.log" 2>&1 < /dev/null &
+    PATH="$BIN:$PATH" "$PY" "$ROOT/scripts/stack_env.py" "$service" "$@" > "$LOGS/$name.log" 2>&1 < /dev/null &
     echo $! > "$PIDS/$name.pid"
     echo "started $name (pid $!, log $LOGS/$name.log)"
 }
@@ -103,15 +105,15 @@ up() {
     postgres_up
     echo "$STACK_DATABASE_URL" > "$STACK_DIR/database-url"
     start broker consumer lineguard broker --port "$STACK_KAFKA_PORT" --partitions "${FRAMES_PARTITIONS:-4}"
-    in_env migrate lineguard db upgrade > "$LOGS/migrate.log" 2>&1 || { tail -20 "$LOGS/migrate.log" >&2; exit 1; }
+    in_env migrate --compose-command > "$LOGS/migrate.log" 2>&1 || { tail -20 "$LOGS/migrate.log" >&2; exit 1; }
     tail -1 "$LOGS/migrate.log"
     first_model
-    start consumer consumer lineguard consume
-    start review review lineguard review serve
+    start consumer consumer --compose-command
+    start review review --compose-command
     wait_http "http://127.0.0.1:$STACK_REVIEW_PORT/" 60 review
     wait_http "http://127.0.0.1:$STACK_METRICS_PORT/metrics" 180 consumer
     if [ "${1:-}" = --demo ]; then
-        start simulate simulate lineguard simulate --count 2000 --rate 20 --defect-rate 0.1
+        start simulate simulate --compose-command
     fi
     echo "up: review page http://127.0.0.1:$STACK_REVIEW_PORT/  metrics http://127.0.0.1:$STACK_METRICS_PORT/metrics"
 }

@@ -7,6 +7,7 @@ ports) and the /models and /var/lib/lineguard volumes (under STACK_DIR). LINEGUA
 compose does not set pass through unchanged.
 
     python scripts/stack_env.py SERVICE -- COMMAND [ARGS...]     run COMMAND in SERVICE's environment
+    python scripts/stack_env.py SERVICE --compose-command         run `lineguard` with SERVICE's compose command
     python scripts/stack_env.py SERVICE                           print it as NAME=value lines
 """
 
@@ -16,6 +17,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -48,13 +50,25 @@ def interpolate(value: str, variables: dict[str, str]) -> str:
     return REFERENCE.sub(replace, value).replace("$$", "$")
 
 
-def compose_environment(service: str) -> dict[str, str]:
-    """The raw (uninterpolated) LINEGUARD_* environment compose gives `service`."""
+def compose_service(service: str) -> dict[str, Any]:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     if service not in services:
         raise SystemExit(f"error: no service {service!r} in {COMPOSE.name}; it has {', '.join(services)}")
-    environment = services[service].get("environment") or {}
+    return dict(services[service])
+
+
+def compose_environment(service: str) -> dict[str, str]:
+    """The raw (uninterpolated) LINEGUARD_* environment compose gives `service`."""
+    environment = compose_service(service).get("environment") or {}
     return {name: str(value) for name, value in environment.items() if name.startswith("LINEGUARD_")}
+
+
+def compose_command(service: str) -> list[str]:
+    """The command line compose runs for `service` in a LineGuard image (entry point `lineguard`)."""
+    command = compose_service(service).get("command")
+    if not isinstance(command, list):
+        raise SystemExit(f"error: service {service!r} has no command list in {COMPOSE.name}")
+    return ["lineguard", *map(str, command)]
 
 
 def host_value(name: str, value: str, stack: dict[str, str]) -> str | None:
@@ -97,6 +111,8 @@ def main(argv: list[str]) -> None:
         for name in sorted(compose_environment(service)):
             print(f"{name}={environment[name]}")
         return
+    if rest == ["--compose-command"]:
+        rest = ["--", *compose_command(service)]
     if rest[0] != "--" or len(rest) < 2:
         raise SystemExit(__doc__)
     os.execvpe(rest[1], rest[1:], environment)

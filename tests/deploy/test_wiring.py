@@ -143,10 +143,11 @@ def test_ports_agree(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_gpu_is_requested_and_cpu_fallback_is_an_override() -> None:
-    consumer = compose()["services"]["consumer"]
-    devices = consumer["deploy"]["resources"]["reservations"]["devices"]
-    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] and d["count"] >= 1 for d in devices)
-    assert compose("deploy/compose.cpu.yml")["services"]["consumer"]["deploy"]["__tag__"] == "reset"
+    cpu_only = compose("deploy/compose.cpu.yml")["services"]
+    for name in ("consumer", "train"):
+        devices = compose()["services"][name]["deploy"]["resources"]["reservations"]["devices"]
+        assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] and d["count"] >= 1 for d in devices)
+        assert cpu_only[name]["deploy"]["__tag__"] == "reset", f"compose.cpu.yml leaves {name}'s GPU request"
     container = pod_spec(manifest("Deployment", "lineguard-consumer"))["containers"][0]
     assert int(container["resources"]["limits"]["nvidia.com/gpu"]) >= 1
 
@@ -213,4 +214,7 @@ def test_stack_runs_each_service_in_its_compose_environment() -> None:
                 assert ours[key] == value, f"{name}: {key} differs from compose"
             else:
                 assert key in ours and not ours[key].startswith(("kafka:", "/models", "/var/lib/lineguard"))
-    assert Path(ROOT / "scripts" / "stack.sh").read_text().count("stack_env.py") >= 2
+    script = (ROOT / "scripts" / "stack.sh").read_text()
+    for name in ("migrate", "consumer", "review", "simulate"):  # the very command lines compose runs
+        assert re.search(rf"(start {name}|in_env) {name} --compose-command", script), name
+        assert STACK_ENV.compose_command(name)[1:] == compose()["services"][name]["command"]
