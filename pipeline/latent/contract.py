@@ -90,9 +90,13 @@ def find_latent_file(path: Path, kind: str) -> tuple[Path, LatentSpec]:
     props = read_props(path)
     if props.get("kind") == kind:
         return path, parse_spec(path, props)
-    if props.get("kind") in (ENCODER_KIND, DECODER_KIND):
-        raise LineGuardError(f"{path} is a{'n' if props['kind'] == ENCODER_KIND else ''} {props['kind']}, not a {kind}")
     candidate = sibling(path, kind)
+    if props.get("kind") in (ENCODER_KIND, DECODER_KIND):  # the other half of the pair: look beside its model
+        candidate = sibling(path.with_name(path.name.removesuffix(f".{props['kind']}.onnx") + ".onnx"), kind)
+        if not candidate.is_file():
+            raise LineGuardError(
+                f"{path} is the model's {props['kind']} and no {kind} lies beside it ({candidate.name})"
+            )
     if candidate.is_file() and read_props(candidate).get("kind") == kind:
         return candidate, parse_spec(candidate, read_props(candidate))
     if kind == ENCODER_KIND:
