@@ -124,6 +124,21 @@ def kl_terms(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + log_var - mean.pow(2) - log_var.exp())
 
 
+def variational_output(
+    x: torch.Tensor,
+    reconstruction: torch.Tensor,
+    mean: torch.Tensor,
+    log_var: torch.Tensor,
+    error_map: ErrorMap,
+    score: str,
+    kl_map_weight: float,
+) -> ModelOutput:
+    """What a variational model returns: its anomaly map (reconstruction error, + KL for "elbo") and the mean KL."""
+    kl = kl_terms(mean, log_var)
+    anomaly_map = variational_map(error_map(x, reconstruction), kl, score, kl_map_weight, x.shape[-2:])
+    return ModelOutput(reconstruction, anomaly_map, kl_divergence=kl.mean())
+
+
 def variational_map(
     error_map: torch.Tensor, kl: torch.Tensor, score: str, kl_map_weight: float, size: tuple[int, int]
 ) -> torch.Tensor:

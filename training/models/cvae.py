@@ -18,9 +18,8 @@ from training.models.blocks import (
     ModelOutput,
     check_autoencoder_fields,
     check_score_mode,
-    kl_terms,
     reparameterise,
-    variational_map,
+    variational_output,
 )
 
 
@@ -73,10 +72,8 @@ class ConditionalVAE(nn.Module):
         embedding = self.embedding(condition)
         mean, log_var, latent = reparameterise(self.encoder(torch.cat([x, broadcast(embedding, x)], 1)), self.training)
         reconstruction = self.decoder(torch.cat([latent, broadcast(embedding, latent)], 1))
-        kl = kl_terms(mean, log_var)
-        error = self.error_map(x, reconstruction)
-        anomaly_map = variational_map(error, kl, self.config.score, self.config.kl_map_weight, x.shape[-2:])
-        return ModelOutput(reconstruction, anomaly_map, kl_divergence=kl.mean())
+        config = self.config
+        return variational_output(x, reconstruction, mean, log_var, self.error_map, config.score, config.kl_map_weight)
 
     def decode(self, latent: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """Images of the given conditions from latents N x latent_channels x h x w (conditional generation)."""

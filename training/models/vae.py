@@ -14,9 +14,8 @@ from training.models.blocks import (
     ModelOutput,
     check_autoencoder_fields,
     check_score_mode,
-    kl_terms,
     reparameterise,
-    variational_map,
+    variational_output,
 )
 
 
@@ -52,10 +51,8 @@ class ConvVAE(nn.Module):
     def forward(self, x: torch.Tensor) -> ModelOutput:
         mean, log_var, latent = reparameterise(self.encoder(x), self.training)
         reconstruction = self.decoder(latent)
-        kl = kl_terms(mean, log_var)
-        error = self.error_map(x, reconstruction)
-        anomaly_map = variational_map(error, kl, self.config.score, self.config.kl_map_weight, x.shape[-2:])
-        return ModelOutput(reconstruction, anomaly_map, kl_divergence=kl.mean())
+        config = self.config
+        return variational_output(x, reconstruction, mean, log_var, self.error_map, config.score, config.kl_map_weight)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Images from latents N x latent_channels x h x w (samples of N(0, I) give new images)."""
