@@ -71,3 +71,21 @@ def test_line_image_checks_the_cuda_libraries_of_the_pinned_build() -> None:
     names = gpu_libs.wanted_libraries()
     assert f"libcudart.so.{cuda_version.split('.')[0]}" in names and "libcudnn.so.9" in names
     assert "deploy/gpu_libs.py --register" in (ROOT / "deploy" / "Dockerfile.line").read_text()
+
+
+def test_pinned_cuda_wheels_are_the_ones_the_onnxruntime_build_asks_for() -> None:
+    from importlib.metadata import requires
+
+    from onnxruntime.capi.build_and_package_info import cuda_version
+    from packaging.requirements import Requirement
+
+    pinned = pins()
+    asked = [Requirement(text) for text in requires("onnxruntime-gpu") or []]
+    wheels = [r for r in asked if r.marker and any(r.marker.evaluate({"extra": e}) for e in ("cuda", "cudnn"))]
+    assert wheels, "onnxruntime-gpu no longer names its CUDA wheels in the cuda/cudnn extras"
+    for requirement in wheels:
+        assert requirement.name in pinned, f"{requirement.name} (onnxruntime-gpu[cuda,cudnn]) is not pinned"
+        assert requirement.specifier.contains(pinned[requirement.name]), f"{requirement} vs {pinned[requirement.name]}"
+    major = cuda_version.split(".")[0]
+    assert pinned["nvidia-cuda-runtime"].split(".")[0] == major
+    assert pinned[f"nvidia-cudnn-cu{major}"].startswith("9.")
