@@ -1,0 +1,52 @@
+"""A real vae trained by `lineguard train --encoder-only-out`: the encoder and decoder files it leaves drive
+`lineguard generate` (samples, interpolation) through onnxruntime, and the encoder matches torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli.app import build_app
+from pipeline.latent.contract import read_props
+from pipeline.latent.runtime import Encoder
+from pipeline.preprocess import read_image
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def vae(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("vae") / "parts.onnx"
+    args = ["train", str(tiny_dataset), "--out", str(out), "--model", "vae", "--backbone", "none", "--size", "32"]
+    args += ["--epochs", "2", "--batch-size", "4", "--encoder-only-out", str(out.with_name("parts.encoder.onnx"))]
+    result = runner.invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_encoder_and_decoder_of_one_model(vae: Path) -> None:
+    encoder, decoder = read_props(vae.with_name("parts.encoder.onnx")), read_props(vae.with_name("parts.decoder.onnx"))
+    assert (encoder["kind"], decoder["kind"]) == ("encoder", "decoder")
+    assert encoder["latent_size"] == decoder["latent_size"]  # the encoder's code is what the decoder takes
+    assert encoder["model_version"] == decoder["model_version"]
+    assert int(encoder["embedding_size"]) == 2 * json.loads(encoder["latent_shape"])[0]
+
+
+def test_generate_samples_and_interpolates_with_the_trained_vae(vae: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    app = build_app()
+    sampled = runner.invoke(app, ["generate", str(vae), "--count", "3", "--out", str(tmp_path / "samples")])
+    assert sampled.exit_code == 0, sampled.output
+    images = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((tmp_path / "samples").glob("*.png"))]
+    assert len(images) == 3 and all(image.shape == (32, 32) for image in images)
+    first, second = sorted((tiny_dataset / "train" / "good").glob("*.png"))[:2]
+    args = ["generate", str(vae), "--interpolate", str(first), str(second), "--steps", "5", "--out", str(tmp_path)]
+    strip = runner.invoke(app, args)
+    assert strip.exit_code == 0, strip.output
+    assert cv2.imread(json.loads(strip.output)["strip"]).shape[:2] == (32, 5 * 32 + 4 * 2)
+    # the line-side encoder embeds files of any size the way training preprocessed them
+    embeddings = Encoder(vae, prefer_gpu=False).embed([read_image(first), read_image(second)])
+    assert embeddings.shape == (2, int(read_props(vae.with_name("parts.encoder.onnx"))["embedding_size"]))
