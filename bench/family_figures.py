@@ -3,6 +3,7 @@ variational models drawn from the prior through their decoder-only ONNX file (`<
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -15,12 +16,12 @@ import onnx
 import onnxruntime as ort
 
 from pipeline.inference import OnnxModel
-from training.data import LabelledSet
+from training.data import LabelledSet, load_test_set
 
 
 def _show(axis: plt.Axes, image: np.ndarray, title: str = "", cmap: str = "gray") -> None:
-    shown = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
-    axis.imshow(np.clip(shown, 0, 1) if cmap == "gray" else shown, cmap=cmap)
+    shown = np.clip(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0), 0, 1)
+    axis.imshow(shown, cmap=cmap, vmin=0, vmax=1)  # absolute grey levels: a washed-out reconstruction must show
     axis.set_title(title, fontsize=7)
     axis.axis("off")
 
@@ -37,6 +38,7 @@ def reconstruction_figure(model: OnnxModel, test: LabelledSet, conditions: np.nd
     for column, index in enumerate(picks):
         _show(axes[0, column], images[column], test.defect_types[index])
         _show(axes[1, column], restored[column], "reconstruction")
+        # one scale for the row: the maps of good and defective images compare
         _show(axes[2, column], maps[column] / max(float(maps.max()), 1e-9), "anomaly map", cmap="inferno")
     figure.suptitle(f"{model.metadata.architecture} on {model.metadata.model_name}", fontsize=9)
     figure.tight_layout()
@@ -65,3 +67,31 @@ def sample_figure(decoder: Path, out: Path, count: int = 8, seed: int = 0) -> No
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=110)
     plt.close(figure)
+
+
+def main() -> None:
+    """Figures for every model a `bench_family.py` run left in its output folder."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=Path("runs/bench_family"))
+    data_root = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    parser.add_argument("--data-root", type=Path, default=data_root)
+    parser.add_argument("--figures", type=Path, default=Path("docs/img/models"))
+    args = parser.parse_args()
+    for path in sorted(args.models.glob("*.onnx")):
+        if path.name.endswith((".decoder.onnx", ".encoder.onnx")):
+            continue
+        model = OnnxModel(path)
+        data_set = model.metadata.model_name
+        run = path.stem.removeprefix(f"{data_set}-")
+        test = load_test_set(args.data_root / data_set, model.metadata.input_spec)
+        conditions = None
+        if model.metadata.condition is not None:  # the one camera the bench trains a cvae on
+            conditions = np.full(len(test.images), 1, dtype=np.int64)
+        reconstruction_figure(model, test, conditions, args.figures / f"{run}-{data_set}.png")
+        if (decoder := path.with_name(path.stem + ".decoder.onnx")).is_file():
+            sample_figure(decoder, args.figures / f"{run}-{data_set}-samples.png")
+        print(f"figures of {path.name}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
