@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one install recipe: scripts/dev.sh (development venv), deploy/Dockerfile.line and deploy/Dockerfile.train all
-# install through it, with the exact versions of deploy/constraints.txt (tests/deploy checks that they do).
+# install through it, with the exact versions of deploy/constraints.txt (tests/deploy checks that they do); the line
+# image's CUDA and cuDNN wheels also with deploy/cuda-wheels.txt.
 #   PIP=.venv/bin/pip scripts/install.sh dev|line|review|train
 #     dev     torch first, then the project editable with the train, dev and review extras
 #     line    the runtime + PostgreSQL driver + the CUDA 13 / cuDNN 9 wheels onnxruntime-gpu names (no torch)
@@ -24,7 +25,7 @@ pip_install() {
 
 case "${1:-}" in
     dev) pip_install "$(pin torch)"; pip_install -e '.[train,dev,review]' ;;
-    line) pip_install '.[postgres]' "onnxruntime-gpu[cuda,cudnn]" ;;
+    line) pip_install --constraint deploy/cuda-wheels.txt '.[postgres]' "onnxruntime-gpu[cuda,cudnn]" ;;
     review) pip_install '.[postgres,review]' ;;
     train) pip_install "$(pin torch)"; pip_install '.[train,postgres]' ;;
     *) echo "usage: scripts/install.sh dev|line|review|train" >&2; exit 2 ;;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 
@@ -14,8 +15,11 @@ INSTALL = ROOT / "scripts" / "install.sh"
 CONSTRAINTS = ROOT / "deploy" / "constraints.txt"
 
 
-def pins() -> dict[str, str]:
-    return dict(re.findall(r"^([\w.-]+)==(\S+)$", CONSTRAINTS.read_text(), re.M))
+CUDA_WHEELS = ROOT / "deploy" / "cuda-wheels.txt"
+
+
+def pins(path: Path = CONSTRAINTS) -> dict[str, str]:
+    return dict(re.findall(r"^([\w.-]+)==(\S+)$", path.read_text(), re.M))
 
 
 def install_targets() -> set[str]:
@@ -51,7 +55,8 @@ def test_install_sh_pins_every_install() -> None:
     text = INSTALL.read_text()
     assert '--constraint "$CONSTRAINTS"' in text and "CONSTRAINTS=deploy/constraints.txt" in text
     assert re.findall(r'pip_install "\$\(pin torch\)"; pip_install', text), "torch goes in first, pinned"
-    assert "onnxruntime-gpu[cuda,cudnn]" in text  # the CUDA and cuDNN wheels of the pinned build
+    # the CUDA and cuDNN wheels of the pinned build, held to their own pins
+    assert "line) pip_install --constraint deploy/cuda-wheels.txt" in text and "onnxruntime-gpu[cuda,cudnn]" in text
     assert {"onnxruntime-gpu", "torch"} <= set(pins())
 
 
@@ -79,7 +84,7 @@ def test_pinned_cuda_wheels_are_the_ones_the_onnxruntime_build_asks_for() -> Non
     from onnxruntime.capi.build_and_package_info import cuda_version
     from packaging.requirements import Requirement
 
-    pinned = pins()
+    pinned = pins(CUDA_WHEELS)
     asked = [Requirement(text) for text in requires("onnxruntime-gpu") or []]
     wheels = [r for r in asked if r.marker and any(r.marker.evaluate({"extra": e}) for e in ("cuda", "cudnn"))]
     assert wheels, "onnxruntime-gpu no longer names its CUDA wheels in the cuda/cudnn extras"
