@@ -25,6 +25,17 @@ def wanted_libraries() -> list[str]:
     return [*cuda, "libcurand.so.10", f"libnvrtc.so.{major}", "libcudnn.so.9"]
 
 
+def unresolved_provider_libraries() -> list[str]:
+    """Libraries the CUDA provider links that the loader cannot find, apart from the driver's libcuda.so.1 (the NVIDIA
+    container toolkit mounts it when the container starts with a GPU)."""
+    import onnxruntime
+
+    provider = Path(onnxruntime.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    linked = subprocess.run(["ldd", str(provider)], capture_output=True, text=True, check=True).stdout
+    missing = [line.split()[0] for line in linked.splitlines() if "not found" in line]
+    return [name for name in missing if not name.startswith("libcuda.so")]
+
+
 def register() -> list[Path]:
     """Write every lib folder of the site-packages/nvidia wheels into the loader's configuration and run ldconfig."""
     root = Path(sysconfig.get_paths()["purelib"]) / "nvidia"
@@ -46,6 +57,7 @@ def main() -> None:
             ctypes.CDLL(name)
         except OSError as exc:
             missing.append(f"{name} ({exc})")
+    missing += [f"{name} (linked by the CUDA provider)" for name in unresolved_provider_libraries()]
     if missing:
         sys.exit("error: onnxruntime's CUDA provider would fall back to the CPU; cannot load: " + ", ".join(missing))
     print("CUDA and cuDNN libraries load: " + " ".join(wanted_libraries()))
