@@ -10,7 +10,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from pipeline.cli.app import build_app
 from pipeline.contract import CONDITION_INPUT_NAME
 from pipeline.inference import OnnxModel, read_metadata
 from training.config import TrainConfig
@@ -124,17 +126,26 @@ def conditioned_dataset(tiny_dataset: Path, root: Path) -> Path:
 def test_cvae_trains_from_condition_subfolders_and_exports_its_vocabulary(tiny_dataset: Path, tmp_path: Path) -> None:
     data = conditioned_dataset(tiny_dataset, tmp_path)
     out = tmp_path / "cvae.onnx"
-    cfg = TrainConfig(
-        data_dir=data, out=out, model="cvae", backbone="none", size=32, epochs=3, kl_warmup_epochs=2,
-        condition_source="header:variant", show_progress=False, **TINY,
-    )  # fmt: skip
-    train(cfg)
+    args = ["train", str(data), "--out", str(out), "--model", "cvae", "--backbone", "none", "--size", "32"]
+    args += ["--epochs", "3", "--kl-warmup-epochs", "2", "--condition-source", "header:variant"]
+    args += ["--corruption", "mask", "--score", "elbo"]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
     model = OnnxModel(out)
     assert model.metadata.condition is not None
     assert model.metadata.condition.values == ("cam-a", "cam-b")
     assert model.metadata.condition.header == "variant"
     assert [i.name for i in model.session.get_inputs()] == ["image", CONDITION_INPUT_NAME]
+    record = model.metadata.training_config
+    assert (record["corruption"], record["score"], record["kl_warmup_epochs"]) == ("mask", "elbo", 2)
     decoder = onnx.load(str(decoder_path(out)))
     props = {p.key: p.value for p in decoder.metadata_props}
-    assert props["kind"] == "decoder" and int(props["latent_size"]) == 8 * 2 * 2
+    assert props["kind"] == "decoder" and int(props["latent_size"]) == 64 * 2 * 2  # the CLI's latent channels
     assert [i.name for i in decoder.graph.input] == ["latent", CONDITION_INPUT_NAME]
+
+
+def test_an_unknown_corruption_on_the_command_line_names_the_field(tmp_path: Path) -> None:
+    args = ["train", str(tmp_path), "--out", str(tmp_path / "m.onnx"), "--model", "cae-plain", "--corruption", "blur"]
+    result = CliRunner().invoke(build_app(), args)
+    assert isinstance(result.exception, ConfigError)  # the entry point prints it as "Error: config field ..."
+    assert "'corruption' = 'blur'" in str(result.exception)
