@@ -80,8 +80,8 @@ first_model() {  # the compose `train` service: train on the normal images when 
     local normal=${STACK_NORMAL_DIR:-$STACK_DIR/normal}
     if [ ! -f "$STACK_DIR/models/model.onnx" ] && [ -z "$(ls -A "$normal" 2> /dev/null)" ]; then
         echo "no normal images in $normal: writing 64 synthetic ones (the simulator's normal frames)"
-        "$PY" -c "import sys, pathlib; from training.demo import write_normal_frames as w; w(pathlib.Path(sys.argv[1]), 64, 1)" \
-            "$normal"
+        "$PY" -c "import sys, pathlib; from training.demo import write_normal_frames as write
+write(pathlib.Path(sys.argv[1]), 64, 1)" "$normal"
     fi
     # shellcheck disable=SC2086  # options are words, as compose's TRAIN_ARGS
     in_env train sh "$ROOT/scripts/first-model.sh" "$normal" ${STACK_TRAIN_ARGS:-${TRAIN_ARGS:-}} \
@@ -102,6 +102,7 @@ up() {
         LINEGUARD_REVIEW_TOKEN=$(cat "$STACK_DIR/review-token")
         export LINEGUARD_REVIEW_TOKEN
     fi
+    trap '[ $? -eq 0 ] || echo "up failed (logs: $LOGS); bash scripts/stack.sh down stops what it started" >&2' EXIT
     postgres_up
     echo "$STACK_DATABASE_URL" > "$STACK_DIR/database-url"
     start broker consumer lineguard broker --port "$STACK_KAFKA_PORT" --partitions "${FRAMES_PARTITIONS:-4}"
@@ -148,7 +149,10 @@ case "${1:-}" in
     status) status ;;
     simulate)
         shift
-        [ -f "$STACK_DIR/database-url" ] && STACK_DATABASE_URL=$(cat "$STACK_DIR/database-url") && export STACK_DATABASE_URL
+        if [ -f "$STACK_DIR/database-url" ]; then
+            STACK_DATABASE_URL=$(cat "$STACK_DIR/database-url")
+            export STACK_DATABASE_URL
+        fi
         in_env simulate lineguard simulate "$@" ;;
     *) echo "usage: bash scripts/stack.sh up [--demo]|simulate [ARGS]|status|down" >&2; exit 2 ;;
 esac
