@@ -76,8 +76,9 @@ def main() -> None:
     data_root = Path(__file__).resolve().parents[1].parent / "shared" / "data"
     parser.add_argument("--data-root", type=Path, default=data_root)
     parser.add_argument("--figures", type=Path, default=Path("docs/img/models"))
+    parser.add_argument("--pattern", default="*.onnx", help="which trained models, e.g. 'mvtec_bottle_256-*.onnx'")
     args = parser.parse_args()
-    for path in sorted(args.models.glob("*.onnx")):
+    for path in sorted(args.models.glob(args.pattern)):
         if path.name.endswith((".decoder.onnx", ".encoder.onnx")):
             continue
         model = OnnxModel(path)
