@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
@@ -56,6 +57,18 @@ def choose_providers(prefer_gpu: bool = True) -> list[str]:
     return [CUDA, CPU] if prefer_gpu and CUDA in available else [CPU]
 
 
+def cuda_fallback_reason() -> str:
+    """Why the CUDA provider did not load, as far as can be told cheaply: the driver first (a container started without
+    a GPU has none), then the CUDA and cuDNN libraries this onnxruntime build needs."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return "no NVIDIA driver (libcuda.so.1): no GPU on this machine, or the container was started without one"
+    from onnxruntime.capi.build_and_package_info import cuda_version
+
+    return f"no usable GPU, or the CUDA {cuda_version} / cuDNN 9 libraries are missing"
+
+
 class OnnxModel:
     """One loaded model: an inference session plus its validated metadata."""
 
@@ -82,7 +95,7 @@ class OnnxModel:
         # Conditional models (cvae) map each frame's camera id or header to the index their second input takes.
         self.conditions = ConditionMap(self.metadata.condition) if self.metadata.condition is not None else None
         fallback = (
-            " (CUDA provider unavailable: CUDA/cuDNN libraries missing)"
+            f" (CUDA provider unavailable: {cuda_fallback_reason()})"
             if CUDA in wanted and self.provider != CUDA
             else ""
         )
