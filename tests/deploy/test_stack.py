@@ -84,7 +84,7 @@ def test_stack_runs_the_demo_stream_and_stops_cleanly(tmp_path: Path) -> None:
     env |= {
         "STACK_DIR": str(tmp_path / "stack"),
         # a small model in seconds: enough to tell the simulator's defects from its normal frames
-        "STACK_TRAIN_ARGS": "--model cae-plain --backbone none --size 64 --epochs 3 --max-minutes 0.5",
+        "STACK_TRAIN_ARGS": "--model cae-plain --backbone none --size 64 --epochs 2 --max-minutes 0.2",
     }
     state = tmp_path / "stack"
     try:
