@@ -13,16 +13,13 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, ModelMetadata
 from pipeline.latent.contract import EMBEDDING_OUTPUT_NAME, ENCODER_KIND, LATENT_OUTPUT_NAME, POOLING
-from training.errors import ExportParityError
-from training.export import PARITY_TOLERANCE, save_onnx
+from training.export import parity_check, save_onnx
 from training.models.cvae import ConditionalVAE, broadcast
 from training.models.feature_cae import FeatureCAE
 from training.models.feature_space import FeatureSpaceAutoencoder
@@ -105,25 +102,4 @@ def export_encoder(model: nn.Module, metadata: ModelMetadata, out: Path) -> floa
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(out))
-    return encoder_parity(graph, out)
-
-
-def encoder_parity(graph: EncoderGraph, path: Path, batch: int = 3, seed: int = 0) -> float:
-    """Torch against onnxruntime on one random batch (every condition index in turn); raise beyond tolerance."""
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    channels, height, width = (int(d) for d in session.get_inputs()[0].shape[1:])
-    x = torch.rand(batch, channels, height, width, generator=torch.Generator().manual_seed(seed))
-    inputs: tuple[torch.Tensor, ...] = (x,)
-    if len(session.get_inputs()) == 2:
-        inputs = (x, torch.arange(batch) % graph.model.config.num_conditions)
-    with torch.no_grad():
-        expected = [t.numpy() for t in graph(*inputs)]
-    feed = dict(zip((INPUT_NAME, CONDITION_INPUT_NAME), (t.numpy() for t in inputs), strict=False))
-    actual = session.run(list(ENCODER_OUTPUTS), feed)
-    worst = 0.0
-    for name, want, got in zip(ENCODER_OUTPUTS, expected, actual, strict=True):
-        diff = float(np.max(np.abs(want - got)))
-        if diff > PARITY_TOLERANCE:
-            raise ExportParityError(name, diff, PARITY_TOLERANCE)
-        worst = max(worst, diff)
-    return worst
+    return parity_check(graph, out, output_names=ENCODER_OUTPUTS)

@@ -102,8 +102,12 @@ def update_metadata(path: Path, metadata: ModelMetadata) -> None:
     onnx.save(proto, str(path))
 
 
-def parity_check(graph: ScoringGraph, path: Path, batch: int = 3, seed: int = 0) -> float:
-    """Run torch and onnxruntime on the same random batch; raise if any output differs beyond tolerance."""
+def parity_check(
+    graph: nn.Module, path: Path, batch: int = 3, seed: int = 0, output_names: tuple[str, ...] = OUTPUT_NAMES
+) -> float:
+    """Run torch and onnxruntime on the same random batch; raise if any output differs beyond tolerance.
+
+    `graph` wraps the model as `graph.model` (the scoring graph, or the encoder's: training.encoder_export)."""
     spec_input = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     shape = spec_input.get_inputs()[0].shape
     channels, height, width = (int(d) for d in shape[1:])
@@ -114,9 +118,9 @@ def parity_check(graph: ScoringGraph, path: Path, batch: int = 3, seed: int = 0)
     with torch.no_grad():
         expected = [t.numpy() for t in graph.eval()(*inputs)]
     feed = dict(zip((INPUT_NAME, CONDITION_INPUT_NAME), (t.numpy() for t in inputs), strict=False))
-    actual = spec_input.run(list(OUTPUT_NAMES), feed)
+    actual = spec_input.run(list(output_names), feed)
     worst = 0.0
-    for name, want, got in zip(OUTPUT_NAMES, expected, actual, strict=True):
+    for name, want, got in zip(output_names, expected, actual, strict=True):
         diff = float(np.max(np.abs(want - got)))
         if diff > PARITY_TOLERANCE:
             raise ExportParityError(name, diff, PARITY_TOLERANCE)
