@@ -1,4 +1,4 @@
-"""Training commands of the `lineguard` CLI: `train`, `train-sensors`, `evaluate`, `retrain`, `architectures`, `demo`.
+"""Training commands of `lineguard`: train, train-sensors, evaluate, retrain, export-encoder, architectures, demo.
 
 `register` is this package's entry in the `lineguard.commands` entry-point group (pyproject.toml). This
 module imports no torch, so that building the CLI does not pay for loading the training stack; each
@@ -221,6 +221,22 @@ def demo_command(
     Console().print(f"review the defects: lineguard defects list --db {summary.database}")
 
 
+def export_encoder_command(
+    model: Annotated[Path, typer.Argument(help="a trained image model; its checkpoint <model>.ckpt.pt lies beside it")],
+    out: Annotated[Path | None, typer.Option(help="where to write the encoder (default: <model>.encoder.onnx)")] = None,
+) -> None:
+    """Write the encoder of a trained model alone (image -> embedding), for `lineguard cluster`."""
+    require_training_stack()
+    from pipeline.latent.contract import ENCODER_KIND, sibling
+    from training.encoder_checkpoint import rebuild_model
+    from training.encoder_export import export_encoder
+
+    torch_model, metadata = rebuild_model(model)
+    target = out or sibling(model, ENCODER_KIND)
+    parity = export_encoder(torch_model, metadata, target)
+    typer.echo(json.dumps({"encoder": str(target), "parity_max_abs_diff": parity}))
+
+
 def register(app: typer.Typer) -> None:
     """Add the training commands to the `lineguard` app (the `training` entry of `lineguard.commands`)."""
     from training.sensors.cli import train_sensors_command
@@ -229,5 +245,6 @@ def register(app: typer.Typer) -> None:
     app.command("train-sensors")(train_sensors_command)
     app.command("evaluate")(evaluate_command)
     app.command("retrain")(retrain_command)
+    app.command("export-encoder")(export_encoder_command)
     app.command("architectures")(architectures_command)
     app.command("demo")(demo_command)

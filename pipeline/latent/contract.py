@@ -23,7 +23,7 @@ LATENT_OUTPUT_NAME = "latent"  # the encoder's flattened spatial code, which is 
 LATENT_INPUT_NAME = "latent"
 IMAGE_OUTPUT_NAME = "image"
 POOLING = "mean+max"  # the embedding: the code's mean over locations, then its max
-MAKE_ENCODER = "retrain it with `lineguard train ... --encoder-only-out ENC.onnx` (writes the encoder alone)"
+MAKE_ENCODER = "lineguard export-encoder MODEL.onnx (from its checkpoint), or train with --encoder-only-out ENC.onnx"
 
 
 @dataclass(frozen=True)

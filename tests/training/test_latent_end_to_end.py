@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from pipeline.cli.app import build_app
@@ -50,3 +53,28 @@ def test_generate_samples_and_interpolates_with_the_trained_vae(vae: Path, tiny_
     # the line-side encoder embeds files of any size the way training preprocessed them
     embeddings = Encoder(vae, prefer_gpu=False).embed([read_image(first), read_image(second)])
     assert embeddings.shape == (2, int(read_props(vae.with_name("parts.encoder.onnx"))["embedding_size"]))
+
+
+def test_export_encoder_rebuilds_the_same_encoder_from_the_checkpoint(vae: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again.encoder.onnx"
+    result = runner.invoke(build_app(), ["export-encoder", str(vae), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    frames = [np.random.default_rng(i).integers(0, 256, (48, 40), dtype=np.uint8) for i in range(3)]
+    kept = Encoder(vae.with_name("parts.encoder.onnx"), prefer_gpu=False).embed(frames)
+    rebuilt = Encoder(out, prefer_gpu=False).embed(frames)
+    assert np.abs(kept - rebuilt).max() < 1e-5
+
+
+def test_export_encoder_refuses_a_checkpoint_of_another_model(vae: Path, tmp_path: Path) -> None:
+    model = tmp_path / "other.onnx"
+    shutil.copy(vae, model)
+    state = torch.load(vae.with_suffix(".ckpt.pt"), weights_only=True)
+    torch.save(
+        {key: value + 0.5 if value.is_floating_point() else value for key, value in state.items()},
+        model.with_suffix(".ckpt.pt"),
+    )
+    result = runner.invoke(build_app(), ["export-encoder", str(model)])
+    assert result.exit_code == 1
+    assert "other.ckpt.pt does not reproduce other.onnx" in str(result.exception)
+    missing = runner.invoke(build_app(), ["export-encoder", str(vae.with_name("parts.decoder.onnx"))])
+    assert missing.exit_code == 1
