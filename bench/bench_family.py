@@ -63,6 +63,8 @@ DENOISING = tuple(
     Run(f"cae-plain/{kind}", "cae-plain", {"corruption": kind}, study="denoising")
     for kind in ("none", "gaussian", "salt-pepper", "mask")
 )
+# The KL/reconstruction balance: the known failure point of variational models (docs/models/vae.md).
+KL_STUDY = tuple(Run(f"vae/kl-{weight}", "vae", {"kl_weight": weight}, study="kl") for weight in (0.01, 0.1))
 DEFAULT = (Run("reverse-distillation (default)", "reverse-distillation", study="default"),)
 
 
@@ -159,7 +161,7 @@ def main() -> None:
     args.figures.mkdir(parents=True, exist_ok=True)
     cameras = Path(tempfile.mkdtemp(prefix="family-cameras-"))
     rows: list[dict[str, Any]] = []
-    for run in (*FAMILY, *DENOISING, *DEFAULT):
+    for run in (*FAMILY, *DENOISING, *KL_STUDY, *DEFAULT):
         if args.only is not None and run.name not in args.only:
             continue
         for name in args.sets:

@@ -23,7 +23,7 @@ def family_table(rows: list[dict[str, Any]]) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        if row["study"] == "denoising":
+        if row["study"] in ("denoising", "kl"):
             continue
         lines.append(
             f"| {row['set']} | `{row['model']}` | {_f(row['image_auroc'])} | {_f(row['pixel_auroc'])} "
@@ -94,16 +94,36 @@ def stacked_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def kl_table(rows: list[dict[str, Any]]) -> list[str]:
+    """`vae` at several KL weights (the default 1e-3 is the family row)."""
+    lines = [
+        "| set | KL weight | image AUROC | pixel AUROC | F1 | epochs (best) | best validation loss |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        if row["architecture"] != "vae" or row.get("score") == "elbo":
+            continue
+        best = min(row["val_losses"]) if row["val_losses"] else None
+        lines.append(
+            f"| {row['set']} | {row.get('kl_weight', 1e-3):g} | {_f(row['image_auroc'])} | {_f(row['pixel_auroc'])} "
+            f"| {_f(row['f1'])} | {row['epochs']} ({row['best_epoch']}) | {_f(best, 4)} |"
+        )
+    return lines
+
+
 def main() -> None:
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/family.json")
-    record = json.loads(path.read_text())
-    rows = record["rows"]
+    paths = [Path(arg) for arg in sys.argv[1:]] or [Path("bench/results/family.json")]
+    records = [json.loads(path.read_text()) for path in paths]
+    record = records[0]
+    rows = [row for each in records for row in each["rows"]]
     print(f"{record['date']}, {record['cpus']} CPUs, torch threads {record['torch_threads']}, "
           f"{record['max_minutes']} min budget per run\n")  # fmt: skip
     print("\n".join(family_table(rows)))
     print("\n".join(denoising_tables(rows)))
     print()
     print("\n".join(stacked_table(rows)))
+    print()
+    print("\n".join(kl_table(rows)))
 
 
 if __name__ == "__main__":
