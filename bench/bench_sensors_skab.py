@@ -63,6 +63,7 @@ def run_model(model: str, files: list[Path], args: argparse.Namespace, work: Pat
             out=out,
             model=model,
             scale_data=None if args.no_scale_data else args.data / "anomaly-free",
+            level_free=tuple(name for name in args.level_free.split(",") if name),
             window=args.window,
             calibration_quantile=args.quantile,
             sensitivity=args.sensitivity,
@@ -102,6 +103,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--no-scale-data", action="store_true", help="std from the 400 rows only (no anomaly-free floor)"
+    )
+    parser.add_argument(
+        "--level-free",
+        default="",
+        help="channels scored on shape, not level, e.g. Temperature,Thermocouple (they drift with warm-up)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()

@@ -42,7 +42,11 @@ class ScoreStats:
 
 @dataclass(frozen=True)
 class SensorSpec:
-    """The `sensor` block of a sensor model: its channels in input order, its window and its training statistics."""
+    """The `sensor` block of a sensor model: its channels in input order, its window and its training statistics.
+
+    `level_free_channels` are scored on their shape within a window, not their level: the graph removes each
+    window's mean from them (sensors that drift with warm-up or ambient, declared at training).
+    """
 
     channels: tuple[str, ...]
     window_length: int
@@ -50,11 +54,13 @@ class SensorSpec:
     channel_mean: tuple[float, ...]
     channel_std: tuple[float, ...]
     sample_rate_hz: float | None = None
+    level_free_channels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "channel_mean", tuple(float(v) for v in self.channel_mean))
         object.__setattr__(self, "channel_std", tuple(float(v) for v in self.channel_std))
+        object.__setattr__(self, "level_free_channels", tuple(self.level_free_channels))
         names = self.channels
         if not names or any(not isinstance(n, str) or not n.strip() or "," in n for n in names):
             raise MetadataError("sensor.channels", f"need non-empty names without commas, got {list(names)!r}")
@@ -75,6 +81,12 @@ class SensorSpec:
         rate = self.sample_rate_hz
         if rate is not None and not (math.isfinite(rate) and rate > 0):
             raise MetadataError("sensor.sample_rate_hz", f"must be null or a positive number, got {rate}")
+        unknown = sorted(set(self.level_free_channels) - set(names))
+        if unknown or len(set(self.level_free_channels)) != len(self.level_free_channels):
+            raise MetadataError(
+                "sensor.level_free_channels",
+                f"must be distinct names of channels {list(names)!r}, got {list(self.level_free_channels)!r}",
+            )
 
     @classmethod
     def from_json(cls, data: Any) -> SensorSpec:
@@ -86,6 +98,7 @@ class SensorSpec:
                 channel_mean=tuple(data["channel_mean"]),
                 channel_std=tuple(data["channel_std"]),
                 sample_rate_hz=None if data.get("sample_rate_hz") is None else float(data["sample_rate_hz"]),
+                level_free_channels=tuple(data.get("level_free_channels", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MetadataError("sensor", f"bad sensor block: {type(exc).__name__}: {exc}") from exc

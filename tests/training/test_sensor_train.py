@@ -88,6 +88,7 @@ def test_evaluate_reports_f1_far_and_mar_for_a_sensor_model(trained: Path, tmp_p
         (["--window", "18"], "config field 'window' = 18: must be a multiple of 4"),
         (["--model", "cae"], "unknown model 'cae'; valid names: sensor-cae, sensor-dae, sensor-vae"),
         (["--window", "400"], "too short for windows of 400 samples"),
+        (["--level-free", "Nope"], "level_free names ['Nope'], not sensor columns"),
     ],
 )
 def test_cli_errors_are_one_readable_line(args: list[str], message: str, normal_csv: Path, tmp_path: Path) -> None:
@@ -129,3 +130,27 @@ def test_scale_data_floors_the_channel_std(normal_csv: Path, tmp_path: Path) -> 
     assert scaled.channel_std[2] == pytest.approx(float(wide[:, 2].std()), rel=1e-3)
     assert scaled.channel_std[2] > plain.channel_std[2]
     assert scaled.channel_std[:2] == plain.channel_std[:2]
+
+
+def test_level_free_channels_are_scored_on_shape_not_level(normal_csv: Path, tmp_path: Path) -> None:
+    """A level-free channel warmed far past anything in training scores as its shape says; the others still alarm."""
+    out = tmp_path / "level-free.onnx"
+    args = ["train-sensors", str(normal_csv), "--out", str(out), "--level-free", CHANNELS[0], *FAST]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    model = SensorModel(out, prefer_gpu=False)
+    assert model.spec.level_free_channels == (CHANNELS[0],)
+    windows = sliding_windows(read_sensor_csv(normal_csv).values, 16, 16)
+    std = np.array(model.spec.channel_std, dtype=np.float32)
+    baseline = model.score(windows)
+    for channel, should_alarm in ((0, False), (1, True)):
+        shifted = windows.copy()
+        shifted[:, channel, :] += 50 * std[channel]  # a level 50 std away, the same shape
+        scored = model.score(shifted)
+        if should_alarm:
+            assert np.all(scored.score > 10 * baseline.score)
+        else:
+            assert np.allclose(scored.score, baseline.score, atol=1e-3)
+            # the denoised window keeps the channel's real level
+            assert np.allclose(scored.reconstruction[:, 0], baseline.reconstruction[:, 0] + 50 * std[0], atol=1e-2)
+

@@ -28,6 +28,10 @@ def train_sensors_command(
         Path | None,
         typer.Option(help="a long normal recording (CSV or folder) whose per-channel std floors the normalisation's"),
     ] = None,
+    level_free: Annotated[
+        str,
+        typer.Option(help="comma-separated channels scored on shape, not level (sensors that drift: temperatures)"),
+    ] = "",
     window: Annotated[int | None, typer.Option(help="window length in samples (default: the model's, 60)")] = None,
     stride: Annotated[int, typer.Option(help="step between windows, in training and on the line")] = 1,
     epochs: Annotated[int | None, typer.Option(help="maximum epochs (default: the model's, 100)")] = None,
@@ -55,6 +59,7 @@ def train_sensors_command(
         out=out,
         model=model,
         scale_data=scale_data,
+        level_free=tuple(name.strip() for name in level_free.split(",") if name.strip()),
         window=window,
         stride=stride,
         epochs=epochs,

@@ -18,12 +18,15 @@ class SensorTrainConfig:
     `val_fraction` (never seen in training) picks the best epoch and calibrates the window threshold.
     `scale_data`: other normal recordings (a long anomaly-free run) whose per-channel std is a floor for the
     normalisation's std; they are not trained on.
+    `level_free`: channels scored on their shape within a window, not their level (sensors that drift with
+    warm-up or ambient: motor and fluid temperatures); the graph removes each window's mean from them.
     """
 
     data: Path
     out: Path
     model: str = DEFAULT_SENSOR_MODEL
     scale_data: Path | None = None
+    level_free: tuple[str, ...] = ()
     window: int | None = None
     stride: int = 1
     epochs: int | None = None
@@ -50,6 +53,7 @@ class SensorTrainConfig:
         for name in ("batch_size", "learning_rate", "epochs"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(defaults, name))
+        object.__setattr__(self, "level_free", tuple(self.level_free))
         if self.window is None:
             object.__setattr__(self, "window", defaults.size)
         multiple = 2 ** len(self.widths)

@@ -21,20 +21,33 @@ class SensorScoringGraph(nn.Module):
     sample in normalised units (so channels with large raw ranges do not drown the others), and the
     window score: the largest per-channel mean error. A fault usually shows in one or two sensors (the
     flow rate when a valve closes); a mean over all channels would dilute it with the quiet ones.
+
+    `level_free` (one flag per channel): channels whose window mean is removed after the z-score, so the model
+    sees and scores their shape only. A motor or fluid temperature drifts with warm-up and the weather; a model
+    of one short normal run reads the next hour's temperature as an anomaly however it is scaled.
     """
 
-    def __init__(self, model: nn.Module, mean: np.ndarray, std: np.ndarray) -> None:
+    def __init__(
+        self, model: nn.Module, mean: np.ndarray, std: np.ndarray, level_free: np.ndarray | None = None
+    ) -> None:
         super().__init__()
         self.model = model
+        channels = np.asarray(mean).size
+        flags = np.zeros(channels, dtype=bool) if level_free is None else np.asarray(level_free, dtype=bool)
         self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=torch.float32).reshape(1, -1, 1))
         self.register_buffer("std", torch.as_tensor(np.asarray(std), dtype=torch.float32).reshape(1, -1, 1))
+        self.register_buffer("level_free", torch.as_tensor(flags, dtype=torch.float32).reshape(1, -1, 1))
 
-    def normalise(self, window: torch.Tensor) -> torch.Tensor:
-        return (window - self.mean) / self.std
+    def normalise(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's input and the level taken out of it (zero for channels that keep their level)."""
+        z = (window - self.mean) / self.std
+        level = z.mean(dim=2, keepdim=True) * self.level_free
+        return z - level, level
 
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        output = self.model(self.normalise(window))
-        reconstruction = output.reconstruction * self.std + self.mean
+        z, level = self.normalise(window)
+        output = self.model(z)
+        reconstruction = (output.reconstruction + level) * self.std + self.mean
         return reconstruction, output.anomaly_map, output.anomaly_map.mean(dim=2).amax(dim=1)
 
 

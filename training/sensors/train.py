@@ -37,8 +37,11 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
     mean, std = channel_stats(fit_parts)
     if cfg.scale_data is not None:
         std = np.maximum(std, reference_std(cfg.scale_data, series[0].channels))
-    train_windows = windows_of(fit_parts, mean, std, cfg.window, cfg.stride)  # type: ignore[arg-type]
-    val_windows = windows_of(held_out, mean, std, cfg.window, 1)  # type: ignore[arg-type]
+    level_free = level_free_flags(cfg, series[0].channels)
+    model = create_sensor_model(cfg.model, len(series[0].channels), **cfg.model_overrides())
+    graph = SensorScoringGraph(model, mean, std, level_free)
+    train_windows = windows_of(fit_parts, graph, cfg.window, cfg.stride)  # type: ignore[arg-type]
+    val_windows = windows_of(held_out, graph, cfg.window, 1)  # type: ignore[arg-type]
     if len(train_windows) < 2 or len(val_windows) == 0:
         raise DatasetError(
             str(cfg.data),
@@ -50,9 +53,8 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
         "%d training and %d held-out windows of %d x %d", len(train_windows), len(val_windows), *val_windows.shape[1:]
     )
 
-    model = create_sensor_model(cfg.model, len(series[0].channels), **cfg.model_overrides())
     summary = fit_sensor_model(model, train_windows, val_windows, cfg)
-    graph = SensorScoringGraph(model, mean, std).eval()
+    graph = graph.eval()
     spec = SensorSpec(
         channels=series[0].channels,
         window_length=cfg.window,  # type: ignore[arg-type]
@@ -60,6 +62,7 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
         channel_mean=tuple(mean.tolist()),
         channel_std=tuple(std.tolist()),
         sample_rate_hz=series[0].sample_rate_hz,
+        level_free_channels=cfg.level_free,
     )
     uncalibrated = ModelMetadata(
         model_name=cfg.model_name or cfg.data.resolve().stem,
@@ -127,10 +130,23 @@ def reference_std(path: Path, channels: tuple[str, ...]) -> np.ndarray:
     return np.concatenate([one.values for one in reference]).astype(np.float64).std(axis=0).astype(np.float32)
 
 
-def windows_of(parts: list[np.ndarray], mean: np.ndarray, std: np.ndarray, length: int, stride: int) -> np.ndarray:
-    """Normalised windows N x C x T from every part long enough to hold one."""
-    windows = [sliding_windows((part - mean) / std, length, stride) for part in parts]
-    return np.concatenate(windows) if windows else np.empty((0, len(mean), length), dtype=np.float32)
+def level_free_flags(cfg: SensorTrainConfig, channels: tuple[str, ...]) -> np.ndarray:
+    """One flag per channel: True for the channels `cfg.level_free` names; an unknown name is an error."""
+    unknown = sorted(set(cfg.level_free) - set(channels))
+    if unknown:
+        raise DatasetError(str(cfg.data), f"level_free names {unknown}, not sensor columns {list(channels)}")
+    return np.array([name in cfg.level_free for name in channels])
+
+
+@torch.no_grad()
+def windows_of(parts: list[np.ndarray], graph: SensorScoringGraph, length: int, stride: int) -> np.ndarray:
+    """The model's input windows N x C x T from every part long enough to hold one, normalised by the graph.
+
+    The scoring graph's own normalisation, so training sees exactly what the exported file feeds the model.
+    """
+    windows = [sliding_windows(part, length, stride) for part in parts]
+    raw = np.concatenate(windows) if windows else np.empty((0, graph.mean.shape[1], length), dtype=np.float32)
+    return graph.normalise(torch.from_numpy(raw.astype(np.float32)))[0].numpy()
 
 
 def fit_sensor_model(
