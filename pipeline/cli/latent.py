@@ -19,7 +19,7 @@ def cluster_command(
     k: Annotated[int, typer.Option("--k", help="clusters (kmeans)")] = 8,
     eps: Annotated[
         float | None,
-        typer.Option(help="neighbourhood radius (dbscan; default: median distance to the min-samples-th neighbour)"),
+        typer.Option(help="neighbourhood radius (dbscan; default: the radius that makes 9 in 10 defects core points)"),
     ] = None,
     min_samples: Annotated[int, typer.Option(help="points in a dense neighbourhood (dbscan)")] = 5,
     out: Annotated[Path, typer.Option(help="folder for cluster_<id>.png contact sheets and clusters.json")] = Path(

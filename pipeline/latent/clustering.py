@@ -65,13 +65,14 @@ def cluster_embeddings(
     return Clustering(labels.astype(np.int64), silhouette(points, labels), method, points)
 
 
-def neighbour_radius(points: np.ndarray, min_samples: int) -> float:
-    """DBSCAN's eps when none is given: the median distance of a point to its `min_samples`-th neighbour."""
+def neighbour_radius(points: np.ndarray, min_samples: int, share: float = 0.9) -> float:
+    """DBSCAN's eps when none is given: the radius within which `share` of the points have the min_samples - 1
+    neighbours that make them core points (scikit-learn counts the point itself in min_samples)."""
     from sklearn.neighbors import NearestNeighbors
 
-    neighbours = min(min_samples, len(points) - 1)
+    neighbours = max(1, min(min_samples - 1, len(points) - 1))
     distances, _ = NearestNeighbors(n_neighbors=neighbours + 1).fit(points).kneighbors(points)
-    return float(np.median(distances[:, -1])) or 1e-6
+    return float(np.quantile(distances[:, -1], share)) or 1e-6
 
 
 def silhouette(points: np.ndarray, labels: np.ndarray) -> float | None:

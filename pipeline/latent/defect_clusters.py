@@ -113,7 +113,10 @@ def thumbnail(crop: Crop, side: int = 96) -> Crop:
 
 
 def write_sheets(crops: list[Crop], clustering: Clustering, cfg: ClusterConfig) -> list[Path]:
-    """cluster_<id>.png per cluster (noise: cluster_noise.png), members nearest the cluster's mean first."""
+    """cluster_<id>.png per cluster (noise: cluster_noise.png), members nearest the cluster's mean first; the sheets
+    of an earlier run in the folder go first, so that none is left to pass for one of this run's clusters."""
+    for stale in cfg.out.glob("cluster_*.png"):
+        stale.unlink()
     written = []
     for cluster in clustering.clusters:
         chosen = clustering.representatives(cluster, cfg.per_sheet)

@@ -12,7 +12,7 @@ import onnxruntime as ort
 from pipeline.conditions import ConditionMap
 from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME
 from pipeline.errors import LineGuardError, ModelLoadError
-from pipeline.inference import choose_providers
+from pipeline.inference import CUDA, choose_providers
 from pipeline.latent.contract import (
     DECODER_KIND,
     EMBEDDING_OUTPUT_NAME,
@@ -31,8 +31,11 @@ log = logging.getLogger(__name__)
 def open_session(path: Path, prefer_gpu: bool) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 4  # the CUDA provider's missing-library noise; the provider is logged below
+    providers = choose_providers(prefer_gpu)
+    if CUDA in providers:  # its library load failure goes to the default logger, not the session's
+        ort.set_default_logger_severity(4)
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=choose_providers(prefer_gpu))
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         raise ModelLoadError(str(path), f"onnxruntime rejected the graph: {exc}") from exc
     log.info("%s runs on %s", path.name, session.get_providers()[0])

@@ -80,27 +80,16 @@ def test_cluster_writes_ids_sheets_and_filters(db_url: str, tmp_path: Path) -> N
     rows = json.loads(listed.output)
     assert len(rows) == 6 and {row["cluster"] for row in rows} == {pit_cluster}
 
-    # a new clustering replaces the last one: a defect it leaves out has no cluster any more
-    again = runner.invoke(
-        app,
-        [
-            "cluster",
-            "--db",
-            db_url,
-            "--model",
-            str(encoder),
-            "--method",
-            "dbscan",
-            "--camera",
-            "cam-1",
-            "--out",
-            str(out),
-        ],
-    )
+    # a new clustering replaces the last one: a defect it leaves out has no cluster any more, nor its sheets
+    args = ["--method", "dbscan", "--min-samples", "2", "--eps", "1.0", "--camera", "cam-1", "--out", str(out)]
+    again = runner.invoke(app, ["cluster", "--db", db_url, "--model", str(encoder), *args])
     assert again.exit_code == 0, again.output
     after = clusters_by_offset(db_url)
     assert all(after[o] is None for o in range(0, NO_FRAME, 2))  # cam-2
-    assert all(after[o] is not None for o in range(1, NO_FRAME, 2))
+    cam1_pits, cam1_streaks = ({after[o] for o in group if o % 2} for group in (PITS, STREAKS))
+    assert len(cam1_pits) == len(cam1_streaks) == 1 and cam1_pits != cam1_streaks and None not in cam1_pits
+    assert json.loads((out / "clusters.json").read_text())["sizes"] == {"0": 3, "1": 3}
+    assert sorted(p.name for p in out.glob("cluster_*.png")) == ["cluster_0.png", "cluster_1.png"]
 
 
 def test_scoring_model_without_encoder_is_one_line_error(tmp_path: Path, tiny_model: Path) -> None:
