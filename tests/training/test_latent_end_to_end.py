@@ -78,3 +78,24 @@ def test_export_encoder_refuses_a_checkpoint_of_another_model(vae: Path, tmp_pat
     assert "other.ckpt.pt does not reproduce other.onnx" in str(result.exception)
     missing = runner.invoke(build_app(), ["export-encoder", str(vae.with_name("parts.decoder.onnx"))])
     assert missing.exit_code == 1
+
+
+def test_cvae_generates_per_condition_and_refuses_an_unknown_one(tiny_dataset: Path, tmp_path: Path) -> None:
+    good = tmp_path / "parts" / "train" / "good"
+    for index, image in enumerate(sorted((tiny_dataset / "train" / "good").glob("*.png"))):
+        (good / ("cam-a" if index % 2 else "cam-b")).mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, good / ("cam-a" if index % 2 else "cam-b") / image.name)
+    model = tmp_path / "cvae.onnx"
+    args = ["train", str(tmp_path / "parts"), "--out", str(model), "--model", "cvae", "--backbone", "none"]
+    args += ["--size", "32", "--epochs", "1", "--batch-size", "4"]
+    app = build_app()
+    assert runner.invoke(app, args).exit_code == 0
+    for condition in ("cam-a", "cam-b"):
+        result = runner.invoke(
+            app, ["generate", str(model), "--count", "2", "--condition", condition, "--out", str(tmp_path / condition)]
+        )
+        assert result.exit_code == 0, result.output
+    first, second = (cv2.imread(str(tmp_path / c / "sample_0000.png")) for c in ("cam-a", "cam-b"))
+    assert first.shape == second.shape == (32, 32, 3) and not np.array_equal(first, second)
+    unknown = runner.invoke(app, ["generate", str(model), "--condition", "cam-z", "--out", str(tmp_path / "z")])
+    assert unknown.exit_code == 1 and str(unknown.exception) == "unknown condition 'cam-z'; known: cam-a, cam-b"
