@@ -16,12 +16,11 @@ import torch
 from torch import nn
 
 from pipeline.contract import CONDITION_INPUT_NAME, ModelMetadata
+from pipeline.latent.contract import DECODER_KIND, IMAGE_OUTPUT_NAME, LATENT_INPUT_NAME
 from training.errors import ExportParityError
 from training.export import OPSET, PARITY_TOLERANCE
 
-LATENT_INPUT_NAME = "latent"
-IMAGE_OUTPUT_NAME = "image"
-DECODER_KIND = "decoder"  # not a scoring model: the line runtime refuses it (kind must be image or sensor)
+# not a scoring model (the line runtime refuses kind "decoder"); `lineguard generate` reads it (pipeline.latent)
 
 
 def decoder_path(model_path: Path) -> Path:

@@ -8,9 +8,6 @@ decoder ONNX of a variational model takes back. For variational models the code 
 
 from __future__ import annotations
 
-import json
-import math
-from datetime import UTC, datetime
 from pathlib import Path
 
 import onnx
@@ -19,6 +16,7 @@ from torch import nn
 
 from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, ModelMetadata
 from pipeline.latent.contract import EMBEDDING_OUTPUT_NAME, ENCODER_KIND, LATENT_OUTPUT_NAME, POOLING
+from training.decoder_export import decoder_props
 from training.export import parity_check, save_onnx
 from training.models.cvae import ConditionalVAE, broadcast
 from training.models.feature_cae import FeatureCAE
@@ -62,27 +60,15 @@ class EncoderGraph(nn.Module):
 
 
 def encoder_props(metadata: ModelMetadata, code_shape: tuple[int, int, int]) -> dict[str, str]:
-    """What `pipeline.latent` needs to embed frames as the model saw them in training, and to decode its latents."""
-    props = {
+    """The decoder's properties (sizes, latent shape, vocabulary) plus what `pipeline.latent` needs to embed frames
+    as the model saw them in training."""
+    return decoder_props(metadata, code_shape) | {
         "kind": ENCODER_KIND,
-        "model_name": metadata.model_name,
-        "model_version": metadata.model_version,
-        "architecture": metadata.architecture,
-        "input_size": str(metadata.input_size),
-        "input_channels": str(metadata.input_channels),
         "resize_mode": metadata.resize_mode,
         "normalization": metadata.normalization,
         "pooling": POOLING,
         "embedding_size": str(2 * code_shape[0]),
-        "latent_size": str(math.prod(code_shape)),
-        "latent_shape": json.dumps(list(code_shape)),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    if metadata.condition is not None:
-        props["condition"] = json.dumps(
-            {"source": metadata.condition.source, "values": list(metadata.condition.values)}
-        )
-    return props
 
 
 def export_encoder(model: nn.Module, metadata: ModelMetadata, out: Path) -> float:
