@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -102,8 +103,6 @@ def embed_crops(
 
 
 def thumbnail(crop: Crop, side: int = 96) -> Crop:
-    import cv2
-
     height, width = crop.pixels.shape[:2]
     scale = side / max(height, width)
     if scale >= 1:
