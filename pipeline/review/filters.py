@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from pipeline.errors import LineGuardError
 from pipeline.storage.review import REVIEW_STATUSES, DefectFilter, parse_since
 
-FIELDS = ("camera", "line", "since", "until", "min_score", "max_score", "status", "label", "model_version")
+FIELDS = ("camera", "line", "since", "until", "min_score", "max_score", "status", "label", "model_version", "cluster")
 PER_PAGE = 50
 MAX_PER_PAGE = 500
 
@@ -62,6 +62,7 @@ def parse_list_query(params: Mapping[str, str], now: datetime | None = None) -> 
     if status is not None and status not in REVIEW_STATUSES:
         errors.append(f"status {status!r}: use one of {', '.join(REVIEW_STATUSES)}")
         status = None
+    cluster = _cluster(values, errors)
     page = _whole(params, "page", 1, 1, 10**9, errors)
     per_page = _whole(params, "per_page", PER_PAGE, 1, MAX_PER_PAGE, errors)
     where = DefectFilter(
@@ -74,6 +75,7 @@ def parse_list_query(params: Mapping[str, str], now: datetime | None = None) -> 
         status=status,
         label=values.get("label"),
         model_version=values.get("model_version"),
+        cluster=cluster,
     )
     return ListQuery(where, values, page, per_page, tuple(errors))
 
@@ -89,6 +91,17 @@ def _number(values: dict[str, str], name: str, errors: list[str]) -> float | Non
         errors.append(f"{name} {values[name]!r}: use a number like 0.25")
         return None
     return number
+
+
+def _cluster(values: dict[str, str], errors: list[str]) -> int | None:
+    """`lineguard cluster`'s id: a whole number, -1 for DBSCAN's noise."""
+    text = values.get("cluster")
+    if text is None:
+        return None
+    if not text.removeprefix("-").isdigit() or int(text) < -1:
+        errors.append(f"cluster {text!r}: use a cluster id from `lineguard cluster` (-1: noise)")
+        return None
+    return int(text)
 
 
 def _whole(params: Mapping[str, str], name: str, default: int, low: int, high: int, errors: list[str]) -> int:
