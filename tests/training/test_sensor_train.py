@@ -153,4 +153,3 @@ def test_level_free_channels_are_scored_on_shape_not_level(normal_csv: Path, tmp
             assert np.allclose(scored.score, baseline.score, atol=1e-3)
             # the denoised window keeps the channel's real level
             assert np.allclose(scored.reconstruction[:, 0], baseline.reconstruction[:, 0] + 50 * std[0], atol=1e-2)
-
