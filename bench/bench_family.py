@@ -126,9 +126,10 @@ def run_one(run: Run, data_dir: Path, out_dir: Path, max_minutes: float, figures
         fallback = model.score_in_chunks(test.images)  # no condition: every frame on the unknown path
         row["unknown_condition"] = quality(fallback.score, fallback.anomaly_map, test, model.metadata.image_threshold)
     if run.study != "denoising":
-        reconstruction_figure(model, test, conditions, figures / f"{run.name.split(' ')[0]}-{data_dir.name}.png")
+        stem = f"{run.name.replace('/', '-').split(' ')[0]}-{data_dir.name}"
+        reconstruction_figure(model, test, conditions, figures / f"{stem}.png")
         if decoder_path(model_path).is_file():
-            sample_figure(decoder_path(model_path), figures / f"{run.name}-{data_dir.name}-samples.png")
+            sample_figure(decoder_path(model_path), figures / f"{stem}-samples.png")
     return row
 
 
