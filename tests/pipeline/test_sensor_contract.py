@@ -32,8 +32,21 @@ def test_sensor_metadata_round_trips_through_props() -> None:
         "sample_rate_hz": None,
         "channel_mean": [1.0, 2.0, 3.0],
         "channel_std": [0.5, 1.0, 2.0],
+        "level_free_channels": [],
     }
     assert ModelMetadata.from_props(props) == meta
+
+
+def test_level_free_channels_round_trip_and_must_name_channels() -> None:
+    meta = tiny_sensor_metadata(mean=(1.0, 2.0, 3.0), std=(0.5, 1.0, 2.0))
+    spec = meta.sensor
+    assert spec is not None
+    level_free = replace(spec, level_free_channels=("b",))
+    with_level_free = replace(meta, sensor=level_free)
+    assert ModelMetadata.from_props(with_level_free.to_props()).sensor == level_free
+    for bad in (("z",), ("b", "b")):
+        with pytest.raises(MetadataError, match=r"sensor\.level_free_channels"):
+            replace(spec, level_free_channels=bad)
 
 
 @pytest.mark.parametrize(
