@@ -181,12 +181,14 @@ class LineConsumer:
             self.metrics.observe_sensors(written.windows, sensors.readings, sensors.gaps)
 
     def maybe_reload_model(self) -> None:
-        if time.monotonic() < self._next_reload_check or self.model is None:
+        """Image and sensor models alike; a new version is recorded in model_versions with the first batch it judges."""
+        if time.monotonic() < self._next_reload_check:
             return
         self._next_reload_check = time.monotonic() + self.settings.model_reload_check_s
-        if self.model.maybe_reload():
-            model = self.model.model  # recorded in model_versions with the first batch it judges
+        if self.model is not None and self.model.maybe_reload():
+            model = self.model.model
             self.metrics.serving(model.metadata.model_name, model.metadata.model_version, model.provider)
+        self.sensors.maybe_reload()
 
 
 @contextmanager

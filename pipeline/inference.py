@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import onnx
@@ -102,6 +103,11 @@ class OnnxModel:
         log.info(
             "model %s v%s runs on %s%s", self.metadata.model_name, self.metadata.model_version, self.provider, fallback
         )
+
+    @property
+    def layout(self) -> object:
+        """What a replacement must keep to take over mid-stream: the input layout frames are prepared for."""
+        return self.metadata.input_spec
 
     def warm_up(self, batch_size: int = 1) -> None:
         """One inference on a mid-gray batch so the first real batch does not pay for allocation and kernel
@@ -206,16 +212,37 @@ class ModelTarget:
     sha256: str | None = None
 
 
-class ModelHolder:
-    """The serving model plus hot reload: a changed file (or threshold override), or the file `follow` names, is
-    loaded beside the old one and swapped in only if it loads, validates and keeps the same input layout; otherwise
-    the old one serves on."""
+class Servable(Protocol):
+    """What ModelHolder serves: an image model (OnnxModel) or a sensor model (pipeline.sensormodel.SensorModel)."""
 
-    def __init__(self, path: Path, prefer_gpu: bool = True, warm_up_batch: int = 1) -> None:
+    metadata: ModelMetadata
+
+    @property
+    def layout(self) -> object: ...
+
+    def warm_up(self, batch_size: int = 1) -> None: ...
+
+
+M = TypeVar("M", bound=Servable)
+
+
+class ModelHolder(Generic[M]):
+    """The serving model plus hot reload: a changed file (or threshold override), or the file `follow` names, is
+    loaded beside the old one and swapped in only if it loads, validates and keeps the same layout (`load`'s model's
+    `layout`: the image input, or a sensor model's channels and window); otherwise the old one serves on."""
+
+    def __init__(
+        self,
+        path: Path,
+        prefer_gpu: bool = True,
+        warm_up_batch: int = 1,
+        load: Callable[[Path, bool], M] = OnnxModel,  # type: ignore[assignment]
+    ) -> None:
         self.path = Path(path)
         self.prefer_gpu = prefer_gpu
         self.warm_up_batch = warm_up_batch
-        self.model = OnnxModel(self.path, prefer_gpu)
+        self.load = load
+        self.model: M = load(self.path, prefer_gpu)
         self.model.warm_up(warm_up_batch)
         self._tried = (self.path.resolve(), self._stamps(self.path))  # the last file a reload was decided on
         self.rejected: ModelLoadError | None = None
@@ -239,8 +266,8 @@ class ModelHolder:
                 raise ModelLoadError(str(path), "file not found")
             if target is not None and target.sha256 and file_sha256(path) != target.sha256:
                 raise ModelLoadError(str(path), f"file differs from the registered one (sha256 {target.sha256[:12]})")
-            candidate = OnnxModel(path, self.prefer_gpu)
-            if candidate.metadata.input_spec != self.model.metadata.input_spec:
+            candidate = self.load(path, self.prefer_gpu)
+            if candidate.layout != self.model.layout:
                 raise ModelLoadError(str(path), "input layout differs from the serving model")
             candidate.warm_up(self.warm_up_batch)
         except Exception as exc:  # whatever a new file does wrong, the serving model goes on

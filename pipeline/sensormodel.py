@@ -53,6 +53,24 @@ class SensorModel:
         self.provider = self.session.get_providers()[0]
         log.info("sensor model %s v%s runs on %s", metadata.model_name, metadata.model_version, self.provider)
 
+    @property
+    def layout(self) -> object:
+        """What a replacement must keep to take over mid-stream: the stored window tails are cut for these."""
+        return (self.spec.channels, self.spec.window_length, self.spec.window_stride)
+
+    def warm_up(self, batch_size: int = 1) -> None:
+        """One inference on windows at the channels' training means; a model that fails there or answers NaN/inf is
+        refused before it scores a reading."""
+        spec = self.spec
+        level = np.array(spec.channel_mean, dtype=np.float32)[None, :, None]
+        windows = np.broadcast_to(level, (batch_size, len(spec.channels), spec.window_length))
+        try:
+            scores = self.score(np.array(windows))
+        except Exception as exc:  # onnxruntime raises its own types at run time
+            raise ModelLoadError(str(self.path), f"warm-up inference failed: {type(exc).__name__}: {exc}") from exc
+        if not (np.isfinite(scores.score).all() and np.isfinite(scores.anomaly_map).all()):
+            raise ModelLoadError(str(self.path), "warm-up inference gave non-finite scores (NaN or inf)")
+
     def score(self, windows: np.ndarray) -> WindowScores:
         """Run one N x C x T float32 batch of raw windows through the graph."""
         expected = (len(self.spec.channels), self.spec.window_length)

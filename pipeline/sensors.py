@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import InvalidMessageError
+from pipeline.inference import ModelHolder
 from pipeline.results import Source, WindowResult
 from pipeline.sensormodel import SensorModel
 from pipeline.sensorstate import SavedTail, load_tails
@@ -76,7 +77,11 @@ class DenoisedSink:
 def open_sensor_stage(settings: Settings, producer: Any) -> SensorStage:
     """The consumer's sensor stage: with `sensor_model_path` a loaded sensor model, without one a stage that
     dead-letters sensor records."""
-    model = SensorModel(settings.sensor_model_path, settings.prefer_gpu) if settings.sensor_model_path else None
+    model = (
+        ModelHolder(settings.sensor_model_path, settings.prefer_gpu, load=SensorModel)
+        if settings.sensor_model_path
+        else None
+    )
     sink = (
         DenoisedSink(producer, settings.denoised_topic, settings.dlq_send_timeout_s)
         if settings.denoised_topic
@@ -98,18 +103,26 @@ class SensorStage:
 
     def __init__(
         self,
-        model: SensorModel | None,
+        holder: ModelHolder[SensorModel] | None,
         group_id: str,
         max_bytes: int,
         gap_periods: float,
         publish: DenoisedSink | None = None,
     ) -> None:
-        self.model = model
+        self.holder = holder  # None: sensor records are dead-lettered
         self.group_id = group_id
         self.max_bytes = max_bytes
         self.gap_periods = gap_periods
         self.publish = publish
         self.tails: dict[tuple[str, int, str], DeviceTail] = {}
+
+    @property
+    def model(self) -> SensorModel | None:
+        return self.holder.model if self.holder is not None else None
+
+    def maybe_reload(self) -> bool:
+        """Swap in a changed sensor model file (same channels and window), as ModelHolder does for frames."""
+        return self.holder is not None and self.holder.maybe_reload()
 
     def positions(self, stored_offsets: StoredOffsets, sessions: sessionmaker[Session]) -> StoredOffsets:
         """`stored_offsets` that also reads the window state of the partitions being positioned (an assignment)."""

@@ -253,3 +253,45 @@ def test_a_consumer_with_one_model_dead_letters_the_other_kind(
     assert (stats.frames, stats.windows, stats.dlq) == (2, 0, 1)
     (dead,) = read_topic(frames_only, frames_only.dlq_topic, 1)
     assert dict(dead.headers)[H_REASON].decode().startswith("sensor readings, but this consumer has no sensor model")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_changed_sensor_model_file_is_reloaded_mid_stream(bootstrap: str, db_url: str, tmp_path: Path) -> None:
+    """A new version of the file serves the next batches and the windows run on exactly; a file with other channels
+    is refused and the serving version goes on."""
+    path = tmp_path / "sensor.onnx"
+
+    def write_model(version: str, channels: tuple[str, ...] = CHANNELS) -> None:
+        meta = tiny_sensor_metadata(channels, T, STRIDE, window_threshold=-1.0, mean=(5.0, 0.0, 0.0), version=version)
+        staged = build_tiny_sensor_model(tmp_path / f"staged-{version}.onnx", meta)
+        staged.replace(path)  # atomic, as `models promote` or a deploy script would
+
+    write_model("1")
+    settings = line_settings(bootstrap, db_url, None, sensor_model_path=path, batch_size=2, model_reload_check_s=0.1)
+    make_topics(settings)
+    migrate(db_url)  # here, not raced: Alembic's module-level state is not thread-safe
+
+    def stored() -> int:  # read while the consumer runs, so without a second migration
+        _, sessions = open_database(db_url, upgrade=False)
+        with sessions() as session:
+            return int(session.scalar(select(func.count()).select_from(SensorAnomaly)) or 0)
+
+    consumer = ConsumerThread(settings, idle_exit=30.0).start()
+    try:
+        send(settings, [record(0, 32, device="dev-h")])
+        wait_for(lambda: stored() == 3, what="windows scored by v1")
+        write_model("2")
+        time.sleep(1.0)  # past a reload check
+        send(settings, [record(32, 16, device="dev-h")])
+        wait_for(lambda: stored() == 5, what="windows scored by v2")
+        write_model("3", channels=("a", "b", "x"))  # another layout: refused
+        time.sleep(1.0)
+        send(settings, [record(48, 16, device="dev-h")])
+        wait_for(lambda: stored() == 7, what="windows after the refused file")
+    finally:
+        consumer.stop_event.set()
+        consumer.join()
+    assert consumer.error is None
+    versions = [row.model_version for row in sorted(anomalies(db_url), key=lambda row: row.window_start)]
+    assert versions == ["1", "1", "1", "2", "2", "2", "2"]
+    assert starts_by_device(db_url) == {"dev-h": [STRIDE * k for k in range(7)]}
