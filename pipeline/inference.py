@@ -58,6 +58,25 @@ def choose_providers(prefer_gpu: bool = True) -> list[str]:
     return [CUDA, CPU] if prefer_gpu and CUDA in available else [CPU]
 
 
+def open_session(graph: bytes | str, path: Path, prefer_gpu: bool, intra_op_threads: int = 0) -> ort.InferenceSession:
+    """An onnxruntime session for `graph` (serialized bytes or a file name) on the preferred providers.
+
+    onnxruntime logs a multi-line error when the CUDA libraries are missing and then falls back to the CPU on its own;
+    its log is kept quiet here and the caller says once, plainly, what runs. A graph it rejects is a ModelLoadError.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.log_severity_level = 4
+    wanted = choose_providers(prefer_gpu)
+    if CUDA in wanted:
+        # The CUDA provider's library load failure goes to the default logger, not the session's.
+        ort.set_default_logger_severity(4)
+    try:
+        return ort.InferenceSession(graph, sess_options=options, providers=wanted)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise ModelLoadError(str(path), f"onnxruntime rejected the graph: {exc}") from exc
+
+
 def cuda_fallback_reason() -> str:
     """Why the CUDA provider did not load, as far as can be told cheaply: the driver first (a container started without
     a GPU has none), then the CUDA and cuDNN libraries this onnxruntime build needs."""
@@ -77,19 +96,7 @@ class OnnxModel:
         self.path = Path(path)
         proto = _load_proto(self.path)
         self.metadata = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        # onnxruntime logs a multi-line error when the CUDA libraries are missing and then falls
-        # back to the CPU on its own; keep its log quiet and say once, plainly, what runs.
-        options.log_severity_level = 4
-        wanted = choose_providers(prefer_gpu)
-        if CUDA in wanted:
-            # The CUDA provider's library load failure goes to the default logger, not the session's.
-            ort.set_default_logger_severity(4)
-        try:
-            self.session = ort.InferenceSession(proto.SerializeToString(), sess_options=options, providers=wanted)
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ModelLoadError(str(path), f"onnxruntime rejected the graph: {exc}") from exc
+        self.session = open_session(proto.SerializeToString(), self.path, prefer_gpu, intra_op_threads)
         self._check_signature()
         self.provider = self.session.get_providers()[0]
         self.metadata = apply_threshold_override(self.metadata, thresholds_path(self.path))
@@ -97,7 +104,7 @@ class OnnxModel:
         self.conditions = ConditionMap(self.metadata.condition) if self.metadata.condition is not None else None
         fallback = (
             f" (CUDA provider unavailable: {cuda_fallback_reason()})"
-            if CUDA in wanted and self.provider != CUDA
+            if CUDA in choose_providers(prefer_gpu) and self.provider != CUDA
             else ""
         )
         log.info(

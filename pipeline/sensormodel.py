@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from pipeline.contract import OUTPUT_NAMES, SENSOR_INPUT_NAME, ModelMetadata, SensorSpec
 from pipeline.errors import ModelLoadError
-from pipeline.inference import _load_proto, apply_threshold_override, choose_providers, thresholds_path
+from pipeline.inference import _load_proto, apply_threshold_override, open_session, thresholds_path
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +33,7 @@ class SensorModel:
         metadata = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
         if metadata.kind != "sensor" or metadata.sensor is None:
             raise ModelLoadError(str(path), f"not a sensor model (kind {metadata.kind!r})")
-        options = ort.SessionOptions()
-        options.log_severity_level = 4
-        try:
-            self.session = ort.InferenceSession(
-                proto.SerializeToString(), sess_options=options, providers=choose_providers(prefer_gpu)
-            )
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ModelLoadError(str(path), f"onnxruntime rejected the graph: {exc}") from exc
+        self.session = open_session(proto.SerializeToString(), self.path, prefer_gpu)
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if inputs != [SENSOR_INPUT_NAME]:

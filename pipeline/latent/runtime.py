@@ -11,8 +11,8 @@ import onnxruntime as ort
 
 from pipeline.conditions import ConditionMap
 from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME
-from pipeline.errors import LineGuardError, ModelLoadError
-from pipeline.inference import CUDA, choose_providers
+from pipeline.errors import LineGuardError
+from pipeline.inference import open_session
 from pipeline.latent.contract import (
     DECODER_KIND,
     EMBEDDING_OUTPUT_NAME,
@@ -28,16 +28,8 @@ from pipeline.preprocess import preprocess_batch
 log = logging.getLogger(__name__)
 
 
-def open_session(path: Path, prefer_gpu: bool) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # the CUDA provider's missing-library noise; the provider is logged below
-    providers = choose_providers(prefer_gpu)
-    if CUDA in providers:  # its library load failure goes to the default logger, not the session's
-        ort.set_default_logger_severity(4)
-    try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise ModelLoadError(str(path), f"onnxruntime rejected the graph: {exc}") from exc
+def open_latent_session(path: Path, prefer_gpu: bool) -> ort.InferenceSession:
+    session = open_session(str(path), path, prefer_gpu)
     log.info("%s runs on %s", path.name, session.get_providers()[0])
     return session
 
@@ -47,7 +39,7 @@ class Encoder:
 
     def __init__(self, path: Path, prefer_gpu: bool = True) -> None:
         self.path, self.spec = find_latent_file(Path(path), ENCODER_KIND)
-        self.session = open_session(self.path, prefer_gpu)
+        self.session = open_latent_session(self.path, prefer_gpu)
         self.conditions = ConditionMap(self.spec.condition) if self.spec.condition is not None else None
 
     def run(self, images: Sequence[np.ndarray], conditions: Sequence[str | None] = ()) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +65,7 @@ class Decoder:
 
     def __init__(self, path: Path, prefer_gpu: bool = True) -> None:
         self.path, self.spec = find_latent_file(Path(path), DECODER_KIND)
-        self.session = open_session(self.path, prefer_gpu)
+        self.session = open_latent_session(self.path, prefer_gpu)
 
     def condition_index(self, condition: str | None) -> int:
         """Index of a vocabulary value (0, the unconditional path, for None); an unknown value is an error."""
