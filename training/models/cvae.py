@@ -11,34 +11,20 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training.models.blocks import (
-    ConvDecoder,
-    ConvEncoder,
-    ErrorMap,
-    ModelOutput,
-    check_autoencoder_fields,
-    check_score_mode,
-    reparameterise,
-    variational_output,
-)
+from training.models.blocks import ConvDecoder, ConvEncoder, ErrorMap, ModelOutput, reparameterise, variational_output
+from training.models.vae import VAEConfig
 
 
 @dataclass(frozen=True)
-class CVAEConfig:
+class CVAEConfig(VAEConfig):
     """The VAE's fields plus the condition vocabulary size (values + 1 for "unknown"), embedding size and dropout."""
 
-    channels: int = 3
-    widths: tuple[int, ...] = (16, 32, 64, 128)
-    latent_channels: int = 32
     num_conditions: int = 2
     condition_dim: int = 8
     condition_dropout: float = 0.2
-    score: str = "reconstruction"
-    kl_map_weight: float = 0.05
 
     def __post_init__(self) -> None:
-        check_autoencoder_fields(self.channels, self.widths, self.latent_channels, dropout=0.0)
-        check_score_mode(self.score, self.kl_map_weight)
+        super().__post_init__()
         if self.num_conditions < 1:
             raise ValueError(f"num_conditions must be >= 1 (index 0 is 'unknown'), got {self.num_conditions}")
         if self.condition_dim < 1:
