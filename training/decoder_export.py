@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
@@ -18,7 +15,7 @@ from torch import nn
 from pipeline.contract import CONDITION_INPUT_NAME, ModelMetadata
 from pipeline.latent.contract import DECODER_KIND, IMAGE_OUTPUT_NAME, LATENT_INPUT_NAME
 from training.errors import ExportParityError
-from training.export import OPSET, PARITY_TOLERANCE
+from training.export import PARITY_TOLERANCE, save_onnx
 
 # not a scoring model (the line runtime refuses kind "decoder"); `lineguard generate` reads it (pipeline.latent)
 
@@ -73,27 +70,7 @@ def export_decoder(model: nn.Module, metadata: ModelMetadata, out: Path) -> floa
     conditional = metadata.condition is not None
     names = [LATENT_INPUT_NAME, CONDITION_INPUT_NAME] if conditional else [LATENT_INPUT_NAME]
     example = (torch.randn(2, math.prod(shape)), torch.tensor([0, 1]))[: len(names)]
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice (see training.export)
-        torch.onnx.export(
-            graph,
-            example,
-            buffer,
-            input_names=names,
-            output_names=[IMAGE_OUTPUT_NAME],
-            dynamic_axes={name: {0: "batch"} for name in (*names, IMAGE_OUTPUT_NAME)},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    proto = onnx.load_from_string(buffer.getvalue())
-    for key, value in decoder_props(metadata, shape).items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    proto.producer_name = "lineguard"
-    onnx.checker.check_model(proto)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(out))
+    save_onnx(graph, example, tuple(names), decoder_props(metadata, shape), out, output_names=(IMAGE_OUTPUT_NAME,))
     return _parity(graph, out, names, math.prod(shape))
 
 

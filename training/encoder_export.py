@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx
 import torch
 from torch import nn
 
@@ -81,11 +80,6 @@ def export_encoder(model: nn.Module, metadata: ModelMetadata, out: Path) -> floa
     names = (INPUT_NAME, CONDITION_INPUT_NAME) if conditional else INPUT_NAME
     with torch.no_grad():
         code_shape = tuple(latent_code(graph.model, image, example[1] if conditional else None).shape[1:])
-    save_onnx(graph, example, names, metadata, out, output_names=ENCODER_OUTPUTS)
-    proto = onnx.load(str(out))
-    del proto.metadata_props[:]
-    for key, value in encoder_props(metadata, code_shape).items():  # type: ignore[arg-type]
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(proto, str(out))
+    props = encoder_props(metadata, code_shape)  # type: ignore[arg-type]
+    save_onnx(graph, example, names, props, out, output_names=ENCODER_OUTPUTS)
     return parity_check(graph, out, output_names=ENCODER_OUTPUTS)

@@ -57,11 +57,12 @@ def save_onnx(
     graph: torch.nn.Module,
     example: torch.Tensor | tuple[torch.Tensor, ...],
     input_name: str | tuple[str, ...],
-    metadata: ModelMetadata,
+    metadata: ModelMetadata | dict[str, str],
     out: Path,
     output_names: tuple[str, ...] = OUTPUT_NAMES,
 ) -> None:
-    """Trace `graph` on `example` into an ONNX file at `out` (dynamic batch), with the contract's metadata."""
+    """Trace `graph` on `example` into an ONNX file at `out` (dynamic batch), with the contract's metadata (or the
+    properties of a file that is not a scoring model: encoder, decoder)."""
     examples = example if isinstance(example, tuple) else (example,)
     input_names = [input_name] if isinstance(input_name, str) else list(input_name)
     buffer = io.BytesIO()
@@ -80,7 +81,7 @@ def save_onnx(
             dynamo=False,
         )
     proto = onnx.load_from_string(buffer.getvalue())
-    write_metadata(proto, metadata)
+    write_props(proto, metadata.to_props() if isinstance(metadata, ModelMetadata) else metadata)
     onnx.checker.check_model(proto)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(out))
@@ -88,8 +89,13 @@ def save_onnx(
 
 def write_metadata(proto: onnx.ModelProto, metadata: ModelMetadata) -> None:
     """Replace the model's metadata_props with `metadata`."""
+    write_props(proto, metadata.to_props())
+
+
+def write_props(proto: onnx.ModelProto, props: dict[str, str]) -> None:
+    """Replace the model's metadata_props with `props`."""
     del proto.metadata_props[:]
-    for key, value in metadata.to_props().items():
+    for key, value in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "lineguard"
