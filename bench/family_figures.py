@@ -4,7 +4,6 @@ variational models drawn from the prior through their decoder-only ONNX file (`<
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -12,11 +11,11 @@ import matplotlib
 matplotlib.use("Agg")  # servers and CI have no display
 import matplotlib.pyplot as plt
 import numpy as np
-import onnx
-import onnxruntime as ort
 
 from pipeline.inference import OnnxModel
+from pipeline.latent.runtime import Decoder
 from training.data import LabelledSet, load_test_set
+from training.decoder_export import decoder_path
 
 
 def _show(axis: plt.Axes, image: np.ndarray, title: str = "", cmap: str = "gray") -> None:
@@ -49,19 +48,17 @@ def reconstruction_figure(model: OnnxModel, test: LabelledSet, conditions: np.nd
 
 def sample_figure(decoder: Path, out: Path, count: int = 8, seed: int = 0) -> None:
     """Decoded samples of N(0, I); for a conditional decoder one row per condition index (0 = unknown)."""
-    props = {p.key: p.value for p in onnx.load(str(decoder)).metadata_props}
-    session = ort.InferenceSession(str(decoder), providers=["CPUExecutionProvider"])
-    latent = np.random.default_rng(seed).standard_normal((count, int(props["latent_size"]))).astype(np.float32)
-    condition = json.loads(props["condition"]) if "condition" in props else None
-    labels = ["unknown (0)", *condition["values"]] if condition else [props["architecture"]]
-    figure, axes = plt.subplots(len(labels), count, figsize=(1.2 * count, 1.4 * len(labels)), squeeze=False)
-    for row, label in enumerate(labels):
-        feed = {"latent": latent}
-        if condition:
-            feed["condition"] = np.full(count, row, dtype=np.int64)
-        (images,) = session.run(["image"], feed)
-        for column in range(count):
-            _show(axes[row, column], images[column], label if column == 0 else "")
+    sampler = Decoder(decoder, prefer_gpu=False)  # what `lineguard generate` runs
+    spec = sampler.spec
+    latent = np.random.default_rng(seed).standard_normal((count, spec.latent_size)).astype(np.float32)
+    rows: list[str | None] = [None, *spec.condition_values] if spec.condition else [None]
+    labels = ["unknown (0)", *spec.condition_values] if spec.condition else [spec.architecture]
+    figure, axes = plt.subplots(len(rows), count, figsize=(1.2 * count, 1.4 * len(rows)), squeeze=False)
+    for row, (condition, label) in enumerate(zip(rows, labels, strict=True)):
+        for column, image in enumerate(sampler.decode(latent, condition)):
+            chw = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
+            _show(axes[row, column], chw / 255.0, label if column == 0 else "")
+    props = {"architecture": spec.architecture, "model_name": spec.model_name}
     figure.suptitle(f"samples of {props['architecture']} ({props['model_name']}), z ~ N(0, I)", fontsize=9)
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +86,7 @@ def main() -> None:
         if model.metadata.condition is not None:  # the one camera the bench trains a cvae on
             conditions = np.full(len(test.images), 1, dtype=np.int64)
         reconstruction_figure(model, test, conditions, args.figures / f"{run}-{data_set}.png")
-        if (decoder := path.with_name(path.stem + ".decoder.onnx")).is_file():
+        if (decoder := decoder_path(path)).is_file():
             sample_figure(decoder, args.figures / f"{run}-{data_set}-samples.png")
         print(f"figures of {path.name}", flush=True)
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from pipeline.contract import CONDITION_INPUT_NAME, ModelMetadata
-from pipeline.latent.contract import DECODER_KIND, IMAGE_OUTPUT_NAME, LATENT_INPUT_NAME
+from pipeline.latent.contract import DECODER_KIND, IMAGE_OUTPUT_NAME, LATENT_INPUT_NAME, sibling
 from training.errors import ExportParityError
 from training.export import PARITY_TOLERANCE, save_onnx
 
@@ -22,7 +22,7 @@ from training.export import PARITY_TOLERANCE, save_onnx
 
 def decoder_path(model_path: Path) -> Path:
     """Where `training.train` writes the decoder of a variational model: `<model>.decoder.onnx`."""
-    return model_path.with_name(model_path.stem + ".decoder.onnx")
+    return sibling(model_path, DECODER_KIND)
 
 
 def latent_shape(model: nn.Module, image_size: int) -> tuple[int, int, int]:
