@@ -35,13 +35,16 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.sensormodel import SensorModel  # noqa: E402
 from training.sensors.config import SensorTrainConfig  # noqa: E402
-from training.sensors.data import read_sensor_csv, sensor_files  # noqa: E402
+from training.sensors.data import CsvColumns, read_sensor_csv, sensor_files  # noqa: E402
 from training.sensors.evaluate import Counts, point_verdicts, window_scores  # noqa: E402
 from training.sensors.train import train_sensors  # noqa: E402
 
 # SKAB's proposed leaderboard, outlier detection (README of waico/SKAB): F1, FAR %, MAR %
 LEADERBOARD = {"Conv-AE": (0.78, 13.55, 28.02), "MSET": (0.78, 39.73, 14.13), "LSTM-AE": (0.74, 29.96, 25.92)}
 LEADERBOARD |= {"Vanilla AE": (0.39, 2.59, 75.15)}
+# The notebooks take each file's rows as consecutive samples whatever their timestamps (some files have steps of up
+# to 247 s); the line, and `lineguard evaluate`, split a recording at such gaps instead.
+ROWS = CsvColumns(gap_periods=None)
 
 
 def labelled_files(data: Path) -> list[Path]:
@@ -53,7 +56,7 @@ def run_model(model: str, files: list[Path], args: argparse.Namespace, work: Pat
     every, after, per_file = Counts(), Counts(), []
     started = time.monotonic()
     for file in files:
-        series = read_sensor_csv(file)
+        series = read_sensor_csv(file, ROWS)
         lines = file.read_text().splitlines()
         prefix = work / f"{file.parent.name}-{file.stem}.csv"
         prefix.write_text("\n".join(lines[: args.train_rows + 1]) + "\n")  # header + the first rows
@@ -63,6 +66,7 @@ def run_model(model: str, files: list[Path], args: argparse.Namespace, work: Pat
             out=out,
             model=model,
             scale_data=None if args.no_scale_data else args.data / "anomaly-free",
+            columns=ROWS,
             level_free=tuple(name for name in args.level_free.split(",") if name),
             window=args.window,
             calibration_quantile=args.quantile,

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from training.extra import require_training_stack
+from training.sensors.cli import GapPeriods, LabelColumn, TimeColumn, csv_columns
 
 
 def train_command(
@@ -121,6 +122,9 @@ def evaluate_command(
     ],
     report: Annotated[Path | None, typer.Option(help="folder for PNG plots and metrics.json")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    time_column: TimeColumn = None,
+    label_column: LabelColumn = None,
+    gap_periods: GapPeriods = 3.0,
 ) -> None:
     """Score the test set with onnxruntime and report AUROC, AUPRO and F1 at the stored threshold.
 
@@ -134,7 +138,7 @@ def evaluate_command(
     if read_metadata(model).kind == "sensor":
         from training.sensors.cli import evaluate_sensor_model
 
-        evaluate_sensor_model(model, data_dir, as_json)
+        evaluate_sensor_model(model, data_dir, as_json, csv_columns(time_column, label_column, "", gap_periods))
         return
 
     result, predictions = evaluate(model, data_dir)

@@ -1,22 +1,21 @@
-"""Sensor simulator: replay a SKAB-layout CSV (`datetime;Channel1;...;[anomaly;changepoint]`, semicolons) to Kafka
-in the sensor wire format, one or more samples per record, at a chosen speed."""
+"""Sensor simulator: replay a sensor CSV (SKAB's `datetime;Channel1;...;anomaly;changepoint`, or any layout that
+pipeline.sensorcsv reads) to Kafka in the sensor wire format, one or more samples per record, at a chosen speed."""
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.dev.simulator import PublishStats
+from pipeline.sensorcsv import read_sensor_table
 from pipeline.sensorwire import EncodedFrame, encode_readings
 from pipeline.settings import Settings
 
-LABEL_COLUMNS = ("anomaly", "changepoint")  # SKAB's ground truth, not readings
+NO_TIME_PERIOD_MS = 1000.0  # a CSV without a time column: its rows are taken as one second apart, from now
 
 
 @dataclass(frozen=True)
@@ -25,27 +24,17 @@ class Recording:
 
     channels: tuple[str, ...]
     timestamps_ms: np.ndarray  # S, float64 Unix ms (naive datetimes are read as UTC)
-    values: np.ndarray  # S x C float32
+    values: np.ndarray  # S x C float32; NaN where the file has no reading (its record is dead-lettered)
     anomaly: np.ndarray | None = None  # S, 0/1
 
 
 def read_csv(path: Path) -> Recording:
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle, delimiter=";"))
-    header, body = rows[0], [row for row in rows[1:] if row]
-    columns = [i for i, name in enumerate(header) if i > 0 and name not in LABEL_COLUMNS]
-    stamps = np.array([_ms(row[0]) for row in body], dtype=np.float64)
-    values = np.array([[float(row[i]) for i in columns] for row in body], dtype=np.float32)
-    anomaly = None
-    if "anomaly" in header:
-        at = header.index("anomaly")
-        anomaly = np.array([int(float(row[at] or 0)) for row in body], dtype=np.int8)
-    return Recording(tuple(header[i] for i in columns), stamps, values, anomaly)
-
-
-def _ms(text: str) -> float:
-    stamp = datetime.fromisoformat(text)
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp() * 1000
+    """The CSV by pipeline.sensorcsv's rules (delimiter, time and label columns, order, missing readings)."""
+    table = read_sensor_table(path)
+    stamps = table.timestamps_ms
+    if stamps is None:
+        stamps = time.time() * 1000 + NO_TIME_PERIOD_MS * np.arange(len(table.values), dtype=np.float64)
+    return Recording(table.channels, stamps, table.values, table.labels)
 
 
 def blocks(

@@ -153,3 +153,67 @@ def test_level_free_channels_are_scored_on_shape_not_level(normal_csv: Path, tmp
             assert np.allclose(scored.score, baseline.score, atol=1e-3)
             # the denoised window keeps the channel's real level
             assert np.allclose(scored.reconstruction[:, 0], baseline.reconstruction[:, 0] + 50 * std[0], atol=1e-2)
+
+
+def logger_csv(path: Path, values: np.ndarray, labels: np.ndarray, gap_after: int) -> Path:
+    """A logger's export: commas, Unix-second `timestamp`, a `label` column, an extra status column first, the
+    channels in another order, blank readings (a dropped sample) and a pause in logging."""
+    lines = ["timestamp,status,Voltage,Current,Pressure,label"]
+    for index, (pressure, current, voltage) in enumerate(values):
+        second = 1_764_403_200 + index + (600 if index > gap_after else 0)
+        cells = [f"{voltage:.4f}", "" if index % 97 == 50 else f"{current:.4f}", f"{pressure:.4f}"]
+        lines.append(",".join([str(second), "1", *cells, str(int(labels[index]))]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_logger_style_csv_trains_and_evaluates_with_gaps_and_blanks(trained: Path, tmp_path: Path) -> None:
+    """Blank readings and the pause split the recording: no window holds them, in training or evaluation."""
+    normal = logger_csv(tmp_path / "normal.csv", synthetic_readings(400, seed=3), np.zeros(400), gap_after=200)
+    out = tmp_path / "logger.onnx"
+    args = ["train-sensors", str(normal), "--out", str(out), "--channels", "Pressure,Current,Voltage", *FAST]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metadata = read_metadata(out)
+    assert metadata.sensor is not None and metadata.sensor.channels == CHANNELS
+    assert np.isfinite(metadata.image_threshold) and np.isfinite(metadata.sensor.channel_std).all()
+    assert metadata.sensor.sample_rate_hz == pytest.approx(1.0)
+
+    values = synthetic_readings(360, seed=7)
+    labels = np.zeros(360, dtype=int)
+    labels[240:320] = 1
+    values[240:320, 0] = 1.5
+    faulty = logger_csv(tmp_path / "faulty.csv", values, labels, gap_after=100)
+    # the earlier model's channels are picked from the logger's columns by name
+    result = runner.invoke(app, ["evaluate", str(trained), str(faulty), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output.strip().splitlines()[-1])
+    blanks = [i for i in range(360) if i % 97 == 50]  # rows 50, 147, 244 (in the fault) and 341
+    assert metrics["unscored_rows"] == len(blanks)
+    assert metrics["point_tp"] + metrics["point_fp"] + metrics["point_tn"] + metrics["point_fn"] == 360 - 4
+    assert metrics["point_tp"] + metrics["point_fn"] == 80 - 1 and metrics["window_auroc"] > 0.9
+
+
+def test_training_never_sees_a_window_across_a_gap(tmp_path: Path) -> None:
+    """Two halves far apart in time at different levels: one window across the pause would teach the jump."""
+    from training.sensors.data import read_sensor_csv as read
+    from training.sensors.train import split_in_time
+
+    values = synthetic_readings(200, seed=4)
+    values[120:] += 5.0
+    series = read(logger_csv(tmp_path / "a.csv", values, np.zeros(200), gap_after=119))
+    fit, held = split_in_time([series], 0.2)
+    # fitting: rows 0-159 cut at the blank rows 50 and 147 and at the pause after row 119; held out: rows 160-199
+    assert [len(part) for part in fit] == [50, 69, 27, 12] and [len(part) for part in held] == [40]
+    assert all(np.isfinite(part).all() for part in fit + held)
+
+
+def test_a_channel_constant_in_training_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    values = synthetic_readings(300, seed=5)
+    values[:, 1] = 1.0  # a setpoint that never moved while the normal data was logged
+    normal = write_sensor_csv(tmp_path / "still.csv", values)
+    with caplog.at_level("WARNING", logger="training.sensors.train"):
+        result = runner.invoke(app, ["train-sensors", str(normal), "--out", str(tmp_path / "m.onnx"), *FAST])
+    assert result.exit_code == 0, result.output
+    warned = [r.getMessage() for r in caplog.records if "constant in training" in r.getMessage()]
+    assert len(warned) == 1 and "Current" in warned[0] and "Pressure" not in warned[0]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,10 +15,33 @@ from rich.table import Table
 
 from training.extra import require_training_stack
 
+if TYPE_CHECKING:
+    from training.sensors.data import CsvColumns
+
+TimeColumn = Annotated[
+    str | None, typer.Option(help="CSV time column (default: datetime, timestamp, time, date or ts; ISO or Unix)")
+]
+LabelColumn = Annotated[str | None, typer.Option(help="CSV label column (default: anomaly, label or is_anomaly)")]
+Channels = Annotated[str, typer.Option(help="comma-separated sensor columns (default: every other column)")]
+GapPeriods = Annotated[
+    float,
+    typer.Option(help="a time step over this many median steps splits the recording, as on the line (0: never)"),
+]
+
+
+def csv_columns(time_column: str | None, label_column: str | None, channels: str, gap_periods: float) -> CsvColumns:
+    """The CSV options as training.sensors.data.CsvColumns (imported here: it needs numpy)."""
+    from training.sensors.data import CsvColumns
+
+    picked = tuple(name.strip() for name in channels.split(",") if name.strip()) or None
+    if gap_periods and gap_periods <= 1:
+        raise typer.BadParameter(f"must be 0 or above 1, got {gap_periods}", param_hint="--gap-periods")
+    return CsvColumns(time_column, label_column, picked, gap_periods or None)
+
 
 def train_sensors_command(
     data: Annotated[
-        Path, typer.Argument(help="a CSV of normal readings, or a folder of them (SKAB layout: ';', datetime)")
+        Path, typer.Argument(help="a CSV of normal readings, or a folder of them (';', ',' or tab; see --time-column)")
     ],
     out: Annotated[Path, typer.Option(help="where to write the .onnx model")],
     model: Annotated[
@@ -28,6 +51,10 @@ def train_sensors_command(
         Path | None,
         typer.Option(help="a long normal recording (CSV or folder) whose per-channel std floors the normalisation's"),
     ] = None,
+    time_column: TimeColumn = None,
+    label_column: LabelColumn = None,
+    channels: Channels = "",
+    gap_periods: GapPeriods = 3.0,
     level_free: Annotated[
         str,
         typer.Option(help="comma-separated channels scored on shape, not level (sensors that drift: temperatures)"),
@@ -48,7 +75,8 @@ def train_sensors_command(
 ) -> None:
     """Train on normal sensor readings, calibrate the window threshold on held-out normals, export one ONNX file.
 
-    Label columns (`anomaly`, `changepoint`) are ignored: training and calibration use readings only.
+    Label columns (`anomaly`, `label`, `is_anomaly`, `changepoint`) are ignored: training and calibration use
+    readings only. Rows with a missing reading and time gaps split a recording: no window spans them.
     """
     require_training_stack()
     from training.sensors.config import SensorTrainConfig
@@ -59,6 +87,7 @@ def train_sensors_command(
         out=out,
         model=model,
         scale_data=scale_data,
+        columns=csv_columns(time_column, label_column, channels, gap_periods),
         level_free=tuple(name.strip() for name in level_free.split(",") if name.strip()),
         window=window,
         stride=stride,
@@ -77,11 +106,11 @@ def train_sensors_command(
     train_sensors(cfg)
 
 
-def evaluate_sensor_model(model: Path, data: Path, as_json: bool) -> None:
+def evaluate_sensor_model(model: Path, data: Path, as_json: bool, columns: CsvColumns) -> None:
     """Print per-point and per-window F1, FAR and MAR of a sensor model on labelled recordings."""
     from training.sensors.evaluate import evaluate_sensors
 
-    result = evaluate_sensors(model, data)
+    result = evaluate_sensors(model, data, columns)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from training.errors import ConfigError
 from training.models import DEFAULT_SENSOR_MODEL, sensor_model_entry
+from training.sensors.data import CsvColumns
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class SensorTrainConfig:
     `val_fraction` (never seen in training) picks the best epoch and calibrates the window threshold.
     `scale_data`: other normal recordings (a long anomaly-free run) whose per-channel std is a floor for the
     normalisation's std; they are not trained on.
+    `columns`: which CSV columns are time, labels and readings, and the time-gap rule (training.sensors.data).
     `level_free`: channels scored on their shape within a window, not their level (sensors that drift with
     warm-up or ambient: motor and fluid temperatures); the graph removes each window's mean from them.
     """
@@ -26,6 +28,7 @@ class SensorTrainConfig:
     out: Path
     model: str = DEFAULT_SENSOR_MODEL
     scale_data: Path | None = None
+    columns: CsvColumns = field(default_factory=CsvColumns)
     level_free: tuple[str, ...] = ()
     window: int | None = None
     stride: int = 1
@@ -70,10 +73,11 @@ class SensorTrainConfig:
             ("kl_weight", self.kl_weight >= 0, "must be >= 0"),
             ("calibration_quantile", 0.5 <= self.calibration_quantile <= 1, "must be in [0.5, 1]"),
             ("sensitivity", self.sensitivity >= 0, "must be >= 0"),
+            ("columns.gap_periods", (self.columns.gap_periods or 2) > 1, "must be None or above 1"),
         ]
         for name, ok, reason in checks:
             if not ok:
-                raise ConfigError(name, getattr(self, name), reason)
+                raise ConfigError(name, _value(self, name), reason)
 
     def model_overrides(self) -> dict[str, Any]:
         overrides = {"widths": self.widths, "kernel_size": self.kernel_size, "dropout": self.dropout}
@@ -81,3 +85,10 @@ class SensorTrainConfig:
 
     def to_json_dict(self) -> dict[str, Any]:
         return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+
+
+def _value(cfg: SensorTrainConfig, dotted: str) -> Any:
+    value: Any = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value

@@ -1,75 +1,68 @@
-"""Sensor logs: SKAB-style CSV files (`;`-separated, a `datetime` column, one column per sensor) and windows."""
+"""Sensor recordings for training and evaluation: CSV files read by pipeline.sensorcsv (its rules: delimiter, time and
+label columns, missing readings, order), cut into stretches that windows may span, and into windows."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.sensorcsv import SensorCsvError, SensorTable, read_sensor_table, segments
 from training.errors import DatasetError
 
-TIME_COLUMN = "datetime"
-# Label columns are read for evaluation only: training and calibration never see them.
-LABEL_COLUMN = "anomaly"
-LABEL_COLUMNS = ("anomaly", "changepoint")
+DEFAULT_GAP_PERIODS = 3.0  # the consumer's sensor_gap_periods default
+
+
+@dataclass(frozen=True)
+class CsvColumns:
+    """Which columns of the CSV files are what; None: pipeline.sensorcsv's defaults (every non-time, non-label
+    column is a reading). `gap_periods`: a time step above this many median steps splits the recording as the
+    consumer does; None keeps rows consecutive whatever their timestamps (the SKAB notebooks' row protocol)."""
+
+    time_column: str | None = None
+    label_column: str | None = None
+    channels: tuple[str, ...] | None = None
+    gap_periods: float | None = DEFAULT_GAP_PERIODS
 
 
 @dataclass(frozen=True)
 class SensorSeries:
-    """One recording: readings (T x C, raw units), channel names in order, optional point labels."""
+    """One recording: readings (T x C, raw units, NaN where missing), channel names in order, optional point
+    labels, and the stretches of rows that windows may span (every reading present, no time gap)."""
 
     name: str
     channels: tuple[str, ...]
     values: np.ndarray
     labels: np.ndarray | None = None
     sample_rate_hz: float | None = None
+    stretches: tuple[slice, ...] = field(default=())
+
+    def parts(self, start: int = 0, stop: int | None = None) -> list[np.ndarray]:
+        """The readings of each stretch, clipped to rows [start, stop): arrays with no missing reading."""
+        stop = len(self.values) if stop is None else stop
+        clipped = (slice(max(s.start, start), min(s.stop, stop)) for s in self.stretches)
+        return [self.values[s] for s in clipped if s.stop > s.start]
 
 
-def read_sensor_csv(path: Path) -> SensorSeries:
-    """Read one CSV; the delimiter is `;` (SKAB) or `,`, whichever the header line uses."""
+def read_sensor_csv(path: Path, columns: CsvColumns = CsvColumns()) -> SensorSeries:
+    """Read one CSV (DatasetError, one line, when it cannot be read as sensor readings)."""
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(str(path), f"unreadable ({type(exc).__name__})") from exc
-    if len(lines) < 2:
-        raise DatasetError(str(path), "needs a header line and at least one row of readings")
-    delimiter = ";" if lines[0].count(";") >= lines[0].count(",") else ","
-    rows = list(csv.reader(lines, delimiter=delimiter))
-    header = [name.strip() for name in rows[0]]
-    channels = tuple(name for name in header if name not in (TIME_COLUMN, *LABEL_COLUMNS))
-    if not channels:
-        raise DatasetError(str(path), f"no sensor columns in the header {header}")
-    columns = {name: index for index, name in enumerate(header)}
-    values = np.empty((len(rows) - 1, len(channels)), dtype=np.float32)
-    labels = np.zeros(len(rows) - 1, dtype=np.int8) if LABEL_COLUMN in columns else None
-    for number, row in enumerate(rows[1:]):
-        if len(row) != len(header):
-            raise DatasetError(str(path), f"line {number + 2} has {len(row)} fields, the header {len(header)}")
-        try:
-            values[number] = [float(row[columns[name]]) for name in channels]
-            if labels is not None:
-                labels[number] = int(float(row[columns[LABEL_COLUMN]]) > 0)
-        except ValueError as exc:
-            raise DatasetError(str(path), f"line {number + 2}: {exc}") from exc
-    if not np.all(np.isfinite(values)):
-        raise DatasetError(str(path), "readings contain NaN or infinity")
-    times = [row[columns[TIME_COLUMN]] for row in rows[1:]] if TIME_COLUMN in columns else []
-    return SensorSeries(path.stem, channels, values, labels, _sample_rate(times))
+        table = read_sensor_table(
+            path, time_column=columns.time_column, label_column=columns.label_column, channels=columns.channels
+        )
+    except SensorCsvError as exc:
+        raise DatasetError(str(path), str(exc).removeprefix(f"{path}: ")) from exc
+    return SensorSeries(
+        table.name, table.channels, table.values, table.labels, table.sample_rate_hz, _stretches(table, columns)
+    )
 
 
-def _sample_rate(times: list[str]) -> float | None:
-    """Samples per second from the median step between timestamps; None without usable timestamps."""
-    try:
-        seconds = np.array([datetime.fromisoformat(t).timestamp() for t in times])
-    except ValueError:
-        return None
-    steps = np.diff(seconds)
-    steps = steps[steps > 0]
-    return float(1 / np.median(steps)) if steps.size else None
+def _stretches(table: SensorTable, columns: CsvColumns) -> tuple[slice, ...]:
+    if columns.gap_periods is None:
+        table = SensorTable(table.name, table.channels, table.values)  # rows consecutive whatever their times
+    return tuple(segments(table, columns.gap_periods or DEFAULT_GAP_PERIODS))
 
 
 def sensor_files(path: Path) -> list[Path]:
@@ -84,9 +77,9 @@ def sensor_files(path: Path) -> list[Path]:
     return files
 
 
-def read_sensor_data(path: Path) -> list[SensorSeries]:
+def read_sensor_data(path: Path, columns: CsvColumns = CsvColumns()) -> list[SensorSeries]:
     """Every recording under `path`; all must have the same sensor columns in the same order."""
-    series = [read_sensor_csv(file) for file in sensor_files(path)]
+    series = [read_sensor_csv(file, columns) for file in sensor_files(path)]
     for other in series[1:]:
         if other.channels != series[0].channels:
             raise DatasetError(other.name, f"sensor columns {other.channels} differ from {series[0].channels}")

@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.sensormodel import SensorModel
 from training.errors import DatasetError
-from training.sensors.data import SensorSeries, read_sensor_data, sliding_windows
+from training.sensors.data import CsvColumns, SensorSeries, read_sensor_data, sliding_windows
 
 SCORE_CHUNK = 1024
 
@@ -60,6 +60,7 @@ class SensorEvaluation:
     threshold: float
     window_length: int
     recordings: int
+    unscored_rows: int  # rows with a missing reading: no window holds them, so no verdict
     model_name: str
     model_version: str
 
@@ -92,34 +93,58 @@ def point_verdicts(scores: np.ndarray, n_samples: int, length: int, threshold: f
     return np.isfinite(lowest) & (lowest > threshold)
 
 
-def evaluate_recording(model: SensorModel, series: SensorSeries, threshold: float) -> tuple[Counts, Counts, np.ndarray]:
-    """Point and window counts of one labelled recording, plus its window scores and labels for AUROC."""
+@dataclass(frozen=True)
+class RecordingResult:
+    """One labelled recording judged: point and window counts, and the window scores with their labels."""
+
+    point: Counts
+    window: Counts
+    scores: np.ndarray  # every window (stride 1) of every stretch
+    window_labels: np.ndarray  # 1 where the window holds an anomalous sample
+    unscored_rows: int
+
+
+def evaluate_recording(model: SensorModel, series: SensorSeries, threshold: float) -> RecordingResult:
+    """Windows are cut within each stretch (no missing reading, no time gap), as the consumer cuts them; rows with a
+    missing reading get no verdict and are left out of the point counts."""
     if series.labels is None:
-        raise DatasetError(series.name, "no 'anomaly' column: evaluation needs labelled recordings")
+        raise DatasetError(series.name, "no label column ('anomaly', 'label' or 'is_anomaly'): evaluation needs one")
     length, stride = model.spec.window_length, model.spec.window_stride
-    scores = window_scores(model, series.values)
-    point = Counts.of(point_verdicts(scores, len(series.values), length, threshold), series.labels)
-    # window label: any anomalous sample inside; windows at the line's stride, as the runtime cuts them
-    labels = sliding_windows(series.labels[:, None], length, 1)[:, 0].max(axis=1) if len(scores) else np.empty(0)
-    window = Counts.of(scores[::stride] > threshold, labels[::stride])
-    return point, window, np.stack([scores, labels]) if len(scores) else np.empty((2, 0))
+    verdicts = np.zeros(len(series.values), dtype=bool)
+    scored = np.zeros(len(series.values), dtype=bool)
+    window, scores, window_labels = Counts(), [], []
+    for stretch in series.stretches:
+        values, labels = series.values[stretch], series.labels[stretch]
+        stretch_scores = window_scores(model, values)
+        scored[stretch] = True
+        verdicts[stretch] = point_verdicts(stretch_scores, len(values), length, threshold)
+        if len(stretch_scores):
+            # window label: any anomalous sample inside; windows at the line's stride, as the runtime cuts them
+            holds = sliding_windows(labels[:, None], length, 1)[:, 0].max(axis=1)
+            window += Counts.of(stretch_scores[::stride] > threshold, holds[::stride])
+            scores.append(stretch_scores)
+            window_labels.append(holds)
+    return RecordingResult(
+        point=Counts.of(verdicts[scored], series.labels[scored]),
+        window=window,
+        scores=np.concatenate(scores) if scores else np.empty(0, dtype=np.float32),
+        window_labels=np.concatenate(window_labels) if window_labels else np.empty(0, dtype=np.int8),
+        unscored_rows=int((~scored).sum()),
+    )
 
 
-def evaluate_sensors(model_path: Path, data: Path) -> SensorEvaluation:
-    """Score every labelled recording under `data` with the ONNX model at its stored window threshold."""
+def evaluate_sensors(model_path: Path, data: Path, columns: CsvColumns = CsvColumns()) -> SensorEvaluation:
+    """Score every labelled recording under `data` with the ONNX model at its stored window threshold.
+
+    The model's channels are taken from the files by name (other columns are ignored, as on the line)."""
     model = SensorModel(model_path, prefer_gpu=False)
-    recordings = read_sensor_data(data)
-    if recordings[0].channels != model.spec.channels:
-        raise DatasetError(
-            str(data), f"sensor columns {recordings[0].channels} differ from the model's {model.spec.channels}"
-        )
+    picked = CsvColumns(columns.time_column, columns.label_column, model.spec.channels, columns.gap_periods)
+    recordings = read_sensor_data(data, picked)
     threshold = model.metadata.image_threshold
-    point, window, scored = Counts(), Counts(), []
-    for series in recordings:
-        one_point, one_window, one_scored = evaluate_recording(model, series, threshold)
-        point, window = point + one_point, window + one_window
-        scored.append(one_scored)
-    scores, labels = np.concatenate(scored, axis=1)
+    results = [evaluate_recording(model, series, threshold) for series in recordings]
+    point, window = sum((r.point for r in results), Counts()), sum((r.window for r in results), Counts())
+    scores = np.concatenate([r.scores for r in results])
+    labels = np.concatenate([r.window_labels for r in results])
     both = 0 < labels.sum() < len(labels)
     return SensorEvaluation(
         point=point,
@@ -128,6 +153,7 @@ def evaluate_sensors(model_path: Path, data: Path) -> SensorEvaluation:
         threshold=threshold,
         window_length=model.spec.window_length,
         recordings=len(recordings),
+        unscored_rows=sum(r.unscored_rows for r in results),
         model_name=model.metadata.model_name,
         model_version=model.metadata.model_version,
     )

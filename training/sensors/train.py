@@ -21,7 +21,14 @@ from training.export import update_metadata
 from training.fitting import BestEpoch, FitSummary, progress_bar
 from training.models import create_sensor_model
 from training.sensors.config import SensorTrainConfig
-from training.sensors.data import SensorSeries, files_digest, read_sensor_data, sensor_files, sliding_windows
+from training.sensors.data import (
+    CsvColumns,
+    SensorSeries,
+    files_digest,
+    read_sensor_data,
+    sensor_files,
+    sliding_windows,
+)
 from training.sensors.export import SensorScoringGraph, export_sensor_onnx
 
 log = logging.getLogger(__name__)
@@ -32,11 +39,12 @@ NO_STATS = ScoreStats(n=0, mean=0.0, std=0.0)  # until calibration on the export
 def train_sensors(cfg: SensorTrainConfig) -> Path:
     """Train, calibrate and export one sensor model; returns the path of the written .onnx file."""
     torch.manual_seed(cfg.seed)
-    series = read_sensor_data(cfg.data)
+    series = read_sensor_data(cfg.data, cfg.columns)
     fit_parts, held_out = split_in_time(series, cfg.val_fraction)
     mean, std = channel_stats(fit_parts)
+    warn_still_channels(fit_parts, series[0].channels, cfg.scale_data is not None)
     if cfg.scale_data is not None:
-        std = np.maximum(std, reference_std(cfg.scale_data, series[0].channels))
+        std = np.maximum(std, reference_std(cfg.scale_data, series[0].channels, cfg.columns))
     level_free = level_free_flags(cfg, series[0].channels)
     model = create_sensor_model(cfg.model, len(series[0].channels), **cfg.model_overrides())
     graph = SensorScoringGraph(model, mean, std, level_free)
@@ -95,12 +103,14 @@ def split_in_time(series: list[SensorSeries], val_fraction: float) -> tuple[list
     """Each recording's first part for fitting and its last part held out: windows of one never overlap the other.
 
     A random split of overlapping windows would leak: a held-out window shares most samples with training ones.
+    Each part is a list of stretches (no missing reading, no time gap), which windows never cross.
     """
-    fit, held = [], []
+    fit: list[np.ndarray] = []
+    held: list[np.ndarray] = []
     for one in series:
         cut = round(len(one.values) * (1 - val_fraction))
-        fit.append(one.values[:cut])
-        held.append(one.values[cut:])
+        fit += one.parts(stop=cut)
+        held += one.parts(start=cut)
     return fit, held
 
 
@@ -115,19 +125,31 @@ def channel_stats(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.maximum(std, 1e-3 * np.abs(mean) + 1e-6).astype(np.float32)
 
 
-def reference_std(path: Path, channels: tuple[str, ...]) -> np.ndarray:
-    """Per-channel std of other normal recordings, a floor for the training std.
+def warn_still_channels(parts: list[np.ndarray], channels: tuple[str, ...], scaled: bool) -> None:
+    """Name the channels that never move in training: their std is floored, and any later change of theirs (a
+    setpoint, a status flag) scores many std. Often right, but worth knowing before the line sees it."""
+    values = np.concatenate(parts).astype(np.float64)
+    still = [name for name, std in zip(channels, values.std(axis=0), strict=True) if std == 0]
+    if still:
+        hint = "" if scaled else "; --scale-data gives them a std from a longer normal run"
+        log.warning(
+            "constant in training: %s; any change of theirs will score high (drop them with --channels%s)",
+            ", ".join(still),
+            hint,
+        )
+
+
+def reference_std(path: Path, channels: tuple[str, ...], columns: CsvColumns) -> np.ndarray:
+    """Per-channel std of other normal recordings (their columns picked by the training data's channel names), a
+    floor for the training std.
 
     A short training recording sees slow channels (motor and fluid temperatures) nearly still, so their std
     is tiny and the ordinary warm-up drift of a later hour reads as many std: a false alarm. A long normal
     run shows how far they wander.
     """
-    reference = read_sensor_data(path)
-    if reference[0].channels != channels:
-        raise DatasetError(
-            str(path), f"sensor columns {reference[0].channels} differ from the training data's {channels}"
-        )
-    return np.concatenate([one.values for one in reference]).astype(np.float64).std(axis=0).astype(np.float32)
+    reference = read_sensor_data(path, CsvColumns(columns.time_column, columns.label_column, channels))
+    values = np.concatenate([one.values for one in reference]).astype(np.float64)
+    return np.nanstd(values, axis=0).astype(np.float32)
 
 
 def level_free_flags(cfg: SensorTrainConfig, channels: tuple[str, ...]) -> np.ndarray:

@@ -35,6 +35,15 @@ def test_read_csv_keeps_readings_and_labels_apart(tmp_path: Path) -> None:
     assert np.diff(recording.timestamps_ms).tolist() == [1000.0, 2000.0]
 
 
+def test_a_csv_without_time_column_is_replayed_one_second_apart(tmp_path: Path) -> None:
+    path = tmp_path / "plain.csv"
+    path.write_text("vibration,current\n0.1,2.0\n0.2,\n0.3,2.2\n")
+    recording = read_csv(path)
+    assert recording.channels == ("vibration", "current") and recording.anomaly is None
+    assert np.diff(recording.timestamps_ms).tolist() == [1000.0, 1000.0]
+    assert np.isnan(recording.values[1, 1])  # sent as it is: the consumer dead-letters that record, with the reason
+
+
 def test_simulate_sensors_replays_the_csv(bootstrap: str, tmp_path: Path) -> None:
     settings = line_settings(bootstrap, f"sqlite:///{tmp_path / 'x.db'}", None)
     make_topics(settings)
