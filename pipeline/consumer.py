@@ -27,7 +27,7 @@ from pipeline.framestore import FrameStore
 from pipeline.framesweep import RetentionSweeper
 from pipeline.inference import ModelHolder
 from pipeline.metrics import ConsumerMetrics
-from pipeline.registry.watch import follow_registry, serving_model_path
+from pipeline.registry.watch import follow_registry, serving_model_path, serving_sensor_model_path
 from pipeline.results import FrameResult
 from pipeline.sensors import SensorStage, open_sensor_stage, split_records
 from pipeline.settings import Settings
@@ -197,8 +197,7 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
     on exit, let the last write finish and close everything in reverse."""
     from kafka import KafkaProducer
 
-    images = settings.model_path is not None or settings.model_source == "registry"
-    if not images and settings.sensor_model_path is None:
+    if settings.model_path is None and settings.sensor_model_path is None and settings.model_source == "file":
         raise ConfigError("no model: pass --model or set LINEGUARD_MODEL_PATH")  # or a sensor model
     with ExitStack() as stack:
         metrics = ConsumerMetrics()
@@ -208,13 +207,9 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
         _, sessions = open_database_when_up(
             settings.db_url, timeouts, stop, settings.db_retry_initial_s, settings.db_retry_max_s
         )
-        model = (
-            ModelHolder(serving_model_path(settings, sessions), settings.prefer_gpu, settings.batch_size)
-            if images
-            else None
-        )
-        if model is not None:
-            stack.callback(follow_registry(settings, sessions, model))  # model_source=registry: its active version
+        image_path = serving_model_path(settings, sessions)
+        model = ModelHolder(image_path, settings.prefer_gpu, settings.batch_size) if image_path is not None else None
+        stack.callback(follow_registry(settings, sessions, model))  # model_source=registry: its active version
         # Not idempotent: kafka-python 3.0's idempotent producer never sends again once a batch it had sent expires
         # (an outage over delivery_timeout_ms), which would hold the DLQ until a restart. The DLQ and the alert topic
         # are at-least-once anyway (receivers dedupe on dlq-source-* headers and alert ids).
@@ -235,7 +230,8 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
         stack.callback(AlertDispatcher(sessions, channels, settings, metrics=metrics).start().stop)
         decoders = stack.enter_context(ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode"))
         writer = BatchWriter(transaction)
-        sensors = open_sensor_stage(settings, producer)  # reads device window states where it reads offsets
+        sensors = open_sensor_stage(settings, serving_sensor_model_path(settings, sessions), producer)
+        stack.callback(follow_registry(settings, sessions, sensors.holder))
         source = FrameSource.subscribe(settings, sensors.positions(transaction.stored_offsets, sessions), writer.settle)
         stack.callback(source.close)
         stack.callback(writer.close)  # before the source closes: the last batch reaches the database first

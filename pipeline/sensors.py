@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,14 +75,10 @@ class DenoisedSink:
         self.producer.flush(timeout=self.timeout_s)
 
 
-def open_sensor_stage(settings: Settings, producer: Any) -> SensorStage:
-    """The consumer's sensor stage: with `sensor_model_path` a loaded sensor model, without one a stage that
-    dead-letters sensor records."""
-    model = (
-        ModelHolder(settings.sensor_model_path, settings.prefer_gpu, load=SensorModel)
-        if settings.sensor_model_path
-        else None
-    )
+def open_sensor_stage(settings: Settings, model_path: Path | None, producer: Any) -> SensorStage:
+    """The consumer's sensor stage: with a sensor model file (`sensor_model_path`, or the registry's active version
+    of its name) a loaded sensor model, without one a stage that dead-letters sensor records."""
+    model = ModelHolder(model_path, settings.prefer_gpu, load=SensorModel) if model_path is not None else None
     sink = (
         DenoisedSink(producer, settings.denoised_topic, settings.dlq_send_timeout_s)
         if settings.denoised_topic

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,21 +70,34 @@ class ActiveModelWatcher:
             self.check()
 
 
-def serving_model_path(settings: Settings, sessions: sessionmaker[Session]) -> Path:
-    """The model file a consumer starts with: `model_path`; with `model_source=registry`, the active version of that
-    model's name when there is one (or, without `model_path`, the most recently activated version of any name)."""
+def serving_model_path(settings: Settings, sessions: sessionmaker[Session]) -> Path | None:
+    """The image model file a consumer starts with (None: it serves no image model): `model_path`; with
+    `model_source=registry`, the active version of that model's name when there is one (or, without `model_path`,
+    the most recently activated image model of any name; none is an error unless a sensor model serves)."""
     given = Path(settings.model_path) if settings.model_path is not None else None
     if settings.model_source == "file":
-        if given is None:
-            raise ConfigError("no model: pass --model or set LINEGUARD_MODEL_PATH")
         return given
+    path = registry_start(sessions, given, "image")
+    if path is None and settings.sensor_model_path is None:
+        raise ConfigError("no model: no --model, and the registry has no active version (`lineguard models promote`)")
+    return path
+
+
+def serving_sensor_model_path(settings: Settings, sessions: sessionmaker[Session]) -> Path | None:
+    """The sensor model file a consumer starts with: `sensor_model_path`, or with `model_source=registry` the active
+    version of that model's name when there is one."""
+    given = settings.sensor_model_path
+    if given is None or settings.model_source == "file":
+        return given
+    return registry_start(sessions, Path(given), "sensor")
+
+
+def registry_start(sessions: sessionmaker[Session], given: Path | None, kind: str) -> Path | None:
+    """The active version of `given`'s model name (without `given`: of any name of that kind), checked against its
+    registered sha256; `given` itself when none is active."""
     with sessions() as session:
-        target = active_target(session, read_metadata(given).model_name if given is not None else None)
+        target = active_target(session, read_metadata(given).model_name if given is not None else None, kind)
     if target is None:
-        if given is None:
-            raise ConfigError(
-                "no model: no --model, and the registry has no active version (`lineguard models promote`)"
-            )
         return given
     if not Path(target.path).is_file():
         raise ModelLoadError(target.path, "the registry's active version: file not found")
@@ -92,9 +106,12 @@ def serving_model_path(settings: Settings, sessions: sessionmaker[Session]) -> P
     return Path(target.path)
 
 
-def follow_registry(settings: Settings, sessions: sessionmaker[Session], holder: ModelHolder) -> Callable[[], None]:
-    """With `model_source=registry`, make `holder` follow the active version of its model's name; returns the stop."""
-    if settings.model_source != "registry":
+def follow_registry(
+    settings: Settings, sessions: sessionmaker[Session], holder: ModelHolder[Any] | None
+) -> Callable[[], None]:
+    """With `model_source=registry`, make `holder` (an image or sensor model's) follow the active version of its
+    model's name; returns the stop."""
+    if settings.model_source != "registry" or holder is None:
         return lambda: None
     name = holder.model.metadata.model_name
     watcher = ActiveModelWatcher(sessions, name, settings.model_reload_check_s).start()

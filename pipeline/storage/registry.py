@@ -90,15 +90,19 @@ def active_version(session: Session, model_name: str, lock: bool = False) -> Reg
     return None if pointer is None else session.get(RegisteredModel, pointer.version_id)
 
 
-def active_target(session: Session, model_name: str | None) -> ActiveTarget | None:
-    """Where consumers find the active version of `model_name` (None: the most recently activated of any name)."""
-    query = select(RegisteredModel.model_version, RegisteredModel.path, RegisteredModel.file_sha256).join(
-        ActiveModel, ActiveModel.version_id == RegisteredModel.id
-    )
+def active_target(session: Session, model_name: str | None, kind: str = "image") -> ActiveTarget | None:
+    """Where consumers find the active version of `model_name` (None: the most recently activated of any name of
+    that kind: "image" or "sensor", from the version's stored metadata)."""
+    query = select(
+        RegisteredModel.model_version, RegisteredModel.path, RegisteredModel.file_sha256, RegisteredModel.model_metadata
+    ).join(ActiveModel, ActiveModel.version_id == RegisteredModel.id)
     if model_name is not None:
         query = query.where(ActiveModel.model_name == model_name)
-    row = session.execute(query.order_by(ActiveModel.activated_at.desc(), ActiveModel.id.desc()).limit(1)).first()
-    return None if row is None else ActiveTarget(*row)
+    rows = session.execute(query.order_by(ActiveModel.activated_at.desc(), ActiveModel.id.desc()))
+    for version, path, digest, metadata in rows:
+        if model_name is not None or (metadata or {}).get("kind", "image") == kind:
+            return ActiveTarget(version, path, digest)
+    return None
 
 
 def record_decision(

@@ -295,3 +295,47 @@ def test_a_changed_sensor_model_file_is_reloaded_mid_stream(bootstrap: str, db_u
     versions = [row.model_version for row in sorted(anomalies(db_url), key=lambda row: row.window_start)]
     assert versions == ["1", "1", "1", "2", "2", "2", "2"]
     assert starts_by_device(db_url) == {"dev-h": [STRIDE * k for k in range(7)]}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_promoted_sensor_model_reaches_the_line(bootstrap: str, db_url: str, tmp_path: Path) -> None:
+    """model_source=registry: the consumer starts on the active version of its sensor model's name and switches when
+    `models promote` activates another; windows run on across the switch."""
+    from pipeline.registry.gate import PromotionRequest, promote
+
+    def version(number: str) -> Path:
+        meta = tiny_sensor_metadata(CHANNELS, T, STRIDE, window_threshold=-1.0, mean=(5.0, 0.0, 0.0), version=number)
+        return build_tiny_sensor_model(tmp_path / f"sensor-v{number}.onnx", meta)
+
+    v1, v2 = version("1"), version("2")
+    migrate(db_url)
+    _, sessions = open_database(db_url, upgrade=False)
+    assert promote(sessions, PromotionRequest(v1, decided_by="test")).outcome == "initial"
+    settings = line_settings(
+        bootstrap, db_url, None, sensor_model_path=v2, batch_size=2, model_reload_check_s=0.1, model_source="registry"
+    )
+    make_topics(settings)
+
+    def stored() -> int:
+        with sessions() as session:
+            return int(session.scalar(select(func.count()).select_from(SensorAnomaly)) or 0)
+
+    consumer = ConsumerThread(settings, idle_exit=30.0).start()
+    try:
+        send(settings, [record(0, 32, device="dev-r")])
+        wait_for(lambda: stored() == 3, what="windows scored by the active v1, not the v2 file it was given")
+        # v2 has no evaluation report: the gate refuses it unless forced with a reason, which is recorded
+        refused = promote(sessions, PromotionRequest(v2, decided_by="test"))
+        assert refused.outcome == "refused" and "no evaluation report" in refused.message
+        forced = promote(sessions, PromotionRequest(v2, decided_by="test", force=True, reason="new pump fitted"))
+        assert forced.outcome == "forced"
+        time.sleep(1.0)  # past the watcher's and the loop's checks
+        send(settings, [record(32, 16, device="dev-r")])
+        wait_for(lambda: stored() == 5, what="windows scored by v2")
+    finally:
+        consumer.stop_event.set()
+        consumer.join()
+    assert consumer.error is None
+    versions = [row.model_version for row in sorted(anomalies(db_url), key=lambda row: row.window_start)]
+    assert versions == ["1", "1", "1", "2", "2"]
+    assert starts_by_device(db_url) == {"dev-r": [STRIDE * k for k in range(5)]}
