@@ -217,3 +217,23 @@ def test_a_channel_constant_in_training_is_named(tmp_path: Path, caplog: pytest.
     assert result.exit_code == 0, result.output
     warned = [r.getMessage() for r in caplog.records if "constant in training" in r.getMessage()]
     assert len(warned) == 1 and "Current" in warned[0] and "Pressure" not in warned[0]
+
+
+def test_long_recordings_are_thinned_to_a_bounded_number_of_windows() -> None:
+    """Overlapping windows of a long recording would not fit in memory: beyond the limit, evenly spaced ones
+    (a multiple of the stride) are taken, from every stretch."""
+    import torch
+
+    from training.models import create_sensor_model
+    from training.sensors.export import SensorScoringGraph
+    from training.sensors.train import thinned_step, windows_of
+
+    parts = [np.zeros((1000, 3), np.float32), np.zeros((500, 3), np.float32), np.zeros((10, 3), np.float32)]
+    assert thinned_step(parts, 16, 1, limit=10_000) == 1  # 985 + 485 windows: all of them
+    assert thinned_step(parts, 16, 2, limit=100) == 16  # 493 + 243 windows at stride 2: every 8th
+    graph = SensorScoringGraph(
+        create_sensor_model("sensor-cae", 3), np.zeros(3, np.float32), np.ones(3, np.float32), np.zeros(3, bool)
+    )
+    with torch.no_grad():
+        windows = windows_of(parts, graph, 16, 2, limit=100)
+    assert windows.shape == (len(range(0, 985, 16)) + len(range(0, 485, 16)), 3, 16)

@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.sensormodel import SensorModel
 from training.errors import DatasetError
-from training.sensors.data import CsvColumns, SensorSeries, read_sensor_data, sliding_windows
+from training.sensors.data import CsvColumns, SensorSeries, read_sensor_data
 
 SCORE_CHUNK = 1024
 
@@ -75,10 +75,14 @@ class SensorEvaluation:
 
 
 def window_scores(model: SensorModel, values: np.ndarray) -> np.ndarray:
-    """Scores of every window (stride 1) of a T x C recording, through the exported graph."""
-    windows = sliding_windows(values, model.spec.window_length, 1)
-    parts = [model.score(windows[i : i + SCORE_CHUNK]).score for i in range(0, len(windows), SCORE_CHUNK)]
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
+    """Scores of every window (stride 1) of a T x C recording, through the exported graph; windows are copied out
+    a chunk at a time, so a long recording never holds all of its (overlapping) windows at once."""
+    length = model.spec.window_length
+    if len(values) < length:
+        return np.empty(0, dtype=np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(values, length, axis=0)  # N x C x T, no copy
+    chunks = (np.ascontiguousarray(view[i : i + SCORE_CHUNK], np.float32) for i in range(0, len(view), SCORE_CHUNK))
+    return np.concatenate([model.score(chunk).score for chunk in chunks])
 
 
 def point_verdicts(scores: np.ndarray, n_samples: int, length: int, threshold: float) -> np.ndarray:
@@ -120,7 +124,7 @@ def evaluate_recording(model: SensorModel, series: SensorSeries, threshold: floa
         verdicts[stretch] = point_verdicts(stretch_scores, len(values), length, threshold)
         if len(stretch_scores):
             # window label: any anomalous sample inside; windows at the line's stride, as the runtime cuts them
-            holds = sliding_windows(labels[:, None], length, 1)[:, 0].max(axis=1)
+            holds = np.lib.stride_tricks.sliding_window_view(labels, length).max(axis=1)
             window += Counts.of(stretch_scores[::stride] > threshold, holds[::stride])
             scores.append(stretch_scores)
             window_labels.append(holds)

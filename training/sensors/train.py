@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,11 @@ from training.sensors.export import SensorScoringGraph, export_sensor_onnx
 log = logging.getLogger(__name__)
 
 NO_STATS = ScoreStats(n=0, mean=0.0, std=0.0)  # until calibration on the exported file
+# Memory bounds for long recordings: windows overlap, so a million rows at stride 1 would be a million windows
+# (8 channels x 60 samples: 1.9 GB). Beyond these counts, windows are taken evenly spaced (a multiple of the stride).
+MAX_TRAIN_WINDOWS = 100_000
+MAX_HELD_OUT_WINDOWS = 20_000
+SCORE_CHUNK = 2048
 
 
 def train_sensors(cfg: SensorTrainConfig) -> Path:
@@ -48,8 +54,8 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
     level_free = level_free_flags(cfg, series[0].channels)
     model = create_sensor_model(cfg.model, len(series[0].channels), **cfg.model_overrides())
     graph = SensorScoringGraph(model, mean, std, level_free)
-    train_windows = windows_of(fit_parts, graph, cfg.window, cfg.stride)  # type: ignore[arg-type]
-    val_windows = windows_of(held_out, graph, cfg.window, 1)  # type: ignore[arg-type]
+    train_windows = windows_of(fit_parts, graph, cfg.window, cfg.stride, MAX_TRAIN_WINDOWS)  # type: ignore[arg-type]
+    val_windows = windows_of(held_out, graph, cfg.window, 1, MAX_HELD_OUT_WINDOWS)  # type: ignore[arg-type]
     if len(train_windows) < 2 or len(val_windows) == 0:
         raise DatasetError(
             str(cfg.data),
@@ -160,13 +166,23 @@ def level_free_flags(cfg: SensorTrainConfig, channels: tuple[str, ...]) -> np.nd
     return np.array([name in cfg.level_free for name in channels])
 
 
+def thinned_step(parts: list[np.ndarray], length: int, stride: int, limit: int) -> int:
+    """The stride, or a multiple of it that keeps the number of windows in `parts` at or under `limit`."""
+    count = sum(max(0, (len(part) - length) // stride + 1) for part in parts)
+    return stride * max(1, math.ceil(count / limit))
+
+
 @torch.no_grad()
-def windows_of(parts: list[np.ndarray], graph: SensorScoringGraph, length: int, stride: int) -> np.ndarray:
-    """The model's input windows N x C x T from every part long enough to hold one, normalised by the graph.
+def windows_of(parts: list[np.ndarray], graph: SensorScoringGraph, length: int, stride: int, limit: int) -> np.ndarray:
+    """The model's input windows N x C x T from every part long enough to hold one, normalised by the graph; at
+    most about `limit` of them (evenly spaced) for long recordings.
 
     The scoring graph's own normalisation, so training sees exactly what the exported file feeds the model.
     """
-    windows = [sliding_windows(part, length, stride) for part in parts]
+    step = thinned_step(parts, length, stride, limit)
+    if step != stride:
+        log.info("long recording: every %d-th window (stride %d) to stay under %d windows", step, stride, limit)
+    windows = [sliding_windows(part, length, step) for part in parts]
     raw = np.concatenate(windows) if windows else np.empty((0, graph.mean.shape[1], length), dtype=np.float32)
     return graph.normalise(torch.from_numpy(raw.astype(np.float32)))[0].numpy()
 
@@ -215,12 +231,15 @@ def calibrate_sensor_model(
 ) -> ModelMetadata:
     """Window threshold from the held-out normal windows' scores; sample threshold from their error maps."""
     model = SensorModel(cfg.out, prefer_gpu=False)
-    raw = [sliding_windows(part, cfg.window, 1) for part in held_out]  # type: ignore[arg-type]
-    outputs = model.score(np.concatenate([w for w in raw if len(w)]))
-    window_threshold = normal_threshold(outputs.score, cfg.calibration_quantile, cfg.sensitivity)
-    sample_threshold = normal_threshold(outputs.anomaly_map, cfg.calibration_quantile, cfg.sensitivity)
+    step = thinned_step(held_out, cfg.window, 1, MAX_HELD_OUT_WINDOWS)  # type: ignore[arg-type]
+    windows = np.concatenate([sliding_windows(part, cfg.window, step) for part in held_out])  # type: ignore[arg-type]
+    outputs = [model.score(windows[i : i + SCORE_CHUNK]) for i in range(0, len(windows), SCORE_CHUNK)]
+    scores = np.concatenate([out.score for out in outputs])
+    errors = np.concatenate([out.anomaly_map.ravel() for out in outputs])
+    window_threshold = normal_threshold(scores, cfg.calibration_quantile, cfg.sensitivity)
+    sample_threshold = normal_threshold(errors, cfg.calibration_quantile, cfg.sensitivity)
     calibrated = metadata.with_thresholds(window_threshold, sample_threshold)
-    stats = {"image_score_stats": score_stats(outputs.score), "pixel_score_stats": score_stats(outputs.anomaly_map)}
+    stats = {"image_score_stats": score_stats(scores), "pixel_score_stats": score_stats(errors)}
     return ModelMetadata(**{**calibrated.__dict__, **stats})
 
 
