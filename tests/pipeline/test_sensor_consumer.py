@@ -255,6 +255,13 @@ def test_a_consumer_with_one_model_dead_letters_the_other_kind(
     assert dict(dead.headers)[H_REASON].decode().startswith("sensor readings, but this consumer has no sensor model")
 
 
+def stored_anomalies(db_url: str) -> int:
+    """Sensor anomaly rows, read while a consumer runs (so without a second migration)."""
+    _, sessions = open_database(db_url, upgrade=False)
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(SensorAnomaly)) or 0)
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_changed_sensor_model_file_is_reloaded_mid_stream(bootstrap: str, db_url: str, tmp_path: Path) -> None:
     """A new version of the file serves the next batches and the windows run on exactly; a file with other channels
@@ -271,23 +278,18 @@ def test_a_changed_sensor_model_file_is_reloaded_mid_stream(bootstrap: str, db_u
     make_topics(settings)
     migrate(db_url)  # here, not raced: Alembic's module-level state is not thread-safe
 
-    def stored() -> int:  # read while the consumer runs, so without a second migration
-        _, sessions = open_database(db_url, upgrade=False)
-        with sessions() as session:
-            return int(session.scalar(select(func.count()).select_from(SensorAnomaly)) or 0)
-
     consumer = ConsumerThread(settings, idle_exit=30.0).start()
     try:
         send(settings, [record(0, 32, device="dev-h")])
-        wait_for(lambda: stored() == 3, what="windows scored by v1")
+        wait_for(lambda: stored_anomalies(db_url) == 3, what="windows scored by v1")
         write_model("2")
         time.sleep(1.0)  # past a reload check
         send(settings, [record(32, 16, device="dev-h")])
-        wait_for(lambda: stored() == 5, what="windows scored by v2")
+        wait_for(lambda: stored_anomalies(db_url) == 5, what="windows scored by v2")
         write_model("3", channels=("a", "b", "x"))  # another layout: refused
         time.sleep(1.0)
         send(settings, [record(48, 16, device="dev-h")])
-        wait_for(lambda: stored() == 7, what="windows after the refused file")
+        wait_for(lambda: stored_anomalies(db_url) == 7, what="windows after the refused file")
     finally:
         consumer.stop_event.set()
         consumer.join()
@@ -316,14 +318,10 @@ def test_a_promoted_sensor_model_reaches_the_line(bootstrap: str, db_url: str, t
     )
     make_topics(settings)
 
-    def stored() -> int:
-        with sessions() as session:
-            return int(session.scalar(select(func.count()).select_from(SensorAnomaly)) or 0)
-
     consumer = ConsumerThread(settings, idle_exit=30.0).start()
     try:
         send(settings, [record(0, 32, device="dev-r")])
-        wait_for(lambda: stored() == 3, what="windows scored by the active v1, not the v2 file it was given")
+        wait_for(lambda: stored_anomalies(db_url) == 3, what="windows by the active v1, not the v2 file given")
         # v2 has no evaluation report: the gate refuses it unless forced with a reason, which is recorded
         refused = promote(sessions, PromotionRequest(v2, decided_by="test"))
         assert refused.outcome == "refused" and "no evaluation report" in refused.message
@@ -331,7 +329,7 @@ def test_a_promoted_sensor_model_reaches_the_line(bootstrap: str, db_url: str, t
         assert forced.outcome == "forced"
         time.sleep(1.0)  # past the watcher's and the loop's checks
         send(settings, [record(32, 16, device="dev-r")])
-        wait_for(lambda: stored() == 5, what="windows scored by v2")
+        wait_for(lambda: stored_anomalies(db_url) == 5, what="windows scored by v2")
     finally:
         consumer.stop_event.set()
         consumer.join()
