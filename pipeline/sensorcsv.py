@@ -182,14 +182,15 @@ def _in_time_order(table: SensorTable) -> SensorTable:
     )
 
 
-def segments(table: SensorTable, gap_periods: float = 3.0) -> list[slice]:
+def segments(table: SensorTable, gap_periods: float | None = 3.0) -> list[slice]:
     """Stretches of rows with every reading present and no time gap: where windows may be cut.
 
-    A gap is a step of more than `gap_periods` times the median step, the consumer's rule (sensor_gap_periods).
+    A gap is a step of more than `gap_periods` times the median step, the consumer's rule (sensor_gap_periods);
+    None keeps rows consecutive whatever their timestamps.
     """
     breaks = ~np.all(np.isfinite(table.values), axis=1)  # a row with a missing reading is not in any stretch
     cuts = np.zeros(len(breaks), dtype=bool)  # a stretch starts at this row (after a gap)
-    if table.timestamps_ms is not None and len(table.timestamps_ms) > 2:
+    if gap_periods is not None and table.timestamps_ms is not None and len(table.timestamps_ms) > 2:
         steps = np.diff(table.timestamps_ms)
         cuts[1:] = steps > gap_periods * np.median(steps)
     found, start = [], None

@@ -64,6 +64,7 @@ def test_a_time_gap_splits_like_the_consumer(tmp_path: Path) -> None:
     table = read_sensor_table(write(tmp_path / "a.csv", "ts,a\n" + "\n".join(f"{T0 + s},1" for s in stamps)))
     assert [(s.start, s.stop) for s in segments(table, gap_periods=3.0)] == [(0, 4), (4, 8)]
     assert [(s.start, s.stop) for s in segments(table, gap_periods=10.0)] == [(0, 8)]
+    assert [(s.start, s.stop) for s in segments(table, gap_periods=None)] == [(0, 8)]  # rows, whatever their times
 
 
 def test_a_file_without_time_column_has_no_timestamps(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.sensorcsv import SensorCsvError, SensorTable, read_sensor_table, segments
+from pipeline.sensorcsv import SensorCsvError, read_sensor_table, segments
 from training.errors import DatasetError
 
 DEFAULT_GAP_PERIODS = 3.0  # the consumer's sensor_gap_periods default
@@ -54,15 +54,8 @@ def read_sensor_csv(path: Path, columns: CsvColumns = CsvColumns()) -> SensorSer
         )
     except SensorCsvError as exc:
         raise DatasetError(str(path), str(exc).removeprefix(f"{path}: ")) from exc
-    return SensorSeries(
-        table.name, table.channels, table.values, table.labels, table.sample_rate_hz, _stretches(table, columns)
-    )
-
-
-def _stretches(table: SensorTable, columns: CsvColumns) -> tuple[slice, ...]:
-    if columns.gap_periods is None:
-        table = SensorTable(table.name, table.channels, table.values)  # rows consecutive whatever their times
-    return tuple(segments(table, columns.gap_periods or DEFAULT_GAP_PERIODS))
+    stretches = tuple(segments(table, columns.gap_periods))
+    return SensorSeries(table.name, table.channels, table.values, table.labels, table.sample_rate_hz, stretches)
 
 
 def sensor_files(path: Path) -> list[Path]:
