@@ -136,6 +136,57 @@ class ConditionSpec:
 
 
 @dataclass(frozen=True)
+class FalseAlarmSpec:
+    """How the image (or window) threshold was set: the false-alarm budget asked for and what the tail model
+    of held-out normal scores expects at the threshold, with its interval (training.calibrate.budget_threshold).
+
+    The runtime compares the rate it observes on frames judged normal with `expected_rate` (drift).
+    """
+
+    rate: float
+    expected_rate: float
+    interval_low: float
+    interval_high: float
+    n_normals: int
+    method: str
+    warning: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("rate", "expected_rate", "interval_low", "interval_high"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise MetadataError(f"false_alarm.{name}", f"must be a number in [0, 1], got {value!r}")
+        if not 0.0 < self.rate < 1.0:
+            raise MetadataError("false_alarm.rate", f"must be in (0, 1), got {self.rate!r}")
+        if self.interval_low > self.interval_high:
+            raise MetadataError("false_alarm.interval_low", "must not exceed interval_high")
+        if not isinstance(self.n_normals, int) or self.n_normals < 1:
+            raise MetadataError("false_alarm.n_normals", f"must be a positive integer, got {self.n_normals!r}")
+        if self.method not in FALSE_ALARM_METHODS:
+            raise MetadataError("false_alarm.method", f"must be one of {FALSE_ALARM_METHODS}, got {self.method!r}")
+
+    @classmethod
+    def from_json(cls, data: Any) -> FalseAlarmSpec:
+        try:
+            return cls(
+                rate=float(data["rate"]),
+                expected_rate=float(data["expected_rate"]),
+                interval_low=float(data["interval_low"]),
+                interval_high=float(data["interval_high"]),
+                n_normals=int(data["n_normals"]),
+                method=str(data["method"]),
+                warning=None if data.get("warning") is None else str(data["warning"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MetadataError("false_alarm", f"bad false_alarm block: {type(exc).__name__}: {exc}") from exc
+
+
+# gpd-tail: peaks over threshold with a generalised Pareto fit; empirical: enough normals to read the quantile;
+# gaussian: too few normals for a tail fit, mean + z * std (the warning says how many are needed)
+FALSE_ALARM_METHODS = ("gpd-tail", "empirical", "gaussian")
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     """Everything the line runtime needs to run a model and judge its output."""
 
@@ -160,6 +211,8 @@ class ModelMetadata:
     sensor: SensorSpec | None = None
     # Conditional image models only (input "condition"); None keeps the props of every other model unchanged.
     condition: ConditionSpec | None = None
+    # How the threshold came from a false-alarm budget; None for models calibrated before budgets existed.
+    false_alarm: FalseAlarmSpec | None = None
 
     def __post_init__(self) -> None:
         if self.format_version != FORMAT_VERSION:
@@ -216,7 +269,7 @@ class ModelMetadata:
         """Flatten into the string map stored in the ONNX file's metadata_props."""
         props: dict[str, str] = {}
         for key, value in asdict(self).items():
-            if key in ("sensor", "condition") and value is None:
+            if key in _OPTIONAL_BLOCKS and value is None:
                 continue
             props[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         return props
@@ -246,16 +299,26 @@ class ModelMetadata:
             values["sensor"] = SensorSpec.from_json(values["sensor"])
         if "condition" in values:
             values["condition"] = ConditionSpec.from_json(values["condition"])
+        if "false_alarm" in values:
+            values["false_alarm"] = FalseAlarmSpec.from_json(values["false_alarm"])
         return cls(**values)
 
-    def with_thresholds(self, image_threshold: float, pixel_threshold: float) -> ModelMetadata:
-        """A copy with overridden thresholds (set after export, without re-exporting)."""
+    def with_thresholds(
+        self, image_threshold: float, pixel_threshold: float, false_alarm: FalseAlarmSpec | None = None
+    ) -> ModelMetadata:
+        """A copy with overridden thresholds (set after export, without re-exporting).
+
+        The false-alarm block describes the image threshold: a new one keeps none unless its own is given.
+        """
+        if false_alarm is None and image_threshold == self.image_threshold:
+            false_alarm = self.false_alarm
         data = asdict(self)
         data.update(image_threshold=float(image_threshold), pixel_threshold=float(pixel_threshold))
         data["image_score_stats"] = self.image_score_stats
         data["pixel_score_stats"] = self.pixel_score_stats
         data["sensor"] = self.sensor
         data["condition"] = self.condition
+        data["false_alarm"] = false_alarm
         return ModelMetadata(**data)
 
 
@@ -279,5 +342,8 @@ _FIELD_TYPES: dict[str, Any] = {
     "training_config": dict,
     "sensor": dict,
     "condition": dict,
+    "false_alarm": dict,
 }
-_OPTIONAL_FIELDS = frozenset({"training_config", "sensor", "condition"})
+# Blocks that only some models carry: absent from metadata_props when None, so older files keep their props.
+_OPTIONAL_BLOCKS = ("sensor", "condition", "false_alarm")
+_OPTIONAL_FIELDS = frozenset({"training_config", *_OPTIONAL_BLOCKS})

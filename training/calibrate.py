@@ -1,11 +1,20 @@
-"""Thresholds from normal scores (quantile plus a sensitivity margin), or F1-optimal on labelled data."""
+"""Thresholds from normal scores: a false-alarm budget through a tail model, a quantile plus a margin, or
+F1-optimal on labelled data."""
 
 from __future__ import annotations
 
+import logging
+import math
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
+
 import numpy as np
+from scipy.stats import genpareto
 from sklearn.metrics import precision_recall_curve
 
-from pipeline.contract import ScoreStats
+from pipeline.contract import FalseAlarmSpec, ScoreStats
+
+log = logging.getLogger(__name__)
 
 
 def normal_threshold(scores: np.ndarray, quantile: float, sensitivity: float) -> float:
@@ -41,3 +50,158 @@ def score_stats(scores: np.ndarray) -> ScoreStats:
     values = np.asarray(scores, dtype=np.float64).ravel()
     quantiles = {str(q): float(np.quantile(values, q)) for q in (0.5, 0.9, 0.95, 0.99, 0.999)}
     return ScoreStats(n=int(values.size), mean=float(values.mean()), std=float(values.std()), quantiles=quantiles)
+
+
+# A generalised Pareto tail is fitted to the top TAIL_SHARE of the normal scores, with at least MIN_TAIL of them;
+# below MIN_FOR_TAIL scores no tail can be fitted and a Gaussian tail (mean + z * std) stands in.
+TAIL_SHARE = 0.1
+MIN_TAIL = 6
+MIN_FOR_TAIL = 30
+# A tail fit is trusted where it rests on at least this many exceedances (the warning names the count needed).
+TRUSTED_TAIL = 20
+# Shape parameter kept in a range where the fit is stable on a few dozen points (xi > 0.5: infinite variance).
+SHAPE_RANGE = (-0.5, 0.5)
+BOOTSTRAP_ROUNDS = 200
+INTERVAL = (0.05, 0.95)
+
+
+@dataclass(frozen=True)
+class TailFit:
+    """Peaks over threshold: P(score > x) = share * (1 + shape * (x - start) / scale) ** (-1 / shape) for x > start."""
+
+    start: float
+    share: float
+    scale: float
+    shape: float
+
+    def exceedance(self, x: float) -> float:
+        """The modelled probability that a normal score exceeds x (x above the tail's start)."""
+        excess = max(x - self.start, 0.0) / self.scale
+        if abs(self.shape) < 1e-6:
+            return self.share * math.exp(-excess)
+        base = 1.0 + self.shape * excess
+        return 0.0 if base <= 0 else self.share * base ** (-1.0 / self.shape)
+
+    def quantile_for(self, rate: float) -> float:
+        """The score that normal frames exceed with probability `rate` (rate below the tail share)."""
+        ratio = rate / self.share
+        if abs(self.shape) < 1e-6:
+            return self.start - self.scale * math.log(ratio)
+        return self.start + self.scale / self.shape * (ratio ** (-self.shape) - 1.0)
+
+
+def fit_tail(values: np.ndarray) -> TailFit:
+    """A generalised Pareto fit (maximum likelihood, location 0) to the excesses over the tail's start."""
+    ordered = np.sort(values)
+    count = max(MIN_TAIL, math.ceil(TAIL_SHARE * len(ordered)))
+    start = float(ordered[-count - 1])
+    excess = ordered[-count:] - start
+    spread = float(excess.mean())
+    if spread <= 0:  # a flat tail (identical scores): nothing above the start was ever seen
+        return TailFit(start, count / len(ordered), max(abs(start), 1.0) * 1e-6, 0.0)
+    shape, _, scale = genpareto.fit(excess, floc=0.0)
+    shape = float(np.clip(shape, *SHAPE_RANGE))
+    if not math.isfinite(scale) or scale <= 0:
+        shape, scale = 0.0, spread
+    return TailFit(start, count / len(ordered), float(scale), shape)
+
+
+@dataclass(frozen=True)
+class BudgetThreshold:
+    """A threshold set from a false-alarm budget, with what the tail model expects at it."""
+
+    threshold: float
+    false_alarm_rate: float
+    expected_rate: float
+    rate_interval: tuple[float, float]
+    n_normals: int
+    method: str
+    warning: str | None
+
+    @property
+    def spec(self) -> FalseAlarmSpec:
+        return FalseAlarmSpec(
+            rate=self.false_alarm_rate,
+            expected_rate=self.expected_rate,
+            interval_low=self.rate_interval[0],
+            interval_high=self.rate_interval[1],
+            n_normals=self.n_normals,
+            method=self.method,
+            warning=self.warning,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self.spec)
+
+
+def budget_threshold(scores: np.ndarray, false_alarm_rate: float, seed: int = 0) -> BudgetThreshold:
+    """The threshold that normal scores exceed with probability `false_alarm_rate` (per frame or window).
+
+    Where the held-out normals are many enough to read that quantile directly (at least 20 above it),
+    it is read; otherwise a generalised Pareto tail fitted to the top tenth of the scores (SPOT's peaks
+    over threshold) extrapolates to it. The interval of the expected rate comes from refitting on
+    bootstrap resamples. Too few normals for a trustworthy tail is a warning naming how many are needed.
+    """
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise ValueError("calibration needs a non-empty set of finite normal scores")
+    if not 0.0 < false_alarm_rate < 1.0:
+        raise ValueError(f"false_alarm_rate must be in (0, 1), got {false_alarm_rate}")
+    n = values.size
+    needed = max(MIN_FOR_TAIL, math.ceil(TRUSTED_TAIL / TAIL_SHARE))
+    if false_alarm_rate * n >= TRUSTED_TAIL:
+        method = "empirical"
+        threshold = float(np.quantile(values, 1.0 - false_alarm_rate))
+        rate_at = empirical_rate
+    elif n >= MIN_FOR_TAIL:
+        method = "gpd-tail"
+        threshold = (
+            fit_tail(values).quantile_for(false_alarm_rate)
+            if false_alarm_rate < TAIL_SHARE
+            else float(np.quantile(values, 1.0 - false_alarm_rate))
+        )
+        rate_at = tail_rate
+    else:
+        method = "gaussian"
+        threshold = float(values.mean() + NormalDist().inv_cdf(1.0 - false_alarm_rate) * values.std())
+        rate_at = gaussian_rate
+    # never below what was seen on normals at that rate: a fit must not flag more than the data say it would
+    threshold = max(threshold, float(np.quantile(values, 1.0 - false_alarm_rate)))
+    rng = np.random.default_rng(seed)
+    resampled = [rate_at(rng.choice(values, size=n, replace=True), threshold) for _ in range(BOOTSTRAP_ROUNDS)]
+    low, high = (float(v) for v in np.quantile(resampled, INTERVAL))
+    warning = None
+    if method != "empirical" and n < needed:
+        warning = (
+            f"{n} held-out normal scores: a trustworthy tail for a false-alarm rate of {false_alarm_rate:g} needs "
+            f"at least {needed} (expected rate {rate_at(values, threshold):.2g}, interval {low:.2g}-{high:.2g})"
+        )
+        log.warning("%s", warning)
+    return BudgetThreshold(
+        threshold=float(threshold),
+        false_alarm_rate=float(false_alarm_rate),
+        expected_rate=float(rate_at(values, threshold)),
+        rate_interval=(low, high),
+        n_normals=int(n),
+        method=method,
+        warning=warning,
+    )
+
+
+def empirical_rate(values: np.ndarray, threshold: float) -> float:
+    return float(np.mean(values > threshold))
+
+
+def tail_rate(values: np.ndarray, threshold: float) -> float:
+    return (
+        min(1.0, fit_tail(values).exceedance(threshold))
+        if threshold > np.quantile(values, 1 - TAIL_SHARE)
+        else (empirical_rate(values, threshold))
+    )
+
+
+def gaussian_rate(values: np.ndarray, threshold: float) -> float:
+    std = float(values.std())
+    if std == 0:
+        return 0.0 if threshold >= values.mean() else 1.0
+    return 1.0 - NormalDist(float(values.mean()), std).cdf(threshold)

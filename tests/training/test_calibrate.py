@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.calibrate import f1_optimal_threshold, normal_threshold, score_stats
+from training.calibrate import budget_threshold, f1_optimal_threshold, normal_threshold, score_stats
 
 
 def test_quantile_of_uniform_scores() -> None:
@@ -45,3 +45,45 @@ def test_score_stats() -> None:
     assert stats.n == 101
     assert stats.mean == pytest.approx(50.0)
     assert stats.quantiles["0.5"] == pytest.approx(50.0)
+
+
+def test_budget_threshold_reads_the_quantile_where_normals_suffice() -> None:
+    scores = np.random.default_rng(0).gamma(4.0, 1.0, 100_000)
+    budget = budget_threshold(scores, 1e-3)
+    assert budget.method == "empirical"
+    assert budget.warning is None
+    assert np.mean(scores > budget.threshold) == pytest.approx(1e-3, abs=2e-4)
+    assert budget.rate_interval[0] <= 1e-3 <= budget.rate_interval[1]
+
+
+def test_budget_threshold_extrapolates_a_tail_and_holds_on_fresh_normals() -> None:
+    rng = np.random.default_rng(1)
+    budget = budget_threshold(rng.gamma(4.0, 1.0, 3000), 1e-3)
+    assert budget.method == "gpd-tail"
+    fresh = rng.gamma(4.0, 1.0, 1_000_000)
+    # the tail model's threshold keeps the observed rate within a factor of three of the budget
+    assert 1e-3 / 3 < np.mean(fresh > budget.threshold) < 3e-3
+    assert 5e-4 < budget.expected_rate <= 1e-3 * 1.001  # at most the budget: never below the empirical quantile
+
+
+def test_budget_threshold_warns_with_the_count_needed() -> None:
+    budget = budget_threshold(np.random.default_rng(2).normal(size=40), 1e-3)
+    assert budget.warning is not None and "needs at least 200" in budget.warning
+    few = budget_threshold(np.random.default_rng(3).normal(size=12), 1e-3)
+    assert few.method == "gaussian"
+    # above every normal seen: a budget of one in a thousand never flags most of twelve normals
+    assert few.threshold > 2.0
+    spec = few.spec
+    assert spec.n_normals == 12 and spec.rate == 1e-3 and spec.warning == few.warning
+
+
+def test_budget_threshold_of_identical_scores_is_finite() -> None:
+    budget = budget_threshold(np.full(500, 0.25), 1e-3)
+    assert np.isfinite(budget.threshold) and budget.threshold >= 0.25
+
+
+def test_budget_threshold_rejects_bad_input() -> None:
+    with pytest.raises(ValueError):
+        budget_threshold(np.array([1.0, np.nan]), 1e-3)
+    with pytest.raises(ValueError):
+        budget_threshold(np.ones(10), 0.0)
