@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # derived from max_message_bytes; the broker's message.max.bytes (Apache Kafka) or the topic's
 # max.message.bytes must be at least max_message_bytes (the broker launcher and docker-compose set it).
 HEADER_HEADROOM_BYTES = 64 * 1024
+MIN_WEBHOOK_SECRET_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -105,9 +106,12 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
 
     # Review page (`lineguard review serve`)
-    # Every write (verdicts, labels, notes) must carry it as `Authorization: Bearer`; without it the page only
-    # starts with --read-only. At least 16 characters.
+    # Every write (verdicts, labels, notes) must carry a token as `Authorization: Bearer`; without one the page only
+    # starts with --read-only. review_token is one shared token (verdicts recorded as by "shared"); review_tokens
+    # binds a token to each reviewer's name (environment: JSON {"ana": "...", "ben": "..."}), which is what a
+    # verdict records. Tokens: 32+ random characters, 128+ bits, no placeholder (`lineguard review token`).
     review_token: SecretStr | None = None
+    review_tokens: dict[str, SecretStr] = Field(default_factory=dict)
     review_host: str = "127.0.0.1"
     review_port: int = Field(default=8080, ge=0, le=65535)
     # The path a reverse proxy serves the page under (e.g. /review); every link and fetch starts with it.
@@ -123,6 +127,9 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
+        # A short HMAC key can be guessed offline from one signed alert; empty means unsigned (warned at start-up).
+        if self.webhook_secret and len(self.webhook_secret.get_secret_value()) < MIN_WEBHOOK_SECRET_CHARS:
+            raise ValueError(f"webhook_secret must have at least {MIN_WEBHOOK_SECRET_CHARS} characters")
         return self
 
     @property

@@ -155,7 +155,7 @@ def test_alerts_reach_the_webhook_once_after_it_comes_up_and_the_kafka_topic(
         url,
         tiny_model,
         webhook_url=f"http://127.0.0.1:{port}/alerts",
-        webhook_secret="s3cret",
+        webhook_secret="webhook-secret-for-tests-0123456789abcdef",
         webhook_timeout_s=1.0,
         alert_kafka=True,
         alert_poll_s=0.1,
@@ -180,7 +180,7 @@ def test_alerts_reach_the_webhook_once_after_it_comes_up_and_the_kafka_topic(
             timeout=60,
             what="every webhook delivery tried while the receiver is down",
         )
-        with AlertReceiver(port=port, secret="s3cret") as receiver:
+        with AlertReceiver(port=port, secret="webhook-secret-for-tests-0123456789abcdef") as receiver:
             wait_for(lambda: len(receiver.alerts) >= injected, timeout=30, what="webhook deliveries")
             time.sleep(1.0)  # a duplicate would arrive now
     finally:

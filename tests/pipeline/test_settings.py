@@ -31,3 +31,13 @@ def test_bad_values_name_the_field() -> None:
         load_settings(batch_size=0)
     with pytest.raises(ValueError, match="heartbeat_interval_ms"):
         load_settings(heartbeat_interval_ms=20_000, session_timeout_ms=10_000)
+
+
+def test_webhook_secret_has_a_minimum_length_and_reviewer_tokens_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="webhook_secret must have at least 32 characters"):
+        load_settings(webhook_secret="short")
+    assert load_settings(webhook_secret="").webhook_secret is not None  # empty: unsigned, warned about at start-up
+    monkeypatch.setenv("LINEGUARD_REVIEW_TOKENS", '{"ana": "a-token", "ben": "b-token"}')
+    tokens = load_settings().review_tokens
+    assert {name: token.get_secret_value() for name, token in tokens.items()} == {"ana": "a-token", "ben": "b-token"}
+    assert "a-token" not in repr(load_settings())

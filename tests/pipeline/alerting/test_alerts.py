@@ -125,8 +125,13 @@ def test_flush_outbox_after_the_consumer_stopped(tmp_path) -> None:  # type: ign
             ModelInfo("m", "1"),
             60,
         )
-    with AlertReceiver(secret="k") as receiver:
-        settings = Settings(database_url=url, webhook_url=receiver.url, webhook_secret="k", alert_log=False)
+    with AlertReceiver(secret="webhook-secret-for-tests-0123456789abcdef") as receiver:
+        settings = Settings(
+            database_url=url,
+            webhook_url=receiver.url,
+            webhook_secret="webhook-secret-for-tests-0123456789abcdef",
+            alert_log=False,
+        )
         assert flush_outbox(settings, timeout_s=10) == 4
         assert flush_outbox(settings, timeout_s=1) == 0
     assert len(receiver.alerts) == 4

@@ -91,7 +91,9 @@ def test_a_redirect_is_a_failure_and_is_never_followed(status: int, tmp_path: Pa
 )
 def test_only_http_and_https_webhook_urls_are_accepted(url: str) -> None:
     with pytest.raises(ConfigError) as refused:
-        build_channels(Settings(webhook_url=url, webhook_secret="k", alert_log=False))
+        build_channels(
+            Settings(webhook_url=url, webhook_secret="webhook-secret-for-tests-0123456789abcdef", alert_log=False)
+        )
     message = str(refused.value)
     assert "webhook_url" in message and "\n" not in message
     assert "passwd" not in message  # the URL itself stays out of logs: it may carry a token
@@ -99,7 +101,13 @@ def test_only_http_and_https_webhook_urls_are_accepted(url: str) -> None:
 
 def test_https_is_accepted_and_a_missing_secret_warns_once(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="pipeline.alerting.channels"):
-        signed = build_channels(Settings(webhook_url="https://example.com/hook", webhook_secret="k", alert_log=False))
+        signed = build_channels(
+            Settings(
+                webhook_url="https://example.com/hook",
+                webhook_secret="webhook-secret-for-tests-0123456789abcdef",
+                alert_log=False,
+            )
+        )
         assert caplog.records == []
         unsigned = build_channels(Settings(webhook_url="http://127.0.0.1:9/hook", alert_log=False))
     assert [c.name for c in signed + unsigned] == ["webhook", "webhook"]
