@@ -48,7 +48,10 @@ def train_command(
     latent_channels: Annotated[int, typer.Option(help="bottleneck channels")] = 64,
     dropout: Annotated[float, typer.Option(help="bottleneck dropout (regularisation)")] = 0.1,
     weight_decay: Annotated[float, typer.Option()] = 1e-5,
-    sensitivity: Annotated[float, typer.Option(help="threshold margin in std of normal scores")] = 0.0,
+    false_alarm_rate: Annotated[
+        float,
+        typer.Option(help="false alarms per normal frame the image threshold allows (tail model of held-out normals)"),
+    ] = 1e-3,
     val_dir: Annotated[
         Path | None,
         typer.Option(
@@ -97,7 +100,7 @@ def train_command(
         latent_channels=latent_channels,
         dropout=dropout,
         weight_decay=weight_decay,
-        sensitivity=sensitivity,
+        false_alarm_rate=false_alarm_rate,
         labelled_val_dir=val_dir,
         seed=seed,
         model_name=name,

@@ -55,8 +55,8 @@ class TrainConfig:
     condition_source: str = "camera-id"  # cvae: where the line reads the condition: camera-id or header:<name>
     condition_dropout: float = 0.2  # cvae: share of training images trained as "unknown" (index 0)
     pretrain_fraction: float = 0.3  # stacked-ae: share of the epochs and time budget for greedy layer-wise pretraining
-    calibration_quantile: float = 0.99
-    sensitivity: float = 0.0
+    # image threshold: the score normal frames exceed with this probability (training.calibrate.budget_threshold)
+    false_alarm_rate: float = 1e-3
     labelled_val_dir: Path | None = None
     encoder_out: Path | None = None  # also write the encoder alone here (training.encoder_export)
     device: str = "auto"
@@ -98,8 +98,7 @@ class TrainConfig:
             ("pretrain_fraction", 0 <= self.pretrain_fraction < 1, "must be in [0, 1)"),
             ("latent_channels", self.latent_channels >= 1, "must be >= 1"),
             ("dropout", 0 <= self.dropout < 1, "must be in [0, 1)"),
-            ("calibration_quantile", 0.5 <= self.calibration_quantile < 1, "must be in [0.5, 1)"),
-            ("sensitivity", self.sensitivity >= 0, "must be >= 0"),
+            ("false_alarm_rate", 0 < self.false_alarm_rate < 0.5, "must be in (0, 0.5)"),
             ("device", self.device in ("auto", "cpu", "cuda"), "must be 'auto', 'cpu' or 'cuda'"),
         ]
         for name, ok, reason in checks:

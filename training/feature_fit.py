@@ -4,6 +4,7 @@ corrupted copies (so it learns to give back the clean part)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -14,6 +15,8 @@ from training.fitting import BestEpoch, FitSummary, cosine_learning_rate, progre
 from training.losses import reconstruction_loss
 from training.models.feature_space import FeatureSpaceAutoencoder
 from training.synthetic_defects import corrupt_batch
+
+log = logging.getLogger(__name__)
 
 # Share of the time budget for the feature autoencoder(s); the restorer gets the rest. The anomaly
 # map depends on the autoencoder only, so it gets most of the time.
@@ -78,7 +81,7 @@ def fit_feature_model(
             progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best.loss:.4f}")
             if best.should_stop(epoch):
                 break
-    return best.restore(epoch, started)
+    return best.restore(epoch, started, cfg.epochs)
 
 
 @torch.no_grad()
@@ -110,7 +113,8 @@ def fit_restorer(
     The autoencoder is frozen here: the restorer reads what the autoencoder rebuilt, so a defect the
     autoencoder removed from the features is also absent from the restored frame.
     """
-    if cfg.restorer_epochs == 0:
+    epochs = min(cfg.restorer_epochs, cfg.epochs)  # --epochs bounds every phase, the restorer's too
+    if epochs == 0:
         return
     rng = np.random.default_rng(cfg.seed + 2)
     corrupted, _ = corrupt_batch(train_images, train_images, rng, cfg.defect_probability)
@@ -121,18 +125,27 @@ def fit_restorer(
     started = time.monotonic()
     model.eval()
     model.restorer.train()
-    for epoch in range(cfg.restorer_epochs):
-        fraction = max((time.monotonic() - started) / max(deadline - started, 1e-6), epoch / cfg.restorer_epochs)
-        set_learning_rate(optimizer, cosine_learning_rate(cfg.learning_rate, fraction))
-        order = torch.randperm(len(clean), generator=generator).to(device)
-        for start in range(0, len(clean) - 1, cfg.batch_size):
-            index = order[start : start + cfg.batch_size]
-            if len(index) < 2:
-                continue
-            loss = reconstruction_loss(model.restorer(restorer_inputs[index]), clean[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        if time.monotonic() > deadline:
-            break
+    with progress_bar(cfg.show_progress) as progress:
+        task = progress.add_task("image restorer", total=epochs)
+        for epoch in range(epochs):
+            fraction = max((time.monotonic() - started) / max(deadline - started, 1e-6), epoch / epochs)
+            set_learning_rate(optimizer, cosine_learning_rate(cfg.learning_rate, fraction))
+            order = torch.randperm(len(clean), generator=generator).to(device)
+            for start in range(0, len(clean) - 1, cfg.batch_size):
+                index = order[start : start + cfg.batch_size]
+                if len(index) < 2:
+                    continue
+                loss = reconstruction_loss(model.restorer(restorer_inputs[index]), clean[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            progress.update(task, advance=1, description=f"image restorer epoch {epoch + 1}")
+            if time.monotonic() > deadline and epoch + 1 < epochs:
+                log.warning(
+                    "the time budget stopped the image restorer after %d of %d epochs (the anomaly map does not "
+                    "depend on it; the restored frames may be blurrier)",
+                    epoch + 1,
+                    epochs,
+                )
+                break
     model.eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from training.export import ScoringGraph
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,23 @@ class BestEpoch:
             return False
         return True
 
-    def restore(self, last_epoch: int, started: float) -> FitSummary:
-        """Load the best weights back into the model and summarise the fit."""
+    def restore(self, last_epoch: int, started: float, planned_epochs: int | None = None) -> FitSummary:
+        """Load the best weights back into the model and summarise the fit.
+
+        A fit the time budget cut short is said plainly: a busy machine must not silently trade epochs for a
+        worse model.
+        """
         self.model.load_state_dict(self.state)
         minutes = (time.monotonic() - started) / 60
+        if self.stopped_by == "time budget":
+            log.warning(
+                "the time budget stopped training after %d%s epochs (%.1f min, best epoch %d): the model may be "
+                "undertrained; give more --max-minutes or run on a quieter machine",
+                last_epoch,
+                f" of {planned_epochs}" if planned_epochs else "",
+                minutes,
+                self.epoch,
+            )
         return FitSummary(last_epoch, minutes, self.epoch, self.loss, self.stopped_by, tuple(self.history))
 
 

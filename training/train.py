@@ -18,7 +18,7 @@ from pipeline.contract import ModelMetadata, ScoreStats
 from pipeline.inference import OnnxModel
 from pipeline.preprocess import InputSpec
 from training.backbone import backbone_entry, weights_digest
-from training.calibrate import f1_optimal_threshold, normal_threshold, score_stats
+from training.calibrate import budget_threshold, f1_optimal_threshold, pixel_threshold, score_stats
 from training.conditions import conditioned_files
 from training.config import NO_BACKBONE, TrainConfig
 from training.corruptions import corrupt
@@ -40,6 +40,7 @@ from training.models import create_model, model_entry
 from training.models.blocks import ModelOutput
 from training.models.stacked import StackedAE
 from training.pretraining import PretrainPlan, pretrain_layers
+from training.synthetic_defects import corrupt_batch
 
 log = logging.getLogger(__name__)
 
@@ -107,28 +108,43 @@ def train(cfg: TrainConfig) -> Path:
         export_decoder(model, uncalibrated, decoder_path(cfg.out))
     # Thresholds come from the exported file's own scores: what the line compares is what was
     # calibrated (torch and onnxruntime agree to 1e-3, more than the gap between two close scores).
-    metadata = calibrate_exported(cfg, uncalibrated, val_images, val_conditions)
+    metadata = calibrate_exported(cfg, uncalibrated, val_images, val_conditions, donors=train_images)
     update_metadata(cfg.out, metadata)
     print_summary(cfg, metadata, summary, parity, time.monotonic() - started)
     return cfg.out
 
 
 def calibrate_exported(
-    cfg: TrainConfig, metadata: ModelMetadata, val_images: np.ndarray, val_conditions: np.ndarray | None = None
+    cfg: TrainConfig,
+    metadata: ModelMetadata,
+    val_images: np.ndarray,
+    val_conditions: np.ndarray | None = None,
+    donors: np.ndarray | None = None,
 ) -> ModelMetadata:
-    """Image and pixel thresholds and the normal-score statistics, from the exported model on held-out normals."""
+    """Thresholds and normal-score statistics from the exported model's own scores on held-out normals.
+
+    Image: the false-alarm budget (a tail model of the normal scores), or F1-optimal on a labelled validation
+    set. Pixel: chosen on synthetic defects pasted into the same normals (training.calibrate.pixel_threshold).
+    """
     exported = OnnxModel(cfg.out)
     val = exported.score_in_chunks(val_images, conditions=val_conditions)
-    image_threshold = normal_threshold(val.score, cfg.calibration_quantile, cfg.sensitivity)
+    budget = budget_threshold(val.score, cfg.false_alarm_rate, seed=cfg.seed)
+    image_threshold, false_alarm = budget.threshold, budget.spec
     if cfg.labelled_val_dir is not None:
         labelled = load_test_set(cfg.labelled_val_dir, metadata.input_spec)
         image_threshold = f1_optimal_threshold(exported.score_in_chunks(labelled.images).score, labelled.labels)
+        false_alarm = None
+    corrupted, masks = corrupt_batch(
+        val_images, val_images if donors is None else donors, np.random.default_rng(cfg.seed + 7), probability=1.0
+    )
+    defect_maps = exported.score_in_chunks(corrupted, conditions=val_conditions).anomaly_map
     return replace(
         metadata,
         image_threshold=image_threshold,
-        pixel_threshold=normal_threshold(val.anomaly_map, 0.999, cfg.sensitivity),
+        pixel_threshold=pixel_threshold(val.anomaly_map, defect_maps, masks),
         image_score_stats=score_stats(val.score),
         pixel_score_stats=score_stats(val.anomaly_map[:, :, ::4, ::4]),
+        false_alarm=false_alarm,
     )
 
 
@@ -242,7 +258,7 @@ def fit(
             progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best.loss:.4f}")
             if best.should_stop(epoch):
                 break
-    return best.restore(epoch, started)
+    return best.restore(epoch, started, cfg.epochs)
 
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -76,7 +76,7 @@ def test_retrain_reuses_the_base_config_and_writes_the_report(base: Path, tiny_d
     assert result.exit_code == 0, result.output
     old, new = read_metadata(base), read_metadata(out)
     assert (new.model_name, new.model_version, new.architecture, new.input_size) == ("parts", "2", "cae", 32)
-    for key in ("batch_size", "learning_rate", "widths", "sensitivity", "val_fraction", "seed"):
+    for key in ("batch_size", "learning_rate", "widths", "false_alarm_rate", "val_fraction", "seed"):
         assert new.training_config[key] == old.training_config[key], key
     assert new.training_config["epochs"] == 1 and new.training_config["summary"]["epochs"] == 1
     report = ComparisonReport.read(report_path(out))

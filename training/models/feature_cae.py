@@ -4,6 +4,10 @@ Features of several backbone stages are brought to the finest tapped resolution,
 small neighbourhood (so one location describes a patch, not a pixel) and standardised per channel
 with statistics of the normal training images. A convolutional autoencoder with a narrow bottleneck
 learns to reproduce them; where it cannot, the squared error is the anomaly map.
+
+The bottleneck is spatial (stride 2): each location is rebuilt from a code of its neighbourhood, so
+a patch that does not fit its surroundings cannot be copied through. Without it (bottleneck_stride 1)
+the autoencoder learns something close to the identity on textures and misses defects there.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.models.blocks import conv_block
+from training.models.blocks import conv_block, up_block
 from training.models.feature_space import (
     FeatureSpaceAutoencoder,
     FeatureSpaceConfig,
@@ -29,7 +33,8 @@ class FeatureCAEConfig(FeatureSpaceConfig):
 
     neighbourhood: int = 3
     hidden_channels: int = 128
-    latent_channels: int = 48
+    latent_channels: int = 64
+    bottleneck_stride: int = 2
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -37,6 +42,8 @@ class FeatureCAEConfig(FeatureSpaceConfig):
             raise ValueError(f"neighbourhood must be an odd number >= 1, got {self.neighbourhood}")
         if not 1 <= self.latent_channels <= self.hidden_channels:
             raise ValueError(f"latent_channels must be in [1, hidden_channels], got {self.latent_channels}")
+        if self.bottleneck_stride not in (1, 2):
+            raise ValueError(f"bottleneck_stride must be 1 or 2, got {self.bottleneck_stride}")
 
 
 class FeatureCAE(FeatureSpaceAutoencoder):
@@ -49,10 +56,13 @@ class FeatureCAE(FeatureSpaceAutoencoder):
         self.register_buffer("feature_mean", torch.zeros(1, width, 1, 1))
         self.register_buffer("feature_std", torch.ones(1, width, 1, 1))
         hidden, latent = config.hidden_channels, config.latent_channels
-        # 1x1 then 3x3 convolutions: the code sees a patch's neighbours, the bottleneck keeps it from
-        # copying features it never saw on normal parts
-        self.encoder = nn.Sequential(conv_block_1x1(width, hidden), conv_block(hidden, latent))
-        self.decoder = nn.Sequential(conv_block(latent, hidden), nn.Conv2d(hidden, width, 1))
+        if config.bottleneck_stride == 2:
+            # 3x3 convolutions around a stride-2 code: a location is rebuilt from its neighbourhood's code
+            self.encoder = nn.Sequential(conv_block(width, hidden), conv_block(hidden, latent, stride=2))
+            self.decoder = nn.Sequential(up_block(latent, hidden), nn.Conv2d(hidden, width, 3, padding=1))
+        else:
+            self.encoder = nn.Sequential(conv_block_1x1(width, hidden), conv_block(hidden, latent))
+            self.decoder = nn.Sequential(conv_block(latent, hidden), nn.Conv2d(hidden, width, 1))
         self.restorer = ImageRestorer(width, config.channels, min(config.feature_strides), config.restorer_widths)
 
     def merge(self, features: list[torch.Tensor]) -> torch.Tensor:
@@ -61,7 +71,10 @@ class FeatureCAE(FeatureSpaceAutoencoder):
         merged = torch.cat([f if f.shape[-1] == size else upsample_to(f, size) for f in features], dim=1)
         k = self.config.neighbourhood
         if k > 1:
-            merged = F.avg_pool2d(merged, k, stride=1, padding=k // 2, count_include_pad=False)
+            # Zero padding counted in the average: with count_include_pad=False the outer ring averaged
+            # fewer, different neighbours than the interior, scored far from every normal patch, and
+            # the image maximum landed on that ring for almost every frame (the score measured the border).
+            merged = F.avg_pool2d(merged, k, stride=1, padding=k // 2, count_include_pad=True)
         return merged
 
     @torch.no_grad()
