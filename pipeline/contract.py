@@ -40,12 +40,20 @@ class ScoreStats:
     quantiles: dict[str, float] = field(default_factory=dict)
 
 
+SENSOR_LEVEL_STATISTICS = ("mean", "median")
+SENSOR_CALENDAR_KINDS = ("day", "week")
+
+
 @dataclass(frozen=True)
 class SensorSpec:
     """The `sensor` block of a sensor model: its channels in input order, its window and its training statistics.
 
     `level_free_channels` are scored on their shape within a window, not their level: the graph removes each
-    window's mean from them (sensors that drift with warm-up or ambient, declared at training).
+    window's `level_statistic` ("mean", or the "median", robust to a spike) from them (sensors that drift with
+    warm-up, ambient or load, declared or found drifting at training).
+    `calendar`: periods ("day", "week") whose phase the runtime appends as input channels after the sensor channels
+    (pipeline.sensorcalendar, from each reading's timestamp). `period_samples`: the dominant period found in the
+    training data (the default window length was chosen from it), None when none was measured or found.
     """
 
     channels: tuple[str, ...]
@@ -55,8 +63,12 @@ class SensorSpec:
     channel_std: tuple[float, ...]
     sample_rate_hz: float | None = None
     level_free_channels: tuple[str, ...] = ()
+    level_statistic: str = "mean"
+    calendar: tuple[str, ...] = ()
+    period_samples: int | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "calendar", tuple(self.calendar))
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "channel_mean", tuple(float(v) for v in self.channel_mean))
         object.__setattr__(self, "channel_std", tuple(float(v) for v in self.channel_std))
@@ -87,6 +99,22 @@ class SensorSpec:
                 "sensor.level_free_channels",
                 f"must be distinct names of channels {list(names)!r}, got {list(self.level_free_channels)!r}",
             )
+        if self.level_statistic not in SENSOR_LEVEL_STATISTICS:
+            raise MetadataError(
+                "sensor.level_statistic", f"must be one of {SENSOR_LEVEL_STATISTICS}, got {self.level_statistic!r}"
+            )
+        if not set(self.calendar) <= set(SENSOR_CALENDAR_KINDS) or len(set(self.calendar)) != len(self.calendar):
+            raise MetadataError(
+                "sensor.calendar", f"must be distinct names from {SENSOR_CALENDAR_KINDS}, got {list(self.calendar)!r}"
+            )
+        period = self.period_samples
+        if period is not None and not (isinstance(period, int) and period >= 2):
+            raise MetadataError("sensor.period_samples", f"must be null or an integer >= 2, got {period!r}")
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the graph's input: the sensors, then two per calendar period."""
+        return len(self.channels) + 2 * len(self.calendar)
 
     @classmethod
     def from_json(cls, data: Any) -> SensorSpec:
@@ -99,6 +127,9 @@ class SensorSpec:
                 channel_std=tuple(data["channel_std"]),
                 sample_rate_hz=None if data.get("sample_rate_hz") is None else float(data["sample_rate_hz"]),
                 level_free_channels=tuple(data.get("level_free_channels", ())),
+                level_statistic=str(data.get("level_statistic", "mean")),
+                calendar=tuple(data.get("calendar", ())),
+                period_samples=None if data.get("period_samples") is None else int(data["period_samples"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MetadataError("sensor", f"bad sensor block: {type(exc).__name__}: {exc}") from exc
@@ -234,8 +265,10 @@ class ModelMetadata:
         spec = self.sensor
         if spec is None:
             raise MetadataError("sensor", "missing: a sensor model needs its sensor block")
-        if self.input_channels != len(spec.channels):
-            raise MetadataError("input_channels", f"must equal the {len(spec.channels)} sensor channels")
+        if self.input_channels != spec.input_channels:
+            raise MetadataError(
+                "input_channels", f"must equal the {spec.input_channels} input channels (sensors, then calendar)"
+            )
         if self.condition is not None:
             raise MetadataError("condition", "only image models take a condition")
         if self.input_size != spec.window_length:

@@ -33,6 +33,9 @@ def test_sensor_metadata_round_trips_through_props() -> None:
         "channel_mean": [1.0, 2.0, 3.0],
         "channel_std": [0.5, 1.0, 2.0],
         "level_free_channels": [],
+        "level_statistic": "mean",
+        "calendar": [],
+        "period_samples": None,
     }
     assert ModelMetadata.from_props(props) == meta
 
@@ -78,6 +81,10 @@ def test_sensor_metadata_is_checked_against_its_block(change: dict, field: str) 
         ({"channel_std": (1.0, 0.0, 1.0)}, "sensor.channel_std"),
         ({"channel_std": (1.0, 1.0)}, "sensor.channel_std"),
         ({"sample_rate_hz": -1.0}, "sensor.sample_rate_hz"),
+        ({"level_statistic": "mode"}, "sensor.level_statistic"),
+        ({"calendar": ("month",)}, "sensor.calendar"),
+        ({"calendar": ("day", "day")}, "sensor.calendar"),
+        ({"period_samples": 1}, "sensor.period_samples"),
     ],
 )
 def test_sensor_block_rules(change: dict, field: str) -> None:
@@ -86,6 +93,25 @@ def test_sensor_block_rules(change: dict, field: str) -> None:
     with pytest.raises(MetadataError) as err:
         replace(spec, **change)
     assert err.value.field == field
+
+
+def test_a_block_written_before_calendar_and_periods_loads_with_their_defaults() -> None:
+    props = tiny_sensor_metadata().to_props()
+    block = json.loads(props["sensor"])
+    for key in ("level_statistic", "calendar", "period_samples"):
+        del block[key]
+    spec = ModelMetadata.from_props(props | {"sensor": json.dumps(block)}).sensor
+    assert spec == tiny_sensor_metadata().sensor
+    assert (spec.level_statistic, spec.calendar, spec.period_samples) == ("mean", (), None)
+
+
+def test_calendar_channels_count_as_model_inputs() -> None:
+    meta = tiny_sensor_metadata()
+    spec = replace(meta.sensor, calendar=("day", "week"), period_samples=16, level_statistic="median")
+    with pytest.raises(MetadataError, match="input_channels"):
+        replace(meta, sensor=spec)
+    calendar_meta = replace(meta, sensor=spec, input_channels=len(spec.channels) + 4)
+    assert ModelMetadata.from_props(calendar_meta.to_props()) == calendar_meta
 
 
 def test_an_image_model_may_not_carry_a_sensor_block() -> None:
