@@ -218,7 +218,12 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
         channels = build_channels(settings, lambda: producer)
         rules = AlertRules(
             AlertRuleConfig(
-                settings.alert_score, settings.burst_defects, settings.burst_window_frames, settings.alert_cooldown_s
+                settings.alert_score,
+                settings.burst_defects,
+                settings.burst_window_frames,
+                settings.alert_cooldown_s,
+                settings.drift_window_frames,
+                settings.drift_factor,
             )
         )
         writer_dlq = DeadLetterSink.from_settings(producer, settings, stop)  # the writer thread's own

@@ -6,6 +6,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
+from pipeline.alerting.rules import CameraState
 from pipeline.results import FrameResult, WindowResult
 
 
@@ -60,6 +61,23 @@ class ConsumerMetrics:
         self.readings = Counter("lineguard_sensor_readings", "Sensor samples windowed", registry=self.registry)
         self.gaps = Counter("lineguard_sensor_gaps", "Gaps that restarted a device's window", registry=self.registry)
         self.db_retries = Counter("lineguard_db_retries", "Batch transactions retried", registry=self.registry)
+        self.flag_rate = Gauge(
+            "lineguard_camera_flag_rate",
+            "Share of a camera's recent frames judged defective (running mean over the drift window)",
+            ["camera"],
+            registry=self.registry,
+        )
+        self.normal_shift = Gauge(
+            "lineguard_camera_normal_score_shift",
+            "How far the scores of a camera's frames judged normal sit from the model's normal median, in its std",
+            ["camera"],
+            registry=self.registry,
+        )
+        self.false_alarm_budget = Gauge(
+            "lineguard_false_alarm_budget",
+            "False alarms per normal frame the serving model allows",
+            registry=self.registry,
+        )
         self.model = Info("lineguard_model", "Serving model and execution provider", registry=self.registry)
         self._server: Any = None
 
@@ -82,6 +100,13 @@ class ConsumerMetrics:
                 self.anomalies.labels(device=window.device_id).inc()
         self.readings.inc(readings)
         self.gaps.inc(gaps)
+
+    def observe_drift(self, cameras: dict[str, CameraState], budget: float) -> None:
+        """Each camera's drift as the batch transaction left it, next to the model's budget."""
+        self.false_alarm_budget.set(budget)
+        for camera, state in cameras.items():
+            self.flag_rate.labels(camera=camera).set(state.drift.flag_rate)
+            self.normal_shift.labels(camera=camera).set(state.drift.normal_shift)
 
     def observe_outbox(self, channel: str, pending: int, oldest_s: float) -> None:
         """The alert backlog of one channel, as the dispatcher saw it after its last round."""

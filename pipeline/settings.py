@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     burst_defects: int = Field(default=3, ge=1)
     burst_window_frames: int = Field(default=20, ge=1)
     alert_cooldown_s: float = Field(default=60.0, ge=0)
+    # false-alarm drift: a camera's flag rate over about this many frames, alerting above factor x the model's budget
+    drift_window_frames: int = Field(default=500, ge=10)
+    drift_factor: float = Field(default=5.0, gt=1)
     alert_log: bool = True
     alert_kafka: bool = False
     webhook_url: str | None = None

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.alerting.rules import AlertRules
+from pipeline.alerting.rules import AlertRules, DriftReference
 from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.deadletter import DeadLetterSink
 from pipeline.errors import FrameStoreError, ShutdownRequested
@@ -141,7 +141,8 @@ class BatchTransaction:
                 registered = [key for key in (self._register(session, m) for m in served) if key is not None]
                 fresh = fresh_results(session, self.settings.group_id, batch.results, batch.offsets)
                 refs = self.frames.put_results(fresh, put) if self.frames is not None else None
-                stored = self._store_isolating(session, fresh, info, refs)
+                reference = DriftReference.of(meta) if meta is not None else None
+                stored = self._store_isolating(session, fresh, info, refs, reference)
                 if stored.refused:
                     self._dead_letter(batch, [(result.source, exc) for result, exc in stored.refused], "frame")
                 sensed = self._write_sensors(session, batch.sensors)
@@ -176,15 +177,22 @@ class BatchTransaction:
         return write_sensor_batch(session, group, sensors.results, sensors.tails, self.rules, self.channels, info)
 
     def _store_isolating(
-        self, session: Session, results: list[FrameResult], info: ModelInfo, refs: dict[Source, dict[str, str]] | None
+        self,
+        session: Session,
+        results: list[FrameResult],
+        info: ModelInfo,
+        refs: dict[Source, dict[str, str]] | None,
+        reference: DriftReference | None,
     ) -> _Stored:
         """Store `results`, isolating the verdicts the database refuses (`storage.isolate`)."""
 
         def store(part: list[FrameResult]) -> tuple[int, list[RaisedAlert]]:
             cameras = load_rule_state(session, {r.camera_id for r in part})
-            alerts = self.rules.evaluate(part, info.version, cameras)
+            alerts = self.rules.evaluate(part, info.version, cameras, reference)
             written = write_results(session, part, alerts, self.channels, info, self.settings.count_interval_s, refs)
             save_rule_state(session, cameras)
+            if reference is not None:
+                self.metrics.observe_drift(cameras, reference.budget)
             return written.defects, alerts
 
         outcomes, refused = store_isolating(session, results, store)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.alerting.rules import CameraState
+from pipeline.alerting.rules import CameraState, DriftState
 from pipeline.storage.engine import dialect_insert
 from pipeline.storage.tables import AlertRuleState
 
@@ -24,6 +24,7 @@ def load_rule_state(session: Session, cameras: set[str]) -> dict[str, CameraStat
         row.camera_id: CameraState(
             window=deque(bool(v) for v in row.window),
             last_alert={rule: datetime.fromisoformat(at) for rule, at in row.last_alert.items()},
+            drift=DriftState.from_json(row.drift),
         )
         for row in rows
     }
@@ -35,6 +36,7 @@ def save_rule_state(session: Session, cameras: dict[str, CameraState]) -> None:
         values = {
             "window": [int(v) for v in state.window],
             "last_alert": {rule: at.isoformat() for rule, at in state.last_alert.items()},
+            "drift": state.drift.to_json(),
             "updated_at": now,
         }
         statement = dialect_insert(session, AlertRuleState).values(camera_id=camera_id, **values)

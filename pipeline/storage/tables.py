@@ -195,7 +195,8 @@ class Alert(Base):
 
 
 class AlertRuleState(Base):
-    """Per camera: its recent verdicts (the burst window) and when each rule last fired, saved with each batch."""
+    """Per camera: its recent verdicts (the burst window), its drift and when each rule last fired, saved with each
+    batch."""
 
     __tablename__ = "alert_rule_state"
     __table_args__ = (UniqueConstraint("camera_id", name="uq_alert_rule_state_camera"),)
@@ -204,6 +205,7 @@ class AlertRuleState(Base):
     camera_id: Mapped[str] = mapped_column(String(128))
     window: Mapped[list[Any]]  # 0/1 per frame, oldest first
     last_alert: Mapped[dict[str, Any]]  # rule -> ISO detection time
+    drift: Mapped[dict[str, Any] | None]  # pipeline.alerting.rules.DriftState; None before migration 0009
     updated_at: Mapped[datetime]
 
 
