@@ -15,12 +15,13 @@ import numpy as np
 import torch
 
 from pipeline.preprocess import InputSpec
-from training.calibrate import normal_threshold
+from training.calibrate import budget_threshold
+from training.config import TrainConfig
 from training.data import detect_channels, list_images, load_images, load_test_set, split_validation
 from training.data import train_folder as find_train_folder
 from training.export import ScoringGraph
 from training.feature_fit import extract_features
-from training.metrics import aupro, image_auroc, pixel_auroc, threshold_metrics
+from training.metrics import aupro, image_auroc, maximum_on_border, per_type_auroc, pixel_auroc, threshold_metrics
 from training.models.blocks import ModelOutput
 from training.models.feature_cae import FeatureCAE, FeatureCAEConfig
 from training.models.feature_space import upsample_to
@@ -68,7 +69,7 @@ def patch_memory_row(data_dir: Path, size: int = 224, seed: int = 0) -> dict[str
     fit_minutes = (time.monotonic() - started) / 60
 
     _, val_scores = score_all(scorer, images[val_idx])
-    threshold = normal_threshold(val_scores, 0.99, 0.0)
+    threshold = budget_threshold(val_scores, TrainConfig.false_alarm_rate).threshold
     test = load_test_set(data_dir, spec)
     maps, scores = score_all(scorer, test.images)
     has_masks = test.masks is not None and bool(test.masks.any())
@@ -77,6 +78,8 @@ def patch_memory_row(data_dir: Path, size: int = 224, seed: int = 0) -> dict[str
         "pixel_auroc": pixel_auroc(maps, test.masks) if has_masks else None,
         "aupro": aupro(maps, test.masks) if has_masks else None,
         **threshold_metrics(scores, test.labels, threshold),
+        "max_on_border": maximum_on_border(maps[test.labels == 0])[0],
+        "per_type_auroc": per_type_auroc(scores, test.labels, test.defect_types),
         "train_minutes": round(fit_minutes, 2),
         "epochs": 0,
         "stopped_by": "no training",

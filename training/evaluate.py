@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.inference import OnnxModel
 from training.data import LabelledSet, load_test_set
-from training.metrics import aupro, image_auroc, pixel_auroc, threshold_metrics
+from training.metrics import (
+    aupro,
+    image_auroc,
+    maximum_on_border,
+    per_type_auroc,
+    pixel_auroc,
+    threshold_metrics,
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,13 @@ class EvaluationResult:
     n_defect: int
     model_name: str
     model_version: str
+    # the budget the threshold was set for (None: F1-optimal or older model) and what the good test images showed
+    false_alarm_rate: float | None = None
+    observed_false_alarm_rate: float | None = None
+    # where good images' map maxima land: share in the outer band against the band's share of the area
+    max_on_border: float | None = None
+    border_area: float | None = None
+    per_type_auroc: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -59,6 +73,7 @@ def evaluate(model_path: Path, data_dir: Path) -> tuple[EvaluationResult, Predic
     has_masks = test_set.masks is not None and bool(test_set.masks.any())
     threshold = model.metadata.image_threshold
     at_threshold = threshold_metrics(predictions.scores, labels, threshold)
+    on_border, border_area = maximum_on_border(predictions.maps[labels == 0])
     result = EvaluationResult(
         image_auroc=image_auroc(predictions.scores, labels),
         pixel_auroc=pixel_auroc(predictions.maps, test_set.masks) if has_masks else None,
@@ -68,6 +83,11 @@ def evaluate(model_path: Path, data_dir: Path) -> tuple[EvaluationResult, Predic
         n_defect=n_defect,
         model_name=model.metadata.model_name,
         model_version=model.metadata.model_version,
+        false_alarm_rate=model.metadata.false_alarm.rate if model.metadata.false_alarm is not None else None,
+        observed_false_alarm_rate=float(np.mean(predictions.scores[labels == 0] > threshold)),
+        max_on_border=on_border,
+        border_area=border_area,
+        per_type_auroc=per_type_auroc(predictions.scores, labels, test_set.defect_types),
         **at_threshold,
     )
     return result, predictions

@@ -62,3 +62,35 @@ def _tail_fraction(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 def _regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     return labels, count
+
+
+def border_band(size: int) -> int:
+    """Width in pixels of the outer band where a model's own edge artefacts would show (2 cells of stride 8 at 224)."""
+    return max(1, round(size / 14))
+
+
+def maximum_on_border(maps: np.ndarray) -> tuple[float, float]:
+    """(share of maps whose maximum lies in the outer band, share of the area that band covers).
+
+    A detector that scores its own borders or padding puts the maximum there far more often than the
+    band's area share; on normal images the two should be close (docs/BENCHMARKS.md).
+    """
+    maps = np.asarray(maps)
+    height, width = maps.shape[-2:]
+    band = border_band(min(height, width))
+    flat = maps.reshape(len(maps), -1).argmax(axis=1)
+    rows, cols = np.divmod(flat, width)
+    on_band = (rows < band) | (rows >= height - band) | (cols < band) | (cols >= width - band)
+    area = 1.0 - (height - 2 * band) * (width - 2 * band) / (height * width)
+    return float(on_band.mean()), float(area)
+
+
+def per_type_auroc(scores: np.ndarray, labels: np.ndarray, defect_types: list[str]) -> dict[str, float]:
+    """Image AUROC of each defect type against all good images."""
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    kinds = np.asarray(defect_types)
+    result = {}
+    for kind in sorted(set(defect_types) - {"good"}):
+        chosen = (labels == 0) | (kinds == kind)
+        result[kind] = image_auroc(scores[chosen], labels[chosen])
+    return result

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from training.metrics import aupro, image_auroc, pixel_auroc, threshold_metrics
+from training.metrics import aupro, image_auroc, maximum_on_border, per_type_auroc, pixel_auroc, threshold_metrics
 
 
 def test_image_auroc_matches_sklearn() -> None:
@@ -68,3 +68,21 @@ def test_aupro_weights_regions_equally() -> None:
 def test_aupro_needs_both_pixel_kinds() -> None:
     with pytest.raises(ValueError, match="both"):
         aupro(np.zeros((1, 4, 4)), np.zeros((1, 4, 4), dtype=bool))
+
+
+def test_maximum_on_border_counts_maps_whose_peak_is_in_the_outer_band() -> None:
+    maps = np.zeros((4, 56, 56), dtype=np.float32)
+    maps[0, 0, 30] = 1.0  # top edge
+    maps[1, 30, 55] = 1.0  # right edge
+    maps[2, 28, 28] = 1.0  # centre
+    maps[3, 10, 10] = 1.0  # inside (band is 4 px at 56)
+    share, area = maximum_on_border(maps)
+    assert share == 0.5
+    assert area == pytest.approx(1 - (48 * 48) / (56 * 56))
+
+
+def test_per_type_auroc_compares_each_type_with_the_good_images() -> None:
+    scores = np.array([0.1, 0.2, 0.9, 0.8, 0.15])
+    labels = np.array([0, 0, 1, 1, 1])
+    result = per_type_auroc(scores, labels, ["good", "good", "crack", "crack", "stain"])
+    assert result == {"crack": 1.0, "stain": 0.5}
