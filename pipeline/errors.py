@@ -89,3 +89,13 @@ class FrameStoreError(LineGuardError):
         self.url = url
         self.transient = transient
         super().__init__(f"frame store {url}: {reason}")
+
+
+class ForeignFrameURIError(LineGuardError):
+    """A defect row names an image outside the configured frame store (another scheme, folder or host, or a path
+    that climbs out of it): it is refused, never opened."""
+
+    def __init__(self, uri: str, store_url: str) -> None:
+        self.uri = uri
+        self.store_url = store_url
+        super().__init__(f"stored image URI {uri!r} is not an object of the frame store {store_url}: refused")

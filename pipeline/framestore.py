@@ -19,7 +19,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from pipeline.errors import FrameStoreError
+from pipeline.errors import ForeignFrameURIError, FrameStoreError
 from pipeline.results import FrameResult, Source
 from pipeline.storage.tables import Defect
 
@@ -31,6 +31,10 @@ FRAME_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "application/x-raw"
 # A folder per 10,000 offsets of a partition: listings (gc, a person browsing the folder) stay small.
 SHARD = 10_000
 _KEY = re.compile(r"^(?P<topic>[^/]+)/(?P<partition>\d+)/\d+/(?P<offset>\d{20})-(?P<kind>frame|overlay|restored)\.\w+$")
+# What the key of a stored URI may be when it is read back: slash-separated names of letters, digits and . _ -
+# (`object_key` makes these: Kafka topic names use no other characters), never a "." or ".." segment, so nothing
+# read can lie outside the store's root.
+_READABLE_KEY = re.compile(r"\A(?!.*(?:^|/)\.\.?(?:/|\Z))[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*\Z")
 # Local errors that a retry cannot fix; any other OSError (a timeout, a dropped connection) is an outage.
 _PERMANENT = (PermissionError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
 
@@ -78,14 +82,17 @@ class FrameStore:
 
     Credentials and endpoints of remote stores come from the usual places (AWS_* variables, `FSSPEC_S3` JSON)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
+        """`create`: make a local store's folder (the writer); readers (the review page, the CLI) leave it alone."""
         fs, root = fsspec.core.url_to_fs(url)
         if isinstance(fs, LocalFileSystem):
-            fs = LocalFileSystem(auto_mkdir=True)  # parent folders on write; object stores have no folders
-            fs.makedirs(root, exist_ok=True)
+            fs = LocalFileSystem(auto_mkdir=create)  # parent folders on write; object stores have no folders
+            if create:
+                fs.makedirs(root, exist_ok=True)
         self.fs = fs
         self.root = root.rstrip("/")
         self.url = fs.unstrip_protocol(self.root)  # absolute: a relative folder resolved once, at start-up
+        self.refused = 0  # stored URIs refused by `read`: outside the store, or not a key it makes
 
     def uri(self, key: str) -> str:
         return f"{self.url}/{key}"
@@ -121,19 +128,29 @@ class FrameStore:
         self.put(objects)
         return refs
 
-    def read(self, uri: str) -> bytes:
-        """An object's bytes, by URI (one in another store too: a row keeps naming where its object went)."""
+    def readable_key(self, uri: str) -> str | None:
+        """The key of a stored URI this store may read: under its root, with its scheme, made of the names
+        `object_key` uses; None for anything else (another scheme or host, another folder, a path that climbs with
+        "..", percent-escapes, control characters)."""
         key = self.key_of(uri)
-        if key is not None:
-            return bytes(self.fs.cat_file(f"{self.root}/{key}"))
-        return read_uri(uri)
+        return key if key is not None and _READABLE_KEY.match(key) else None
+
+    def read(self, uri: str) -> bytes:
+        """An object's bytes, by the URI a defect row holds. A row is data the line wrote, so a URI anywhere else
+        (`file:///proc/self/environ`, `http://...`, another store) is refused, logged and counted, never opened:
+        raises ForeignFrameURIError."""
+        key = self.readable_key(uri)
+        if key is None:
+            self.refused += 1
+            log.warning("frame store: refused stored URI %r (not an object of %s; %d refused)", uri, self.url,
+                        self.refused)  # fmt: skip
+            raise ForeignFrameURIError(uri, self.url)
+        return bytes(self.fs.cat_file(f"{self.root}/{key}"))
 
     def exists(self, uri: str) -> bool:
-        key = self.key_of(uri)
-        if key is None:
-            fs, path = fsspec.core.url_to_fs(uri)
-            return bool(fs.exists(path))
-        return bool(self.fs.exists(f"{self.root}/{key}"))
+        """Whether the object behind a stored URI is there; False for a URI `read` would refuse."""
+        key = self.readable_key(uri)
+        return key is not None and bool(self.fs.exists(f"{self.root}/{key}"))
 
     def delete(self, uris: Iterable[str]) -> int:
         """Delete the objects of this store among `uris` (missing ones are fine); how many were asked for."""
@@ -182,22 +199,26 @@ def _modified(info: dict[str, Any]) -> datetime | None:
     return None
 
 
-def read_uri(uri: str) -> bytes:
-    fs, path = fsspec.core.url_to_fs(uri)
-    return bytes(fs.cat_file(path))
+def configured_store() -> FrameStore:
+    """The frame store the settings name (LINEGUARD_FRAME_STORE_URL), for reading only."""
+    from pipeline.settings import Settings
+
+    return FrameStore(Settings().frame_store_url, create=False)
 
 
 def read_defect_image(defect: Defect, kind: str, store: FrameStore | None = None) -> tuple[bytes, str] | None:
     """A defect's frame, overlay or restored frame as (bytes, content type): from the frame store when its row holds
     a reference, from the row's blob when it was written before the store; None when it has neither (or the object
-    is gone: pruned, or deleted by hand)."""
+    is gone: pruned, or deleted by hand). Only `store` (default: the configured one) is read: a URI outside it raises
+    ForeignFrameURIError."""
     if kind not in KINDS:
         raise ValueError(f"image kind must be one of {KINDS}, got {kind!r}")
     content_type = (defect.frame_content_type or "application/octet-stream") if kind == "frame" else PNG
     uri = getattr(defect, f"{kind}_uri")
     if uri:
+        store = store if store is not None else configured_store()
         try:
-            return (store.read(uri) if store is not None else read_uri(uri)), content_type
+            return store.read(uri), content_type
         except FileNotFoundError:
             log.warning("frame store object %s is missing", uri)
             return None

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.errors import LineGuardError
+from pipeline.errors import ForeignFrameURIError, LineGuardError
 from pipeline.framestore import FrameStore, read_defect_image
 from pipeline.storage.frames import reviewed_defects
 from pipeline.storage.tables import Defect
@@ -85,7 +85,10 @@ def export_mvtec(
 
 def _export_one(defect: Defect, out: Path, store: FrameStore | None) -> tuple[str | None, str | None]:
     """Write one defect's frame (and mask): (the folder it went to, None), or (None, why it could not)."""
-    image = read_defect_image(defect, "frame", store)
+    try:
+        image = read_defect_image(defect, "frame", store)
+    except ForeignFrameURIError:
+        return None, "frame URI outside the frame store (refused)"
     if image is None:
         return None, "no frame (not stored, or pruned)"
     data, content_type = image

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import frame_result
 
-from pipeline.errors import FrameStoreError
+from pipeline.errors import ForeignFrameURIError, FrameStoreError
 from pipeline.framestore import KINDS, FrameStore, object_key, parse_key, read_defect_image, store_error
 from pipeline.results import Source
 from pipeline.storage.tables import Defect
@@ -88,7 +88,8 @@ def test_images_come_from_the_store_or_from_old_rows_blobs(store: FrameStore) ->
     [frame_uri, overlay_uri] = store.put({"k/frame.png": PNG_BYTES, "k/overlay.png": b"overlay"})
     referenced = Defect(frame_content_type="image/png", frame_uri=frame_uri, overlay_uri=overlay_uri)
     assert read_defect_image(referenced, "frame", store) == (PNG_BYTES, "image/png")
-    assert read_defect_image(referenced, "overlay") == (b"overlay", "image/png")  # by URI alone, no store at hand
+    with pytest.raises(ForeignFrameURIError):  # without a store at hand: the configured one, which this is not
+        read_defect_image(referenced, "overlay")
     assert read_defect_image(referenced, "restored", store) is None
     old = Defect(frame_content_type="image/jpeg", frame=b"jpeg", overlay_png=b"ov", restored_png=None)
     assert read_defect_image(old, "frame", store) == (b"jpeg", "image/jpeg")
@@ -98,3 +99,43 @@ def test_images_come_from_the_store_or_from_old_rows_blobs(store: FrameStore) ->
     assert read_defect_image(referenced, "frame", store) is None  # gone (deleted by hand): no image, no crash
     with pytest.raises(ValueError, match="image kind"):
         read_defect_image(old, "heatmap", store)
+
+
+def test_only_objects_of_the_store_are_read(store: FrameStore, tmp_path: Path) -> None:
+    """A defect row is data: a URI it holds is read only when it names an object of the configured store."""
+    [inside] = store.put({"lineguard.frames/0/0000000000000000/00000000000000000001-frame.png": PNG_BYTES})
+    secret = tmp_path / "secret.txt"
+    secret.write_text("LINEGUARD_REVIEW_TOKEN=...")
+    outside = [
+        "file:///proc/self/environ",
+        "file:///etc/passwd",
+        secret.as_uri(),
+        "http://127.0.0.1:9/x.png",
+        "memory://elsewhere/lineguard.frames/0/x.png",
+        store.url + "/../secret.txt",
+        store.url + "/a/../../secret.txt",
+        store.url + "/./x.png",
+        store.url + "/a%2F..%2F..%2Fsecret.txt",
+        store.url + "x/y.png",  # a sibling folder whose name starts like the store's
+        store.url + "/a/b.png\n",
+        store.url.replace("://", ":///", 1) + "/a.png",
+        "",
+    ]
+    for uri in outside:
+        before = store.refused
+        with pytest.raises(ForeignFrameURIError, match="refused"):
+            store.read(uri)
+        assert store.refused == before + 1, uri
+        assert not store.exists(uri)
+        row = Defect(frame_content_type="image/png", frame_uri=uri or "x", overlay_uri=uri or "x")
+        with pytest.raises(ForeignFrameURIError):
+            read_defect_image(row, "overlay", store)
+    assert read_defect_image(Defect(frame_content_type="image/png", frame_uri=inside), "frame", store) == (
+        PNG_BYTES,
+        "image/png",
+    )
+
+
+def test_readers_leave_a_missing_local_store_alone(tmp_path: Path) -> None:
+    FrameStore(str(tmp_path / "not-there"), create=False)
+    assert not (tmp_path / "not-there").exists()
