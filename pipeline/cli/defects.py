@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.cli.options import ConfigOpt, DbOpt, settings_from
+from pipeline.cli.options import ConfigOpt, DbOpt, settings_from, stored_text
 from pipeline.errors import LineGuardError
 
 TABLE_COLUMNS = ("id", "camera", "captured (UTC)", "score", "regions", "status", "label")
@@ -35,7 +35,7 @@ def defects_list(
 ) -> None:
     """List defects, newest first."""
     from pipeline.storage.engine import open_database
-    from pipeline.storage.review import list_defects, parse_since, summary
+    from pipeline.storage.review import list_defects, parse_since, spreadsheet_cell, summary
 
     if output not in ("table", "json", "csv"):
         raise LineGuardError(f"--format must be table, json or csv, got {output!r}")
@@ -61,7 +61,8 @@ def defects_list(
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["id"])
         writer.writeheader()
-        writer.writerows(rows)
+        # the same guard as the page's export: a camera id like =HYPERLINK(...) stays text in a spreadsheet
+        writer.writerows({name: spreadsheet_cell(value) for name, value in row.items()} for row in rows)
         typer.echo(buffer.getvalue(), nl=False)
     else:
         # The table keeps what fits a terminal; json and csv carry every field.
@@ -70,15 +71,8 @@ def defects_list(
             table.add_column(column, no_wrap=True)
         for row in rows:
             captured = str(row["captured_at"])[:19].replace("T", " ")
-            table.add_row(
-                str(row["id"]),
-                str(row["camera_id"]),
-                captured,
-                f"{row['score']:.4f}",
-                str(row["regions"]),
-                str(row["status"]),
-                str(row["label"] or ""),
-            )
+            cells = (row["id"], row["camera_id"], captured, f"{row['score']:.4f}", row["regions"], row["status"])
+            table.add_row(*(stored_text(cell) for cell in (*cells, row["label"] or "")))
         Console().print(table)
 
 
@@ -94,7 +88,7 @@ def defects_show(
     config: ConfigOpt = None,
 ) -> None:
     """Show one defect with its regions; optionally save its frame, heatmap overlay and restored frame."""
-    from pipeline.framestore import read_defect_image
+    from pipeline.framestore import FrameStore, read_defect_image
     from pipeline.storage.engine import open_database
     from pipeline.storage.review import get_defect, summary
 
@@ -103,9 +97,11 @@ def defects_show(
     with sessions() as session:
         defect = get_defect(session, defect_id)
         data = summary(defect) | {"regions": defect.regions, "ground_truth": defect.ground_truth}
-    # from the frame store (rows keep each object's URI) or, for rows written before it, from the row
+    # from the configured frame store only (a URI elsewhere in the row is refused: an error, nothing written) or,
+    # for rows written before it, from the row
+    store = FrameStore(settings.frame_store_url, create=False)
     for kind, target in (("frame", save_frame), ("overlay", save_overlay), ("restored", save_restored)):
-        image = read_defect_image(defect, kind) if target is not None else None
+        image = read_defect_image(defect, kind, store) if target is not None else None
         if target is not None and image is not None:
             target.write_bytes(image[0])
     typer.echo(json.dumps(data, indent=2))
@@ -141,12 +137,14 @@ def defects_export(
     config: ConfigOpt = None,
 ) -> None:
     """Write reviewed defects as an MVTec AD data set: train/good, test/<label>, ground_truth/<label> masks."""
+    from pipeline.framestore import FrameStore
     from pipeline.mvtec import EXPORTED_STATUSES, export_mvtec
     from pipeline.storage.engine import open_database
 
     settings = settings_from(config, database_url=db)
     _, sessions = open_database(settings.db_url)
-    stats = export_mvtec(sessions, out, status or EXPORTED_STATUSES, label or ())
+    store = FrameStore(settings.frame_store_url, create=False)  # frames from there only, or old rows' blobs
+    stats = export_mvtec(sessions, out, status or EXPORTED_STATUSES, label or (), store)
     typer.echo(json.dumps({"out": str(out), "written": stats.written, "skipped": stats.skipped}, indent=2))
 
 

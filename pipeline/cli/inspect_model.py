@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.cli.options import stored_text
 from pipeline.errors import LineGuardError
 
 
@@ -34,7 +35,7 @@ def inspect_model(
         return
     table = Table(title=f"{model}", show_header=False)
     for key, value in data.items():
-        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+        table.add_row(key, stored_text(value if isinstance(value, str) else json.dumps(value)))  # a file's text
     Console().print(table)
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.cli.options import ConfigOpt, DbOpt, settings_from
+from pipeline.cli.options import ConfigOpt, DbOpt, settings_from, stored_text
 from pipeline.errors import LineGuardError
 
 models_app = typer.Typer(help="The model registry: versions, metrics, promotions.", no_args_is_help=True)
@@ -73,16 +73,17 @@ def models_list(
     for row in rows:
         metrics = row["metrics"] or {}
         last = row["decisions"][-1] if row["decisions"] else {}
-        table.add_row(
+        cells = (
             row["model_name"],
             row["model_version"],
             "*" if row["active"] else "",
             row["registered_at"][:16].replace("T", " "),
             *(_figure(metrics.get(key)) for key in ("image_auroc", "f1", "false_positive_rate")),
-            str(last.get("outcome", "")),
-            str(last.get("decided_by", "")),
-            str(last.get("reason") or ""),
+            last.get("outcome", ""),
+            last.get("decided_by", ""),
+            last.get("reason") or "",
         )
+        table.add_row(*map(stored_text, cells))  # names and reasons are stored strings: never Rich markup
     Console().print(table)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from pipeline.errors import LineGuardError
 from pipeline.settings import Settings, load_settings
@@ -28,3 +29,10 @@ def settings_from(config: Path | None, **overrides: object) -> Settings:
 def quiet_kafka() -> None:
     # kafka-python logs every connection at INFO; the line's own log is what matters here.
     logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def stored_text(value: object) -> Text:
+    """A stored value (camera id, label, model name, reason) as a Rich table cell: plain text, never markup (a camera
+    id `[link=http://...]cam-1[/link]` shows as typed, `[/bold]` cannot break the table), and control characters
+    (terminal escape sequences) shown as `?`."""
+    return Text("".join(c if c.isprintable() else "?" for c in str(value)))

@@ -15,7 +15,10 @@ from pipeline.errors import LineGuardError, NotFoundError
 from pipeline.storage.tables import Defect, ModelVersion
 
 REVIEW_STATUSES = ("new", "confirmed", "rejected")
-_RELATIVE = re.compile(r"^(\d+)([smhd])$")
+_RELATIVE = re.compile(r"^([0-9]{1,9})([smhd])$")
+# Times a filter may name: nothing on a line predates 1970, and far-future years overflow date arithmetic.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 # Listing never needs the images: each row would otherwise carry up to three blobs of several MB.
 _WITHOUT_IMAGES = (defer(Defect.frame), defer(Defect.overlay_png), defer(Defect.restored_png))
@@ -23,15 +26,20 @@ _WITHOUT_IMAGES = (defer(Defect.frame), defer(Defect.overlay_png), defer(Defect.
 
 def parse_since(text: str, now: datetime | None = None, name: str = "--since") -> datetime:
     """ "30m", "2h", "7d" (ago) or an ISO 8601 time (UTC when it has no zone); `name` is the option in errors."""
+    usage = f"{name} {text[:64]!r}: use 30m, 2h, 7d or an ISO time like 2026-11-28T10:00"
     match = _RELATIVE.match(text.strip())
-    if match:
-        amount, unit = int(match.group(1)), _UNITS[match.group(2)]
-        return (now or datetime.now(UTC)) - timedelta(**{unit: amount})
     try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError as exc:
-        raise LineGuardError(f"{name} {text!r}: use 30m, 2h, 7d or an ISO time like 2026-11-28T10:00") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        if match:
+            amount, unit = int(match.group(1)), _UNITS[match.group(2)]
+            parsed = (now or datetime.now(UTC)) - timedelta(**{unit: amount})
+        else:
+            parsed = datetime.fromisoformat(text.strip())
+            parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise LineGuardError(usage) from exc
+    if not EARLIEST <= parsed < LATEST:
+        raise LineGuardError(f"{name} {text[:64]!r}: a time from {EARLIEST:%Y} to {LATEST:%Y}")
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -189,6 +197,16 @@ def review_defect(
     defect.reviewed_by = reviewed_by
     defect.reviewed_at = datetime.now(UTC)
     return defect
+
+
+# A cell starting like a formula runs as one in a spreadsheet (CSV injection); a leading quote keeps it text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def spreadsheet_cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: stored strings (camera ids, labels, notes) come from the line and
+    from reviewers. Every CSV of defects (the page's export, `defects list --format csv`) writes cells through it."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
 def summary(defect: Defect) -> dict[str, Any]:
