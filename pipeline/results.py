@@ -38,6 +38,7 @@ class FrameResult:
     overlay_png: bytes | None = None
     restored_png: bytes | None = None  # the model's restored (denoised) frame, at model size
     ground_truth: str | None = None
+    ground_truth_box: tuple[int, int, int, int] | None = None  # simulator frames: x, y, w, h of the injected defect
 
     @property
     def latency_ms(self) -> float:

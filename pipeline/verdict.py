@@ -54,7 +54,10 @@ def judge(
         overlay = None
         if is_defect:
             heat = scores.anomaly_map[index]
-            found = find_regions(heat, meta.pixel_threshold, frame.shape, meta.input_spec)
+            # A frame judged defective always shows where: its peak is above the image threshold even where the
+            # pixel threshold sits higher.
+            level = min(meta.pixel_threshold, meta.image_threshold)
+            found = find_regions(heat, level, frame.shape, meta.input_spec)
             regions = [r.as_dict() for r in found]
             overlay = overlay_png(frame.model_input, heat, meta.pixel_threshold) if store_images else None
         record = frame.record
@@ -76,6 +79,7 @@ def judge(
                 overlay_png=overlay,
                 restored_png=restored.get(index),
                 ground_truth=frame.meta.ground_truth,
+                ground_truth_box=frame.meta.ground_truth_bbox,
             )
         )
     return results
@@ -122,25 +126,74 @@ class Region:
         return {"x": self.x, "y": self.y, "w": self.w, "h": self.h, "area": self.area, "peak": round(self.peak, 6)}
 
 
+# A component whose peak rises less than this share of the strongest one's height above the pixel threshold is the
+# strongest defect's shoulder or background texture, not a second defect.
+MIN_RELATIVE_PEAK = 0.25
+# A region's box spans the part of its component above half its height over the threshold (full width at half
+# maximum): the smoothed map spreads a small defect over the model's receptive field, and the box at the threshold
+# itself would be that spread, not the defect.
+BOX_LEVEL = 0.5
+
+
 def find_regions(
-    anomaly_map: np.ndarray, pixel_threshold: float, frame_shape: tuple[int, ...], spec: InputSpec, min_area: int = 4
+    anomaly_map: np.ndarray, pixel_threshold: float, frame_shape: tuple[int, ...], spec: InputSpec
 ) -> list[Region]:
-    """Connected components of map > threshold, boxes mapped back through the same resize the input went through."""
+    """Defect boxes in frame pixels, strongest first.
+
+    Connected components of the map above the pixel threshold, at least a few map cells large; weak shoulders of
+    a stronger region dropped; each box at its component's half height; boxes closer than a map cell merged into
+    one; mapped back through the same resize the input went through.
+    """
     heat = anomaly_map.reshape(anomaly_map.shape[-2:])
+    size = heat.shape[-1]
     mask = (heat > pixel_threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    to_frame = _box_mapper(frame_shape[:2], spec)
-    regions: list[Region] = []
+    min_area = max(4, round((size / 64) ** 2))  # isolated pixels are compression noise, not defects
+    found: list[tuple[list[int], int, float]] = []  # [x0, y0, x1, y1], area, peak
     for label in range(1, count):
         x, y, w, h, area = (int(v) for v in stats[label])
         if area < min_area:
-            continue  # isolated pixels are compression noise, not defects
-        # Peak over the component's box only: a full-frame mask per label costs more than the rest.
+            continue
+        # Within the component's box only: a full-frame mask per label costs more than the rest.
         window = labels[y : y + h, x : x + w] == label
-        peak = float(heat[y : y + h, x : x + w][window].max())
-        regions.append(Region(*to_frame(x, y, w, h), area=area, peak=peak))
+        values = heat[y : y + h, x : x + w]
+        peak = float(values[window].max())
+        rows, cols = np.nonzero(window & (values >= pixel_threshold + BOX_LEVEL * (peak - pixel_threshold)))
+        found.append(
+            ([x + int(cols.min()), y + int(rows.min()), x + int(cols.max()) + 1, y + int(rows.max()) + 1], area, peak)
+        )
+    if not found:
+        return []
+    strongest = max(peak for _, _, peak in found)
+    floor = pixel_threshold + MIN_RELATIVE_PEAK * (strongest - pixel_threshold)
+    kept = merge_near_boxes([f for f in found if f[2] >= floor], gap=max(1, size // 16))
+    to_frame = _box_mapper(frame_shape[:2], spec)
+    regions = [
+        Region(*to_frame(x0, y0, x1 - x0, y1 - y0), area=area, peak=peak) for (x0, y0, x1, y1), area, peak in kept
+    ]
     regions.sort(key=lambda r: r.peak, reverse=True)
     return regions
+
+
+def merge_near_boxes(boxes: list[tuple[list[int], int, float]], gap: int) -> list[tuple[list[int], int, float]]:
+    """Union of boxes that overlap or lie within `gap` pixels of each other, until none do (one defect that the
+    threshold cut into pieces is one box); areas add up, the peak is the larger."""
+    merged = [(list(box), area, peak) for box, area, peak in boxes]
+    changed = True
+    while changed and len(merged) > 1:
+        changed = False
+        for i in range(len(merged)):
+            for j in range(i + 1, len(merged)):
+                a, b = merged[i][0], merged[j][0]
+                if a[0] - gap <= b[2] and b[0] - gap <= a[2] and a[1] - gap <= b[3] and b[1] - gap <= a[3]:
+                    box = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    merged[i] = (box, merged[i][1] + merged[j][1], max(merged[i][2], merged[j][2]))
+                    del merged[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return merged
 
 
 BoxMapper = Callable[[int, int, int, int], tuple[int, int, int, int]]

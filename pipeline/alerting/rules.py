@@ -61,6 +61,7 @@ class DriftState:
     flag_rate: float = 0.0
     normal_frames: int = 0
     normal_shift: float = 0.0
+    drifting: bool = False  # alerted and not yet back under half the alert level: one alert per episode
 
     def add(self, result: FrameResult, reference: DriftReference, window: int) -> None:
         self.frames += 1
@@ -76,6 +77,7 @@ class DriftState:
             "flag_rate": self.flag_rate,
             "normal_frames": self.normal_frames,
             "normal_shift": self.normal_shift,
+            "drifting": self.drifting,
         }
 
     @classmethod
@@ -84,6 +86,7 @@ class DriftState:
         try:
             state = cls(int(data["frames"]), float(data["flag_rate"]), int(data["normal_frames"]))
             state.normal_shift = float(data["normal_shift"])
+            state.drifting = data.get("drifting") is True
         except (KeyError, TypeError, ValueError):
             return cls()
         finite = all(map(math.isfinite, (state.flag_rate, state.normal_shift)))
@@ -119,7 +122,9 @@ class AlertRules:
             state = cameras.setdefault(result.camera_id, CameraState())
             if reference is not None:
                 state.drift.add(result, reference, self.config.drift_window_frames)
-                if self._drifting(state, reference) and self._cooled(state, FALSE_ALARM_DRIFT, result.detected_at):
+                if self._starts_drifting(state, reference) and self._cooled(
+                    state, FALSE_ALARM_DRIFT, result.detected_at
+                ):
                     alerts.append(self._drift_alert(result, model_version, state, reference))
             state.window.append(result.is_defect)
             if len(state.window) > self.config.burst_window_frames:
@@ -136,12 +141,15 @@ class AlertRules:
                 state.window.clear()  # the next burst needs K new defects
         return alerts
 
-    def _drifting(self, state: CameraState, reference: DriftReference) -> bool:
+    def _starts_drifting(self, state: CameraState, reference: DriftReference) -> bool:
+        """True once when the flag rate rises above the alert level; the episode ends below half of it."""
         drift = state.drift
-        return (
-            drift.frames >= self.config.drift_window_frames
-            and drift.flag_rate > self.config.drift_factor * reference.budget
-        )
+        level = self.config.drift_factor * reference.budget
+        if drift.drifting:
+            drift.drifting = drift.flag_rate > level / 2
+            return False
+        drift.drifting = drift.frames >= self.config.drift_window_frames and drift.flag_rate > level
+        return drift.drifting
 
     def _drift_alert(
         self, result: FrameResult, model_version: str, state: CameraState, reference: DriftReference

@@ -44,6 +44,22 @@ def test_separate_regions_and_noise() -> None:
     assert regions[0].peak == pytest.approx(2.0)
 
 
+def test_a_faint_shoulder_of_a_strong_region_is_not_a_second_defect() -> None:
+    spec = InputSpec(size=32, channels=1)
+    heat = heat_with_box(32, 20, 20, 6, 6) * 3.0 + heat_with_box(32, 2, 2, 4, 4) * 0.6
+    regions = find_regions(heat, 0.5, (32, 32), spec)
+    assert [(r.x, r.y, r.w, r.h) for r in regions] == [(20, 20, 6, 6)]
+
+
+def test_pieces_of_one_defect_cut_by_the_threshold_are_one_box() -> None:
+    spec = InputSpec(size=64, channels=1)
+    heat = heat_with_box(64, 10, 10, 6, 6) + heat_with_box(64, 18, 10, 6, 6)  # 2 px apart
+    heat += heat_with_box(64, 50, 50, 6, 6)  # far away: its own box
+    regions = find_regions(heat, 0.5, (64, 64), spec)
+    assert sorted((r.x, r.y, r.w, r.h) for r in regions) == [(10, 10, 14, 6), (50, 50, 6, 6)]
+    assert sorted(r.area for r in regions) == [36, 72]
+
+
 def test_overlay_is_a_png() -> None:
     data = overlay_png(np.zeros((1, 32, 32), np.float32), heat_with_box(32, 4, 4, 8, 8), 0.5)
     assert data.startswith(b"\x89PNG")

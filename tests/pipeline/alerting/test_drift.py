@@ -18,7 +18,7 @@ from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.storage.engine import open_database
 
 REFERENCE = DriftReference(budget=0.01, normal_median=0.01, normal_std=0.005)
-CONFIG = AlertRuleConfig(None, 10_000, 10_000, cooldown_s=3600, drift_window_frames=100, drift_factor=5.0)
+CONFIG = AlertRuleConfig(None, 10_000, 10_000, cooldown_s=0, drift_window_frames=100, drift_factor=5.0)
 
 
 def drift_alerts(frames: list, cameras: dict[str, CameraState]) -> list:
@@ -38,7 +38,7 @@ def test_a_camera_flagging_far_above_budget_raises_one_alert_naming_the_rates() 
     quiet = [frame_result(i, False, "cam-2") for i in range(100)]
     drifted = [frame_result(100 + i, i % 10 == 0, "cam-2", None if i % 10 == 0 else 0.025) for i in range(400)]
     alerts = drift_alerts(quiet + drifted, cameras)
-    assert len(alerts) == 1  # cooldown: one alert, not one per frame
+    assert len(alerts) == 1  # one alert per episode, not one per frame, even without a cooldown
     drift = alerts[0].payload["drift"]
     assert drift["flag_rate"] > 5 * REFERENCE.budget and drift["false_alarm_budget"] == 0.01
     assert drift["normal_score_shift_std"] > 0.5  # already moving when the alert fires
@@ -51,6 +51,14 @@ def test_models_without_a_budget_track_no_drift() -> None:
     alerts = AlertRules(CONFIG).evaluate([frame_result(i, True) for i in range(300)], "1", cameras)
     assert FALSE_ALARM_DRIFT not in {a.rule for a in alerts}
     assert cameras["cam-1"].drift.frames == 0
+
+
+def test_a_camera_back_under_budget_can_alert_again() -> None:
+    cameras: dict[str, CameraState] = {}
+    drifted = [frame_result(i, i % 5 == 0) for i in range(200)]
+    recovered = [frame_result(200 + i, False) for i in range(300)]
+    again = [frame_result(500 + i, i % 5 == 0) for i in range(200)]
+    assert len(drift_alerts(drifted + recovered + again, cameras)) == 2
 
 
 @pytest.mark.parametrize("stored", [None, {"frames": "x"}, {"frames": 3, "flag_rate": float("nan")}, [], "drift"])
