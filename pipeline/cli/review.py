@@ -28,7 +28,8 @@ def review_serve(
     config: ConfigOpt = None,
 ) -> None:
     """Serve the review page: filter and page defects, label them by keyboard, chart defect rates, export CSV.
-    Writes need LINEGUARD_REVIEW_TOKEN (sent as a bearer token); without it, only --read-only starts."""
+    Writes need LINEGUARD_REVIEW_TOKEN or LINEGUARD_REVIEW_TOKENS (sent as a bearer token; `lineguard review
+    token` makes one); without one, only --read-only starts, which never creates or migrates the database."""
     label_list = [label.strip() for label in labels.split(",") if label.strip()] if labels is not None else None
     settings = settings_from(
         config,
@@ -47,6 +48,22 @@ def review_serve(
             f"the review page needs the review extra ({exc.name} is not installed): pip install 'lineguard[review]'"
         ) from exc
     serve(settings, read_only=read_only)
+
+
+@review_app.command("token")
+def review_token(
+    reviewer: Annotated[
+        str | None, typer.Option(help="print it as a review_tokens entry for this reviewer: JSON {NAME: TOKEN}")
+    ] = None,
+) -> None:
+    """Print a new review token (256 random bits, URL-safe): for LINEGUARD_REVIEW_TOKEN, or one reviewer's entry
+    of LINEGUARD_REVIEW_TOKENS, whose name the verdicts made with it record."""
+    import json
+    import secrets
+
+    # the same rule the page applies at start-up (pipeline/review/auth.py); 32 bytes keep far above it
+    token = secrets.token_urlsafe(32)
+    typer.echo(json.dumps({reviewer: token}) if reviewer is not None else token)
 
 
 def register(app: typer.Typer) -> None:

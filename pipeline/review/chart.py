@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pipeline.storage.rates import STEPS_S, DefectRates, RatePoint
 
@@ -13,6 +13,9 @@ LEFT, RIGHT, TOP, BOTTOM = 60, 16, 14, 34
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#a16207", "#db2777", "#4b5563", "#65a30d")
 # Upper ends of the rate axis: the smallest one above the highest bucket keeps small rates readable.
 Y_TOPS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+# The longest window a chart spans (a year and a bit: weekly buckets, a few dozen of them), and its most x ticks.
+MAX_SPAN = timedelta(days=400)
+MAX_X_TICKS = 12
 
 Scale = Callable[[float], float]
 
@@ -103,9 +106,23 @@ def _series(camera: str, colour: str, points: list[RatePoint], step: int, x_of: 
     return Series(camera, colour, paths, dots, frames, defects)
 
 
+def chart_span_problem(since: datetime | None, until: datetime | None, now: datetime) -> str | None:
+    """Why a chart window is refused (longer than MAX_SPAN, or ending before it starts), or None."""
+    if since is None:
+        return None  # a day before the end
+    end = until if until is not None else max(now, since)
+    if end <= since:
+        return "the chart's until must come after its since"
+    if end - since > MAX_SPAN:
+        return f"the chart spans at most {MAX_SPAN.days} days: narrow since/until"
+    return None
+
+
 def _x_ticks(start: float, end: float, x_of: Scale) -> list[Tick]:
     span = end - start
     every = next((step for step in STEPS_S if span / step <= 6), STEPS_S[-1])
+    # past the longest round step, whole multiples of it: never more than MAX_X_TICKS ticks, whatever the span
+    every *= max(1, -(-int(span) // (every * (MAX_X_TICKS - 1))))
     pattern = "%H:%M" if span <= 86400 else ("%m-%d %H:%M" if every < 86400 else "%Y-%m-%d")
     first = -(-int(start) // every) * every
     return [Tick(x_of(t), datetime.fromtimestamp(t, UTC).strftime(pattern)) for t in range(first, int(end) + 1, every)]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path as PathParam
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.framestore import FrameStore
+from pipeline.review.attempts import FailedAttempts
 from pipeline.storage.review import utc
 
 
@@ -21,9 +24,16 @@ class ReviewConfig:
     """Set once by `create_app`; routes read it from the app's state."""
 
     sessions: sessionmaker[Session]
-    token: str | None
+    tokens: dict[str, str]  # reviewer name -> token; empty on a read-only server
     read_only: bool
     labels: tuple[str, ...]
+    store: FrameStore  # the only place images are read from (besides the blobs of rows from before it)
+    attempts: FailedAttempts = field(default_factory=FailedAttempts)
+
+
+# A defect id as a route takes it: a whole number the id column (INTEGER on PostgreSQL) can hold; a larger one is a
+# 422, not a failed query (Hypothesis found 2**31 to be a 500 on PostgreSQL).
+DefectId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 
 
 def review_config(request: Request) -> ReviewConfig:

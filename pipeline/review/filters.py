@@ -14,6 +14,11 @@ from pipeline.storage.review import REVIEW_STATUSES, DefectFilter, parse_since
 FIELDS = ("camera", "line", "since", "until", "min_score", "max_score", "status", "label", "model_version", "cluster")
 PER_PAGE = 50
 MAX_PER_PAGE = 500
+MAX_PAGE = 10**9
+# Longest filter value: camera and line ids, labels and model versions are short; longer input is an error, not a
+# query.
+MAX_VALUE_CHARS = 256
+MAX_CLUSTER = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,11 @@ def parse_list_query(params: Mapping[str, str], now: datetime | None = None) -> 
     """Every problem is reported (the page shows them) instead of silently widening the view."""
     values = {name: params[name].strip() for name in FIELDS if (params.get(name) or "").strip()}
     errors: list[str] = []
+    for name, value in list(values.items()):
+        # PostgreSQL refuses NUL in text, and no id holds control characters: say so instead of a failed query.
+        if len(value) > MAX_VALUE_CHARS or not value.isprintable():
+            errors.append(f"{name}: at most {MAX_VALUE_CHARS} printable characters")
+            del values[name]
     times: dict[str, datetime] = {}
     for name in ("since", "until"):
         if name in values:
@@ -60,10 +70,10 @@ def parse_list_query(params: Mapping[str, str], now: datetime | None = None) -> 
     scores = {name: _number(values, name, errors) for name in ("min_score", "max_score")}
     status = values.get("status")
     if status is not None and status not in REVIEW_STATUSES:
-        errors.append(f"status {status!r}: use one of {', '.join(REVIEW_STATUSES)}")
+        errors.append(f"status {status[:32]!r}: use one of {', '.join(REVIEW_STATUSES)}")
         status = None
     cluster = _cluster(values, errors)
-    page = _whole(params, "page", 1, 1, 10**9, errors)
+    page = _whole(params, "page", 1, 1, MAX_PAGE, errors)
     per_page = _whole(params, "per_page", PER_PAGE, 1, MAX_PER_PAGE, errors)
     where = DefectFilter(
         camera=values.get("camera"),
@@ -88,7 +98,7 @@ def _number(values: dict[str, str], name: str, errors: list[str]) -> float | Non
     except ValueError:
         number = math.nan
     if not math.isfinite(number):
-        errors.append(f"{name} {values[name]!r}: use a number like 0.25")
+        errors.append(f"{name} {values[name][:32]!r}: use a number like 0.25")
         return None
     return number
 
@@ -98,17 +108,22 @@ def _cluster(values: dict[str, str], errors: list[str]) -> int | None:
     text = values.get("cluster")
     if text is None:
         return None
-    if not text.removeprefix("-").isdigit() or int(text) < -1:
-        errors.append(f"cluster {text!r}: use a cluster id from `lineguard cluster` (-1: noise)")
+    if not _is_whole(text.removeprefix("-"), len(str(MAX_CLUSTER))) or not -1 <= int(text) <= MAX_CLUSTER:
+        errors.append(f"cluster {text[:32]!r}: use a cluster id from `lineguard cluster` (-1: noise)")
         return None
     return int(text)
+
+
+def _is_whole(text: str, digits: int) -> bool:
+    """ASCII digits only (str.isdigit takes "²", which int() refuses), and few enough to convert quickly."""
+    return 0 < len(text) <= digits and text.isascii() and text.isdigit()
 
 
 def _whole(params: Mapping[str, str], name: str, default: int, low: int, high: int, errors: list[str]) -> int:
     text = (params.get(name) or "").strip()
     if not text:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
-        errors.append(f"{name} {text!r}: use a whole number from {low} to {high}")
+    if not _is_whole(text, len(str(high))) or not low <= int(text) <= high:
+        errors.append(f"{name} {text[:32]!r}: use a whole number from {low} to {high}")
         return default
     return int(text)

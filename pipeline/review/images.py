@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.framestore import read_defect_image
+from pipeline.framestore import FrameStore, read_defect_image
 from pipeline.imageheader import ImageHeaderError, jpeg_header, png_header
 from pipeline.storage.tables import Defect
 
@@ -18,13 +18,14 @@ THUMB_BOX = 160
 _REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
 
 
-def defect_image(defect: Defect, kind: str) -> tuple[bytes, str] | None:
+def defect_image(defect: Defect, kind: str, store: FrameStore) -> tuple[bytes, str] | None:
     """Bytes and content type of a defect's frame, heatmap overlay or restored frame; None when it has none.
 
-    Every image the page serves comes through here: from the frame store by the URI its row holds, or from the blob
-    columns of rows written before the store (pipeline/framestore.py).
+    Every image the page serves comes through here: from the configured frame store by the URI its row holds, or
+    from the blob columns of rows written before the store (pipeline/framestore.py). A URI outside the store raises
+    ForeignFrameURIError.
     """
-    return read_defect_image(defect, kind)
+    return read_defect_image(defect, kind, store)
 
 
 def image_size(data: bytes, content_type: str) -> tuple[int, int] | None:

@@ -6,8 +6,8 @@ from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from pipeline.errors import NotFoundError
-from pipeline.review.context import review_config
+from pipeline.errors import ForeignFrameURIError, NotFoundError
+from pipeline.review.context import DefectId, review_config
 from pipeline.review.images import BROWSER_TYPES, defect_image, thumbnail_jpeg
 from pipeline.storage.review import get_defect
 
@@ -17,21 +17,26 @@ CACHE = {"Cache-Control": "private, max-age=3600"}
 
 
 def _load(request: Request, defect_id: int, kinds: tuple[str, ...]) -> tuple[bytes, str] | None:
-    """The first of `kinds` the defect has in a browser format (the session closes before any decoding)."""
-    with review_config(request).sessions() as session:
+    """The first of `kinds` the defect has in a browser format (the session closes before any decoding); 403 when
+    its row names an image outside the frame store."""
+    config = review_config(request)
+    with config.sessions() as session:
         try:
             defect = get_defect(session, defect_id)
         except NotFoundError as exc:
             raise HTTPException(404, str(exc)) from exc
         for kind in kinds:
-            found = defect_image(defect, kind)
+            try:
+                found = defect_image(defect, kind, config.store)
+            except ForeignFrameURIError as exc:
+                raise HTTPException(403, f"defect {defect_id}'s {kind} is not in the frame store: refused") from exc
             if found is not None and found[1] in BROWSER_TYPES:
                 return found
     return None
 
 
 @router.get("/defects/{defect_id}/image/{kind}", name="defect_image")
-def image(request: Request, defect_id: int, kind: Literal["frame", "overlay", "restored"]) -> Response:
+def image(request: Request, defect_id: DefectId, kind: Literal["frame", "overlay", "restored"]) -> Response:
     found = _load(request, defect_id, (kind,))
     if found is None:
         raise HTTPException(404, f"defect {defect_id} has no {kind} image a browser can show")
@@ -39,7 +44,7 @@ def image(request: Request, defect_id: int, kind: Literal["frame", "overlay", "r
 
 
 @router.get("/defects/{defect_id}/thumb.jpg", name="defect_thumb")
-def thumb(request: Request, defect_id: int) -> Response:
+def thumb(request: Request, defect_id: DefectId) -> Response:
     # The frame when a browser format holds it, else the overlay (a raw frame has no picture of its own).
     found = _load(request, defect_id, ("frame", "overlay", "restored"))
     small = thumbnail_jpeg(*found) if found is not None else None

@@ -1,9 +1,9 @@
 "use strict";
-// The review page's only script, plain and unbuilt: the token and reviewer name kept for this tab, and labelling
-// a defect from the keyboard. Everything it shows goes through textContent, never innerHTML.
+// The review page's only script, plain and unbuilt: the token kept for this tab (the server records the reviewer it is
+// bound to), and labelling a defect from the keyboard. Everything it shows goes through textContent, never innerHTML.
 (() => {
   const root = document.body.dataset.root || "";
-  const stored = { token: "lineguard.review.token", reviewer: "lineguard.review.reviewer" };
+  const stored = { token: "lineguard.review.token" };
   for (const [id, key] of Object.entries(stored)) {
     const input = document.getElementById(id);
     if (!input) continue;
@@ -25,10 +25,9 @@
 
   async function save(status, label) {
     const token = (document.getElementById("token")?.value || "").trim();
-    const reviewer = (document.getElementById("reviewer")?.value || "").trim();
     const headers = { "Content-Type": "application/json" };
     if (token) headers.Authorization = `Bearer ${token}`;
-    const body = { status, label, note: note ? note.value : null, reviewer: reviewer || null };
+    const body = { status, label, note: note ? note.value : null };
     say("saving…", "busy");
     let response;
     try {

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.dev.broker import free_port
 from pipeline.review.app import create_app
+from pipeline.review.auth import new_token
 from pipeline.review.server import background_server
 from pipeline.storage.engine import open_database
 from pipeline.storage.tables import Defect
@@ -35,7 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-TOKEN = "browser-test-token-0123456789"
+TOKEN = new_token()
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
     seed(sessions)
     with sessions() as session:
         ids = {offset: defect_id for offset, defect_id in session.execute(select(Defect.source_offset, Defect.id))}
-    app = create_app(sessions, TOKEN, labels=["scratch", "dent"])
+    app = create_app(sessions, {"ana": TOKEN}, labels=["scratch", "dent"])
     port = free_port()
     with background_server(app, port, root_path="/lineguard"), PrefixProxy(port, "/lineguard") as proxy:
         yield Site(proxy.url, sessions, ids)
@@ -101,8 +102,7 @@ def test_filter_open_and_label_with_the_keyboard(browser: Any, site: Site) -> No
     expect(page.locator("h1")).to_have_text(f"Defect {site.ids[cam2[0]]} · cam-2")
     page.wait_for_function("() => document.getElementById('overlay').naturalWidth > 0")
 
-    page.fill("#token", TOKEN)
-    page.fill("#reviewer", "ana")
+    page.fill("#token", TOKEN)  # the token is ana's: the verdict is recorded as hers
     page.keyboard.press("Escape")  # leave the field: keys label again
     page.keyboard.press("2")
     expect(page.locator("#message")).to_have_text("saved: confirmed (dent)")

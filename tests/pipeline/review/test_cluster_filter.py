@@ -9,6 +9,7 @@ from review_seed import DEFECT_OFFSETS, seed
 from sqlalchemy import select
 
 from pipeline.review.app import create_app
+from pipeline.review.auth import new_token
 from pipeline.storage.clusters import write_clusters
 from pipeline.storage.engine import open_database
 from pipeline.storage.tables import Defect
@@ -24,7 +25,7 @@ def test_cluster_filter_and_detail(db_url: str) -> None:
         clusters[ids[2]] = -1
         del clusters[ids[6]]  # left out of the clustering
         write_clusters(session, clusters)
-    with TestClient(create_app(sessions, "t" * 32, labels=["dent"])) as client:
+    with TestClient(create_app(sessions, new_token(), labels=["dent"])) as client:
         page = client.get("/", params={"cluster": "1"})
         shown = {int(i) for i in re.findall(r'<tr data-id="(\d+)"', page.text)}
         assert shown == {ids[o] for o in DEFECT_OFFSETS if o % 4 == 0}

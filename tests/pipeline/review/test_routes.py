@@ -33,14 +33,16 @@ from pipeline.framestore import FrameStore
 from pipeline.results import Source
 from pipeline.review.api import csv_lines
 from pipeline.review.app import create_app
+from pipeline.review.auth import new_token
 from pipeline.storage.engine import open_database
 from pipeline.storage.rates import defect_rates
 from pipeline.storage.review import DefectFilter
 from pipeline.storage.store import ModelInfo, write_results
 from pipeline.storage.tables import Defect
 
-TOKEN = "review-token-for-tests-0123456789"
+TOKEN = new_token()  # ana's
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+BEN = {"Authorization": f"Bearer {new_token()}"}
 
 
 @dataclass
@@ -65,7 +67,8 @@ def site(db_url: str) -> Iterator[Site]:
     seed(sessions)
     with sessions() as session:
         ids = {offset: defect_id for offset, defect_id in session.execute(select(Defect.source_offset, Defect.id))}
-    with TestClient(create_app(sessions, TOKEN, labels=["scratch", "dent"])) as client:
+    tokens = {"ana": TOKEN, "ben": BEN["Authorization"].removeprefix("Bearer ")}
+    with TestClient(create_app(sessions, tokens, labels=["scratch", "dent"])) as client:
         yield Site(client, sessions, ids)
     engine.dispose()
 
@@ -99,7 +102,7 @@ def test_list_filters_and_pages(site: Site) -> None:
 def test_label_writes_need_the_token(site: Site) -> None:
     defect_id = site.ids[10]
     url = f"/api/defects/{defect_id}/review"
-    verdict = {"status": "confirmed", "label": "dent", "note": "seen on the belt", "reviewer": "ana"}
+    verdict = {"status": "confirmed", "label": "dent", "note": "seen on the belt"}
     missing = site.client.post(url, json=verdict)
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
     assert site.client.post(url, json=verdict, headers={"Authorization": "Bearer wrong"}).status_code == 403
@@ -112,9 +115,12 @@ def test_label_writes_need_the_token(site: Site) -> None:
     assert (row.review_status, row.label, row.note, row.reviewed_by) == ("confirmed", "dent", "seen on the belt", "ana")
     assert row.reviewed_at is not None
     # no note in the request keeps the stored one; an empty note clears it
-    site.client.post(url, json={"status": "rejected"}, headers=AUTH)
+    # the reviewer is the name the token is bound to, never what the client says
+    site.client.post(url, json={"status": "rejected"}, headers=BEN)
     assert (site.row(10).review_status, site.row(10).label, site.row(10).note) == ("rejected", None, "seen on the belt")
-    assert site.row(10).reviewed_by == "web"
+    assert site.row(10).reviewed_by == "ben"
+    claimed = site.client.post(url, json={"status": "confirmed", "reviewer": "ana"}, headers=BEN)
+    assert claimed.status_code == 422 and site.row(10).review_status == "rejected"
     site.client.post(url, json={"status": "rejected", "note": ""}, headers=AUTH)
     assert site.row(10).note is None
     # and the list filters on what was written
@@ -254,8 +260,8 @@ def test_a_server_without_a_token_is_read_only_or_refused(tmp_path: Path) -> Non
     _, sessions = open_database(f"sqlite:///{tmp_path}/t.db")
     with pytest.raises(ConfigError, match="LINEGUARD_REVIEW_TOKEN"):
         create_app(sessions, None)
-    with pytest.raises(ConfigError, match="16 characters"):
-        create_app(sessions, "short")
+    with pytest.raises(ConfigError, match="fewer than 32"):
+        create_app(sessions, "short-9Xq2")
     assert create_app(sessions, None, read_only=True) is not None
 
 
