@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.errors import ConfigError
 from pipeline.framestore import FrameStore, configured_store
-from pipeline.review import api, media, pages
+from pipeline.review import api, health, media, pages
 from pipeline.review.auth import check_tokens
 from pipeline.review.context import ReviewConfig
 from pipeline.settings import Settings
@@ -125,7 +125,7 @@ def create_app(
     store = store if store is not None else configured_store()
     app.state.review = ReviewConfig(sessions, named, read_only, tuple(labels), store)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    for module in (pages, media, api):
+    for module in (pages, media, api, health):
         app.include_router(module.router)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_middleware(Guard)

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from review_seed import seed
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import ConfigError
@@ -251,6 +251,8 @@ ROUTES = [
     "/defects/{a}/image/{b}",
     "/defects/{a}/thumb.jpg",
     "/static/{a}",
+    "/healthz",
+    "/readyz",
     "/{a}",
 ]
 
@@ -279,3 +281,12 @@ def test_arbitrary_requests_never_fail_the_server_nor_write(
         answer = target.client.get(url, headers=headers)
     assert_guarded(answer)
     assert target.snapshot() == before, url
+
+
+def test_liveness_needs_no_database_and_readiness_does(target: Target) -> None:
+    assert target.client.get("/healthz").text == "ok\n" and target.client.get("/readyz").status_code == 200
+    broken = sessionmaker(create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=1"))
+    app = create_app(broken, {"ana": TOKEN}, store=target.store)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 503
