@@ -159,10 +159,13 @@ def evaluate_command(
 
 
 def retrain_command(
-    db: Annotated[str, typer.Option("--db", help="database URL holding the reviewed defects")],
     base: Annotated[Path, typer.Option(help="the model to improve on (its training config is reused)")],
     normal: Annotated[Path, typer.Option(help="folder of normal images (or MVTec layout with train/good)")],
     out: Annotated[Path, typer.Option(help="where to write the new .onnx model (report files go beside it)")],
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="database URL holding the reviewed defects (default: LINEGUARD_DATABASE_URL)"),
+    ] = None,
     since: Annotated[
         str | None, typer.Option(help="only reviews of defects captured since: 7d, 2h or an ISO time")
     ] = None,
@@ -173,11 +176,13 @@ def retrain_command(
 ) -> None:
     """Retrain on normal images plus reviewed false positives; evaluate new and base on one fixed evaluation set."""
     require_training_stack()
+    from pipeline.settings import load_settings
     from pipeline.storage.review import parse_since
     from training.retrain import RetrainConfig, retrain
 
     cfg = RetrainConfig(
-        db_url=db,
+        # from the environment by default: a URL with its password on a command line is visible in `ps` and the pod
+        db_url=db if db is not None else load_settings().db_url,
         base=base,
         normal_dir=normal,
         out=out,
