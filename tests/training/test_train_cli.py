@@ -80,6 +80,16 @@ def test_inspect_model_json(trained_model: Path) -> None:
     assert json.loads(result.stdout)["model_version"] == "7"
 
 
+def test_the_threshold_comes_from_the_false_alarm_budget(trained_model: Path) -> None:
+    budget = read_metadata(trained_model).false_alarm
+    assert budget is not None and budget.rate == 1e-3
+    # a handful of held-out normals cannot carry a tail for one in a thousand: the model says so
+    assert budget.warning is not None and "needs at least" in budget.warning
+    result = runner.invoke(app, ["inspect-model", str(trained_model)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "budget 0.001 per frame" in result.stdout and "held-out normal scores" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
