@@ -40,8 +40,8 @@ CONFIG_FILES = [
 STACK_ENV = load_module("scripts/stack_env.py")
 ENV_EXAMPLE = STACK_ENV.dotenv(ROOT / ".env.example")
 # What an engineer fills into .env; the test stands in values for the secrets .env.example leaves empty.
-FILLED = ENV_EXAMPLE | {"POSTGRES_PASSWORD": "pw", "LINEGUARD_REVIEW_TOKEN": "t" * 20, "GRAFANA_ADMIN_PASSWORD": "pw"}
-LONG_RUNNING = ("kafka", "postgres", "consumer", "review", "prometheus", "grafana")
+FILLED = ENV_EXAMPLE | {"POSTGRES_PASSWORD": "pw", "LINEGUARD_REVIEW_TOKEN": "t" * 40, "GRAFANA_ADMIN_PASSWORD": "pw"}
+LONG_RUNNING = ("kafka", "postgres", "consumer", "review", "review-tls", "prometheus", "grafana")
 
 
 def service_env(name: str) -> dict[str, str]:
@@ -124,13 +124,13 @@ def test_topics_sizes_and_partitions_agree(monkeypatch: pytest.MonkeyPatch) -> N
 def test_ports_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     services = compose()["services"]
     metrics = settings_of(service_env("consumer"), monkeypatch).metrics_port
-    assert services["consumer"]["ports"] == [f"{metrics}:{metrics}"]
+    assert "ports" not in services["consumer"]  # scraped on the compose network, not published
     assert f":{metrics}/metrics" in " ".join(services["consumer"]["healthcheck"]["test"])
     prometheus = (ROOT / "deploy" / "monitoring" / "prometheus.yml").read_text()
     assert f'"consumer:{metrics}"' in prometheus
     review = settings_of(service_env("review"), monkeypatch).review_port
-    assert services["review"]["ports"] == [f"{review}:{review}"]
-    assert f":{review}/" in " ".join(services["review"]["healthcheck"]["test"])
+    assert services["review"]["ports"] == [f"${{REVIEW_BIND:-127.0.0.1}}:{review}:{review}"]
+    assert f":{review}/healthz" in " ".join(services["review"]["healthcheck"]["test"])
 
     deployment = manifest("Deployment", "lineguard-consumer")
     container = pod_spec(deployment)["containers"][0]
@@ -198,7 +198,7 @@ def test_dashboard_queries_only_metrics_the_consumer_exports() -> None:
     suffixes = ("_total", "_bucket", "_sum", "_count", "_info", "")
     unknown = {name for name in used if not any(name.removesuffix(s) in families for s in suffixes if name.endswith(s))}
     assert not unknown, f"dashboard queries metrics the consumer does not export: {unknown}"
-    wanted = ("frames_total", "consumer_lag", "latency", "defects_total", "dlq_total", "outbox_pending")
+    wanted = ("frames_total", "consumer_lag", "latency", "defects_total", "dlq_total", "outbox_pending", "flag_rate")
     assert all(any(part in query for query in queries) for part in wanted)
 
 
