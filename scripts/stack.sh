@@ -97,14 +97,14 @@ up() {
     fi
     # tests and a developer's shell may have no token: make one, kept with the stack
     if [ -z "${LINEGUARD_REVIEW_TOKEN:-}" ]; then
-        [ -f "$STACK_DIR/review-token" ] || "$PY" -c "import secrets; print(secrets.token_urlsafe(24))" \
-            > "$STACK_DIR/review-token"
+        # readable by this user only (umask 077 in a subshell), made by the rule the page checks
+        [ -f "$STACK_DIR/review-token" ] || (umask 077 && "$BIN/lineguard" review token > "$STACK_DIR/review-token")
         LINEGUARD_REVIEW_TOKEN=$(cat "$STACK_DIR/review-token")
         export LINEGUARD_REVIEW_TOKEN
     fi
     trap '[ $? -eq 0 ] || echo "up failed (logs: $LOGS); bash scripts/stack.sh down stops what it started" >&2' EXIT
     postgres_up
-    echo "$STACK_DATABASE_URL" > "$STACK_DIR/database-url"
+    (umask 077 && echo "$STACK_DATABASE_URL" > "$STACK_DIR/database-url")
     start broker consumer lineguard broker --port "$STACK_KAFKA_PORT" --partitions "${FRAMES_PARTITIONS:-4}"
     in_env migrate --compose-command > "$LOGS/migrate.log" 2>&1 || { tail -20 "$LOGS/migrate.log" >&2; exit 1; }
     tail -1 "$LOGS/migrate.log"
