@@ -11,6 +11,7 @@ import numpy as np
 from pipeline.contract import OUTPUT_NAMES, SENSOR_INPUT_NAME, ModelMetadata, SensorSpec
 from pipeline.errors import ModelLoadError
 from pipeline.inference import _load_proto, apply_threshold_override, open_session, thresholds_path
+from pipeline.sensorcalendar import with_calendar
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,9 @@ class SensorModel:
         """One inference on windows at the channels' training means; a model that fails there or answers NaN/inf is
         refused before it scores a reading."""
         spec = self.spec
-        level = np.array(spec.channel_mean, dtype=np.float32)[None, :, None]
-        windows = np.broadcast_to(level, (batch_size, len(spec.channels), spec.window_length))
+        level = np.broadcast_to(np.array(spec.channel_mean, dtype=np.float32), (spec.window_length, len(spec.channels)))
+        window = self.inputs(level, np.arange(spec.window_length) * 1000.0).T
+        windows = np.broadcast_to(window, (batch_size, *window.shape))
         try:
             scores = self.score(np.array(windows))
         except Exception as exc:  # onnxruntime raises its own types at run time
@@ -63,9 +65,15 @@ class SensorModel:
         if not (np.isfinite(scores.score).all() and np.isfinite(scores.anomaly_map).all()):
             raise ModelLoadError(str(self.path), "warm-up inference gave non-finite scores (NaN or inf)")
 
+    def inputs(self, values: np.ndarray, timestamps_ms: np.ndarray | None) -> np.ndarray:
+        """Raw readings T x C (the model's channel order) as the graph takes them: with the calendar channels the
+        model was trained with appended (pipeline.sensorcalendar; ValueError without timestamps)."""
+        return with_calendar(values, timestamps_ms, self.spec.calendar)
+
     def score(self, windows: np.ndarray) -> WindowScores:
-        """Run one N x C x T float32 batch of raw windows through the graph."""
-        expected = (len(self.spec.channels), self.spec.window_length)
+        """Run one N x C' x T float32 batch of raw windows through the graph (C' = sensor then calendar channels,
+        see `inputs`); reconstruction and anomaly map cover the sensor channels only."""
+        expected = (self.spec.input_channels, self.spec.window_length)
         if windows.ndim != 3 or windows.shape[1:] != expected:
             raise ValueError(f"window batch shape {windows.shape} does not match model input N x {expected}")
         reconstruction, anomaly_map, score = self.session.run(

@@ -190,7 +190,7 @@ class SensorStage:
         if not windows:
             return []
         meta, spec = self.model.metadata, self.model.spec
-        batch = np.stack([w.values.T for w, _ in windows])  # N x C x T
+        batch = np.stack([self.model.inputs(w.values, w.timestamps_ms).T for w, _ in windows])  # N x C' x T
         parts = [self.model.score(batch[i : i + SCORE_CHUNK]) for i in range(0, len(batch), SCORE_CHUNK)]
         scores = np.concatenate([p.score for p in parts])
         errors = np.concatenate([p.anomaly_map.sum(axis=2) for p in parts])  # N x C

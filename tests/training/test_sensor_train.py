@@ -15,7 +15,7 @@ from pipeline.cli.app import build_app
 from pipeline.inference import read_metadata
 from pipeline.sensormodel import SensorModel
 from tests.training.sensor_data_factory import CHANNELS, labelled_recording, synthetic_readings, write_sensor_csv
-from training.calibrate import normal_threshold
+from training.calibrate import budget_threshold, normal_threshold
 from training.sensors.data import read_sensor_csv, sliding_windows
 
 runner = CliRunner()
@@ -57,7 +57,21 @@ def test_threshold_is_calibrated_on_held_out_normal_windows(trained: Path, norma
     held_out = read_sensor_csv(normal_csv).values[240:]
     scores = model.score(sliding_windows(held_out, 16, 1)).score
     assert model.metadata.image_score_stats.n == len(scores) == 60 - 16 + 1
+    budget = budget_threshold(scores, 0.01)
+    assert model.metadata.image_threshold == pytest.approx(budget.threshold, rel=1e-5)
+    false_alarm = model.metadata.false_alarm
+    assert false_alarm is not None and false_alarm.rate == 0.01 and false_alarm.n_normals == len(scores)
+    assert false_alarm.warning is not None  # 45 held-out windows are too few for a trustworthy tail
+
+
+def test_quantile_sets_the_threshold_instead_of_the_budget(normal_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "quantile.onnx"
+    args = ["train-sensors", str(normal_csv), "--out", str(out), "--quantile", "0.99", *FAST]
+    assert runner.invoke(app, args).exit_code == 0
+    model = SensorModel(out, prefer_gpu=False)
+    scores = model.score(sliding_windows(read_sensor_csv(normal_csv).values[240:], 16, 1)).score
     assert model.metadata.image_threshold == pytest.approx(normal_threshold(scores, 0.99, 0.0), rel=1e-5)
+    assert model.metadata.false_alarm is None
 
 
 def test_labels_never_reach_training_or_calibration(trained: Path, normal_csv: Path, tmp_path: Path) -> None:
@@ -202,7 +216,7 @@ def test_training_never_sees_a_window_across_a_gap(tmp_path: Path) -> None:
     values = synthetic_readings(200, seed=4)
     values[120:] += 5.0
     series = read(logger_csv(tmp_path / "a.csv", values, np.zeros(200), gap_after=119))
-    fit, held = split_in_time([series], 0.2)
+    fit, held = split_in_time([series], 0.2, 16)
     # fitting: rows 0-159 cut at the blank rows 50 and 147 and at the pause after row 119; held out: rows 160-199
     assert [len(part) for part in fit] == [50, 69, 27, 12] and [len(part) for part in held] == [40]
     assert all(np.isfinite(part).all() for part in fit + held)

@@ -39,6 +39,15 @@ def csv_columns(time_column: str | None, label_column: str | None, channels: str
     return CsvColumns(time_column, label_column, picked, gap_periods or None)
 
 
+def level_free_option(text: str) -> tuple[str, ...] | None:
+    """--level-free: None for 'auto', () for 'none', else the names."""
+    if text.strip().lower() == "auto":
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def train_sensors_command(
     data: Annotated[
         Path, typer.Argument(help="a CSV of normal readings, or a folder of them (';', ',' or tab; see --time-column)")
@@ -57,18 +66,37 @@ def train_sensors_command(
     gap_periods: GapPeriods = 3.0,
     level_free: Annotated[
         str,
-        typer.Option(help="comma-separated channels scored on shape, not level (sensors that drift: temperatures)"),
+        typer.Option(
+            help="channels scored on shape, not level: 'auto' (those whose level drifts in the training data), "
+            "'none', or comma-separated names"
+        ),
+    ] = "auto",
+    calendar: Annotated[
+        str, typer.Option(help="time inputs from the timestamps: 'day', 'week' or 'day,week' (default none)")
     ] = "",
-    window: Annotated[int | None, typer.Option(help="window length in samples (default: the model's, 60)")] = None,
-    stride: Annotated[int, typer.Option(help="step between windows, in training and on the line")] = 1,
+    window: Annotated[
+        int | None, typer.Option(help="window length in samples (default: from the data's dominant period, else 60)")
+    ] = None,
+    stride: Annotated[
+        int | None,
+        typer.Option(help="step between windows, in training and on the line (default: period / 24, else 1)"),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="maximum epochs (default: the model's, 100)")] = None,
     max_minutes: Annotated[float, typer.Option(help="time budget for training")] = 5.0,
     batch_size: Annotated[int | None, typer.Option(help="default: the model's, 32")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="Adam learning rate (default: the model's)")] = None,
     noise_std: Annotated[float | None, typer.Option(help="training input noise in std units (sensor-dae: 0.2)")] = None,
-    val_fraction: Annotated[float, typer.Option(help="tail of each recording held out for calibration")] = 0.2,
-    quantile: Annotated[float, typer.Option(help="quantile of held-out normal window scores")] = 0.99,
-    sensitivity: Annotated[float, typer.Option(help="threshold margin in std of held-out normal scores")] = 0.0,
+    val_fraction: Annotated[
+        float, typer.Option(help="share of each recording held out for calibration, in blocks across it")
+    ] = 0.2,
+    false_alarm_rate: Annotated[
+        float, typer.Option(help="false alarms allowed per normal window (a tail model of held-out normal scores)")
+    ] = 0.01,
+    quantile: Annotated[
+        float | None,
+        typer.Option(help="instead of --false-alarm-rate: this quantile of held-out normal window scores"),
+    ] = None,
+    sensitivity: Annotated[float, typer.Option(help="with --quantile: a margin in std of held-out scores")] = 0.0,
     seed: Annotated[int, typer.Option()] = 0,
     name: Annotated[str, typer.Option(help="model name (default: data file or folder name)")] = "",
     version: Annotated[str, typer.Option(help="model version (default: UTC timestamp)")] = "",
@@ -88,7 +116,8 @@ def train_sensors_command(
         model=model,
         scale_data=scale_data,
         columns=csv_columns(time_column, label_column, channels, gap_periods),
-        level_free=tuple(name.strip() for name in level_free.split(",") if name.strip()),
+        level_free=level_free_option(level_free),
+        calendar=tuple(name.strip() for name in calendar.split(",") if name.strip()),
         window=window,
         stride=stride,
         epochs=epochs,
@@ -97,7 +126,8 @@ def train_sensors_command(
         learning_rate=learning_rate,
         noise_std=noise_std,
         val_fraction=val_fraction,
-        calibration_quantile=quantile,
+        false_alarm_rate=None if quantile is not None else false_alarm_rate,
+        calibration_quantile=0.99 if quantile is None else quantile,
         sensitivity=sensitivity,
         seed=seed,
         model_name=name,

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.contract import SENSOR_CALENDAR_KINDS, SENSOR_LEVEL_STATISTICS
 from training.errors import ConfigError
 from training.models import DEFAULT_SENSOR_MODEL, sensor_model_entry
 from training.sensors.data import CsvColumns
@@ -15,13 +16,19 @@ from training.sensors.data import CsvColumns
 class SensorTrainConfig:
     """Everything `train_sensors()` needs; fields left None take the model's registry defaults.
 
-    Each recording is split in time: its first `1 - val_fraction` trains the model, its last
-    `val_fraction` (never seen in training) picks the best epoch and calibrates the window threshold.
+    Each recording is split in time: `val_fraction` of its rows, in blocks spread across it (one block, its tail,
+    when it is short: training.sensors.choose.held_out_blocks), is never trained on; it picks the best epoch and
+    calibrates the window threshold. The rest trains the model.
     `scale_data`: other normal recordings (a long anomaly-free run) whose per-channel std is a floor for the
     normalisation's std; they are not trained on.
     `columns`: which CSV columns are time, labels and readings, and the time-gap rule (training.sensors.data).
     `level_free`: channels scored on their shape within a window, not their level (sensors that drift with
-    warm-up or ambient: motor and fluid temperatures); the graph removes each window's mean from them.
+    warm-up, ambient or load); the graph removes each window's `level_statistic` from them. None: the channels
+    whose level drifts across the training data (training.sensors.choose.drifting_channels); () none.
+    `window`, `stride`: None takes them from the data's dominant period (else the model's default window).
+    `calendar`: periods ("day", "week") whose phase is an extra input (the readings need timestamps).
+    `false_alarm_rate`: the window threshold's budget on held-out normal windows (training.calibrate); None uses
+    `calibration_quantile` plus `sensitivity` std instead (the SKAB notebook protocol).
     """
 
     data: Path
@@ -29,9 +36,11 @@ class SensorTrainConfig:
     model: str = DEFAULT_SENSOR_MODEL
     scale_data: Path | None = None
     columns: CsvColumns = field(default_factory=CsvColumns)
-    level_free: tuple[str, ...] = ()
+    level_free: tuple[str, ...] | None = None
+    level_statistic: str = "median"
+    calendar: tuple[str, ...] = ()
     window: int | None = None
-    stride: int = 1
+    stride: int | None = None
     epochs: int | None = None
     max_minutes: float = 5.0
     batch_size: int | None = None
@@ -44,6 +53,7 @@ class SensorTrainConfig:
     dropout: float = 0.2
     noise_std: float | None = None
     kl_weight: float = 1e-3
+    false_alarm_rate: float | None = 0.01
     calibration_quantile: float = 0.99
     sensitivity: float = 0.0
     seed: int = 0
@@ -56,13 +66,22 @@ class SensorTrainConfig:
         for name in ("batch_size", "learning_rate", "epochs"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(defaults, name))
-        object.__setattr__(self, "level_free", tuple(self.level_free))
-        if self.window is None:
-            object.__setattr__(self, "window", defaults.size)
-        multiple = 2 ** len(self.widths)
+        if self.level_free is not None:
+            object.__setattr__(self, "level_free", tuple(self.level_free))
+        object.__setattr__(self, "calendar", tuple(self.calendar))
+        multiple = self.time_multiple
+        window_ok = self.window is None or (self.window >= multiple and self.window % multiple == 0)
+        rate = self.false_alarm_rate
         checks: list[tuple[str, bool, str]] = [
-            ("window", self.window >= multiple and self.window % multiple == 0, f"must be a multiple of {multiple}"),
-            ("stride", self.stride >= 1, "must be >= 1"),
+            ("window", window_ok, f"must be a multiple of {multiple}"),
+            ("stride", self.stride is None or self.stride >= 1, "must be >= 1"),
+            ("level_statistic", self.level_statistic in SENSOR_LEVEL_STATISTICS, f"one of {SENSOR_LEVEL_STATISTICS}"),
+            (
+                "calendar",
+                set(self.calendar) <= set(SENSOR_CALENDAR_KINDS) and len(set(self.calendar)) == len(self.calendar),
+                f"distinct names from {SENSOR_CALENDAR_KINDS}",
+            ),
+            ("false_alarm_rate", rate is None or 0 < rate < 1, "must be in (0, 1)"),
             ("epochs", self.epochs >= 1, "must be >= 1"),
             ("max_minutes", self.max_minutes > 0, "must be > 0"),
             ("batch_size", self.batch_size >= 1, "must be >= 1"),
@@ -78,6 +97,15 @@ class SensorTrainConfig:
         for name, ok, reason in checks:
             if not ok:
                 raise ConfigError(name, _value(self, name), reason)
+
+    @property
+    def time_multiple(self) -> int:
+        """Window lengths must be divisible by this (each strided layer halves the time axis)."""
+        return 2 ** len(self.widths)
+
+    @property
+    def default_window(self) -> int:
+        return sensor_model_entry(self.model).defaults.size
 
     def model_overrides(self) -> dict[str, Any]:
         overrides = {"widths": self.widths, "kernel_size": self.kernel_size, "dropout": self.dropout}

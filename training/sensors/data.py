@@ -38,6 +38,7 @@ class SensorSeries:
     labels: np.ndarray | None = None
     sample_rate_hz: float | None = None
     stretches: tuple[slice, ...] = field(default=())
+    timestamps_ms: np.ndarray | None = None  # T float64 Unix ms; None when the file has no time column
 
     def parts(self, start: int = 0, stop: int | None = None) -> list[np.ndarray]:
         """The readings of each stretch, clipped to rows [start, stop): arrays with no missing reading."""
@@ -55,7 +56,9 @@ def read_sensor_csv(path: Path, columns: CsvColumns = CsvColumns()) -> SensorSer
     except SensorCsvError as exc:
         raise DatasetError(str(path), str(exc).removeprefix(f"{path}: ")) from exc
     stretches = tuple(segments(table, columns.gap_periods))
-    return SensorSeries(table.name, table.channels, table.values, table.labels, table.sample_rate_hz, stretches)
+    return SensorSeries(
+        table.name, table.channels, table.values, table.labels, table.sample_rate_hz, stretches, table.timestamps_ms
+    )
 
 
 def sensor_files(path: Path) -> list[Path]:

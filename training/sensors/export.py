@@ -22,33 +22,54 @@ class SensorScoringGraph(nn.Module):
     window score: the largest per-channel mean error. A fault usually shows in one or two sensors (the
     flow rate when a valve closes); a mean over all channels would dilute it with the quiet ones.
 
-    `level_free` (one flag per channel): channels whose window mean is removed after the z-score, so the model
-    sees and scores their shape only. A motor or fluid temperature drifts with warm-up and the weather; a model
-    of one short normal run reads the next hour's temperature as an anomaly however it is scaled.
+    `level_free` (one flag per channel): channels whose window level (`level_statistic`: the mean, or the median,
+    which a spike does not move) is removed after the z-score, so the model sees and scores their shape only. A
+    motor or fluid temperature drifts with warm-up and the weather; a model of one short normal run reads the next
+    hour's temperature as an anomaly however it is scaled.
+
+    `calendar_channels`: inputs after the sensor channels (the phase of the day and week, pipeline.sensorcalendar)
+    that the model reads and reconstructs but that are neither normalised nor scored, nor in the outputs.
     """
 
     def __init__(
-        self, model: nn.Module, mean: np.ndarray, std: np.ndarray, level_free: np.ndarray | None = None
+        self,
+        model: nn.Module,
+        mean: np.ndarray,
+        std: np.ndarray,
+        level_free: np.ndarray | None = None,
+        level_statistic: str = "mean",
+        calendar_channels: int = 0,
     ) -> None:
         super().__init__()
         self.model = model
         channels = np.asarray(mean).size
         flags = np.zeros(channels, dtype=bool) if level_free is None else np.asarray(level_free, dtype=bool)
+        self.channels = channels
+        self.calendar_channels = calendar_channels
+        self.median = level_statistic == "median"
         self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=torch.float32).reshape(1, -1, 1))
         self.register_buffer("std", torch.as_tensor(np.asarray(std), dtype=torch.float32).reshape(1, -1, 1))
         self.register_buffer("level_free", torch.as_tensor(flags, dtype=torch.float32).reshape(1, -1, 1))
 
     def normalise(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's input and the level taken out of it (zero for channels that keep their level)."""
-        z = (window - self.mean) / self.std
-        level = z.mean(dim=2, keepdim=True) * self.level_free
-        return z - level, level
+        z = (window[:, : self.channels] - self.mean) / self.std
+        if self.median:
+            # lower median by sorting (exports as TopK): the middle sample, not an average a spike can move
+            centre = z.sort(dim=2).values[:, :, (z.shape[2] - 1) // 2 : (z.shape[2] - 1) // 2 + 1]
+        else:
+            centre = z.mean(dim=2, keepdim=True)
+        level = centre * self.level_free
+        if not self.calendar_channels:
+            return z - level, level
+        return torch.cat([z - level, window[:, self.channels :]], dim=1), level
 
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         z, level = self.normalise(window)
         output = self.model(z)
-        reconstruction = (output.reconstruction + level) * self.std + self.mean
-        return reconstruction, output.anomaly_map, output.anomaly_map.mean(dim=2).amax(dim=1)
+        restored, anomaly_map = output.reconstruction[:, : self.channels], output.anomaly_map[:, : self.channels]
+        reconstruction = (restored + level) * self.std + self.mean
+        return reconstruction, anomaly_map, anomaly_map.mean(dim=2).amax(dim=1)
 
 
 def export_sensor_onnx(graph: SensorScoringGraph, metadata: ModelMetadata, out: Path) -> float:
@@ -62,9 +83,11 @@ def export_sensor_onnx(graph: SensorScoringGraph, metadata: ModelMetadata, out: 
 
 
 def _example_windows(graph: SensorScoringGraph, batch: int, channels: int, length: int, seed: int) -> torch.Tensor:
-    """Raw-unit windows around the training statistics (mean +- 2 std), where the line's readings lie."""
+    """Raw-unit windows around the training statistics (mean +- 2 std), where the line's readings lie; calendar
+    channels (after the sensors) in [-1, 1]."""
     noise = torch.randn(batch, channels, length, generator=torch.Generator().manual_seed(seed))
-    return (noise * 2 * graph.std + graph.mean).float()
+    sensors = noise[:, : graph.channels] * 2 * graph.std + graph.mean
+    return torch.cat([sensors, noise[:, graph.channels :].tanh()], dim=1).float()
 
 
 def sensor_parity_check(graph: SensorScoringGraph, path: Path, batch: int = 3, seed: int = 0) -> float:

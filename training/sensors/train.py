@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,12 +16,14 @@ from rich.table import Table
 from torch import nn
 
 from pipeline.contract import SENSOR_NORMALIZATION, SENSOR_RESIZE_MODE, ModelMetadata, ScoreStats, SensorSpec
+from pipeline.sensorcalendar import calendar_channel_names, with_calendar
 from pipeline.sensormodel import SensorModel
-from training.calibrate import normal_threshold, score_stats
+from training.calibrate import budget_threshold, normal_threshold, score_stats
 from training.errors import DatasetError
 from training.export import update_metadata
 from training.fitting import BestEpoch, FitSummary, progress_bar
 from training.models import create_sensor_model
+from training.sensors.choose import choose_window, drifting_channels, held_out_blocks
 from training.sensors.config import SensorTrainConfig
 from training.sensors.data import (
     CsvColumns,
@@ -46,22 +49,29 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
     """Train, calibrate and export one sensor model; returns the path of the written .onnx file."""
     torch.manual_seed(cfg.seed)
     series = read_sensor_data(cfg.data, cfg.columns)
-    fit_parts, held_out = split_in_time(series, cfg.val_fraction)
-    mean, std = channel_stats(fit_parts)
-    warn_still_channels(fit_parts, series[0].channels, cfg.scale_data is not None)
+    channels = series[0].channels
+    every_part = [part for one in series for part in one.parts()]
+    shape = choose_window(every_part, cfg.window, cfg.stride, cfg.default_window, cfg.time_multiple)
+    level_free = drifting_channels(every_part, channels, shape.window) if cfg.level_free is None else cfg.level_free
+    fit_parts, held_out = split_in_time(
+        [with_calendar_of(one, cfg.calendar) for one in series], cfg.val_fraction, shape.window
+    )
+    mean, std = channel_stats(fit_parts, len(channels))
+    warn_still_channels(fit_parts, channels, cfg.scale_data is not None)
     if cfg.scale_data is not None:
-        std = np.maximum(std, reference_std(cfg.scale_data, series[0].channels, cfg.columns))
-    level_free = level_free_flags(cfg, series[0].channels)
-    model = create_sensor_model(cfg.model, len(series[0].channels), **cfg.model_overrides())
-    graph = SensorScoringGraph(model, mean, std, level_free)
-    train_windows = windows_of(fit_parts, graph, cfg.window, cfg.stride, MAX_TRAIN_WINDOWS)  # type: ignore[arg-type]
-    val_windows = windows_of(held_out, graph, cfg.window, 1, MAX_HELD_OUT_WINDOWS)  # type: ignore[arg-type]
+        std = np.maximum(std, reference_std(cfg.scale_data, channels, cfg.columns))
+    calendar_channels = len(calendar_channel_names(cfg.calendar))
+    model = create_sensor_model(cfg.model, len(channels) + calendar_channels, **cfg.model_overrides())
+    flags = level_free_flags(cfg.data, level_free, channels)
+    graph = SensorScoringGraph(model, mean, std, flags, cfg.level_statistic, calendar_channels)
+    train_windows = windows_of(fit_parts, graph, shape.window, shape.stride, MAX_TRAIN_WINDOWS)
+    val_windows = windows_of(held_out, graph, shape.window, 1, MAX_HELD_OUT_WINDOWS)
     if len(train_windows) < 2 or len(val_windows) == 0:
         raise DatasetError(
             str(cfg.data),
-            f"too short for windows of {cfg.window} samples: each recording is split in time "
-            f"({1 - cfg.val_fraction:.0%} training, {cfg.val_fraction:.0%} held out) and the held-out part of "
-            f"at least one needs {cfg.window} samples",
+            f"too short for windows of {shape.window} samples: {cfg.val_fraction:.0%} of each recording is held "
+            f"out (in blocks across it, or its tail when short) and the held-out part of at least one needs "
+            f"{shape.window} samples",
         )
     log.info(
         "%d training and %d held-out windows of %d x %d", len(train_windows), len(val_windows), *val_windows.shape[1:]
@@ -70,13 +80,16 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
     summary = fit_sensor_model(model, train_windows, val_windows, cfg)
     graph = graph.eval()
     spec = SensorSpec(
-        channels=series[0].channels,
-        window_length=cfg.window,  # type: ignore[arg-type]
-        window_stride=min(cfg.stride, cfg.window),  # type: ignore[type-var]
+        channels=channels,
+        window_length=shape.window,
+        window_stride=shape.stride,
         channel_mean=tuple(mean.tolist()),
         channel_std=tuple(std.tolist()),
         sample_rate_hz=series[0].sample_rate_hz,
-        level_free_channels=cfg.level_free,
+        level_free_channels=level_free,
+        level_statistic=cfg.level_statistic,
+        calendar=cfg.calendar,
+        period_samples=shape.period,
     )
     uncalibrated = ModelMetadata(
         model_name=cfg.model_name or cfg.data.resolve().stem,
@@ -84,7 +97,7 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
         architecture=cfg.model,
         kind="sensor",
         input_size=spec.window_length,
-        input_channels=len(spec.channels),
+        input_channels=spec.input_channels,
         resize_mode=SENSOR_RESIZE_MODE,
         image_threshold=0.0,
         pixel_threshold=0.0,
@@ -93,7 +106,7 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
         train_data_digest=files_digest(sensor_files(cfg.data)),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         normalization=SENSOR_NORMALIZATION,
-        training_config={**cfg.to_json_dict(), "fit": summary.__dict__},
+        training_config={**cfg.to_json_dict(), "window_source": shape.source, "fit": summary.__dict__},
         sensor=spec,
     )
     parity = export_sensor_onnx(graph, uncalibrated, cfg.out)
@@ -105,8 +118,21 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
     return cfg.out
 
 
-def split_in_time(series: list[SensorSeries], val_fraction: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Each recording's first part for fitting and its last part held out: windows of one never overlap the other.
+def with_calendar_of(series: SensorSeries, calendar: tuple[str, ...]) -> SensorSeries:
+    """The recording with the calendar channels appended to its readings, as the runtime appends them."""
+    if not calendar:
+        return series
+    if series.timestamps_ms is None:
+        raise DatasetError(series.name, f"calendar inputs ({', '.join(calendar)}) need a time column")
+    values = with_calendar(series.values, series.timestamps_ms, calendar)
+    return replace(series, values=values)
+
+
+def split_in_time(
+    series: list[SensorSeries], val_fraction: float, window: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each recording's held-out blocks (spread across it, training.sensors.choose.held_out_blocks) and the rest
+    for fitting: windows of one never overlap the other.
 
     A random split of overlapping windows would leak: a held-out window shares most samples with training ones.
     Each part is a list of stretches (no missing reading, no time gap), which windows never cross.
@@ -114,19 +140,22 @@ def split_in_time(series: list[SensorSeries], val_fraction: float) -> tuple[list
     fit: list[np.ndarray] = []
     held: list[np.ndarray] = []
     for one in series:
-        cut = round(len(one.values) * (1 - val_fraction))
-        fit += one.parts(stop=cut)
-        held += one.parts(start=cut)
+        start = 0
+        for block in held_out_blocks(len(one.values), val_fraction, window):
+            fit += one.parts(start, block.start)
+            held += one.parts(block.start, block.stop)
+            start = block.stop
+        fit += one.parts(start)
     return fit, held
 
 
-def channel_stats(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std of the normal training readings.
+def channel_stats(parts: list[np.ndarray], channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of the normal training readings (the first `channels` columns: not the calendar).
 
     A channel that barely moves in training (a flow meter stuck at 32.0) would get a std near zero and turn
     any later wobble into a huge error; the floor (1e-3 of the channel's magnitude) bounds that.
     """
-    values = np.concatenate(parts).astype(np.float64)
+    values = np.concatenate(parts)[:, :channels].astype(np.float64)
     mean, std = values.mean(axis=0), values.std(axis=0)
     return mean.astype(np.float32), np.maximum(std, 1e-3 * np.abs(mean) + 1e-6).astype(np.float32)
 
@@ -134,7 +163,7 @@ def channel_stats(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def warn_still_channels(parts: list[np.ndarray], channels: tuple[str, ...], scaled: bool) -> None:
     """Name the channels that never move in training: their std is floored, and any later change of theirs (a
     setpoint, a status flag) scores many std. Often right, but worth knowing before the line sees it."""
-    values = np.concatenate(parts).astype(np.float64)
+    values = np.concatenate(parts)[:, : len(channels)].astype(np.float64)
     still = [name for name, std in zip(channels, values.std(axis=0), strict=True) if std == 0]
     if still:
         hint = "" if scaled else "; --scale-data gives them a std from a longer normal run"
@@ -158,12 +187,12 @@ def reference_std(path: Path, channels: tuple[str, ...], columns: CsvColumns) ->
     return np.nanstd(values, axis=0).astype(np.float32)
 
 
-def level_free_flags(cfg: SensorTrainConfig, channels: tuple[str, ...]) -> np.ndarray:
-    """One flag per channel: True for the channels `cfg.level_free` names; an unknown name is an error."""
-    unknown = sorted(set(cfg.level_free) - set(channels))
+def level_free_flags(data: Path, level_free: tuple[str, ...], channels: tuple[str, ...]) -> np.ndarray:
+    """One flag per channel: True for the channels `level_free` names; an unknown name is an error."""
+    unknown = sorted(set(level_free) - set(channels))
     if unknown:
-        raise DatasetError(str(cfg.data), f"level_free names {unknown}, not sensor columns {list(channels)}")
-    return np.array([name in cfg.level_free for name in channels])
+        raise DatasetError(str(data), f"level_free names {unknown}, not sensor columns {list(channels)}")
+    return np.array([name in level_free for name in channels])
 
 
 def thinned_step(parts: list[np.ndarray], length: int, stride: int, limit: int) -> int:
@@ -183,7 +212,8 @@ def windows_of(parts: list[np.ndarray], graph: SensorScoringGraph, length: int, 
     if step != stride:
         log.info("long recording: every %d-th window (stride %d) to stay under %d windows", step, stride, limit)
     windows = [sliding_windows(part, length, step) for part in parts]
-    raw = np.concatenate(windows) if windows else np.empty((0, graph.mean.shape[1], length), dtype=np.float32)
+    inputs = graph.channels + graph.calendar_channels
+    raw = np.concatenate(windows) if windows else np.empty((0, inputs, length), dtype=np.float32)
     return graph.normalise(torch.from_numpy(raw.astype(np.float32)))[0].numpy()
 
 
@@ -229,30 +259,42 @@ def validation_loss(model: nn.Module, val_x: torch.Tensor) -> float:
 def calibrate_sensor_model(
     cfg: SensorTrainConfig, metadata: ModelMetadata, held_out: list[np.ndarray]
 ) -> ModelMetadata:
-    """Window threshold from the held-out normal windows' scores; sample threshold from their error maps."""
+    """Window threshold from the held-out normal windows' scores: the false-alarm budget's (a tail model, with its
+    warning when there are too few windows), or their quantile plus a margin; sample threshold from their error
+    maps' quantile."""
     model = SensorModel(cfg.out, prefer_gpu=False)
-    step = thinned_step(held_out, cfg.window, 1, MAX_HELD_OUT_WINDOWS)  # type: ignore[arg-type]
-    windows = np.concatenate([sliding_windows(part, cfg.window, step) for part in held_out])  # type: ignore[arg-type]
+    length = model.spec.window_length
+    step = thinned_step(held_out, length, 1, MAX_HELD_OUT_WINDOWS)
+    windows = np.concatenate([sliding_windows(part, length, step) for part in held_out])
     outputs = [model.score(windows[i : i + SCORE_CHUNK]) for i in range(0, len(windows), SCORE_CHUNK)]
     scores = np.concatenate([out.score for out in outputs])
     errors = np.concatenate([out.anomaly_map.ravel() for out in outputs])
-    window_threshold = normal_threshold(scores, cfg.calibration_quantile, cfg.sensitivity)
     sample_threshold = normal_threshold(errors, cfg.calibration_quantile, cfg.sensitivity)
-    calibrated = metadata.with_thresholds(window_threshold, sample_threshold)
+    if cfg.false_alarm_rate is None:
+        window_threshold, false_alarm = normal_threshold(scores, cfg.calibration_quantile, cfg.sensitivity), None
+    else:
+        budget = budget_threshold(scores, cfg.false_alarm_rate, seed=cfg.seed)
+        window_threshold, false_alarm = budget.threshold, budget.spec
+    calibrated = metadata.with_thresholds(window_threshold, sample_threshold, false_alarm)
     stats = {"image_score_stats": score_stats(scores), "pixel_score_stats": score_stats(errors)}
-    return ModelMetadata(**{**calibrated.__dict__, **stats})
+    return replace(calibrated, **stats)
 
 
 def print_summary(
     cfg: SensorTrainConfig, metadata: ModelMetadata, fit: FitSummary, parity: float, n_train: int, n_val: int
 ) -> None:
+    spec = metadata.sensor
+    assert spec is not None
     table = Table(title=f"{metadata.model_name} v{metadata.model_version} ({cfg.model})", show_header=False)
     rows = {
-        "channels": ", ".join(metadata.sensor.channels),  # type: ignore[union-attr]
-        "window / stride": f"{cfg.window} / {cfg.stride}",
+        "channels": ", ".join(spec.channels + spec.calendar),
+        "window / stride": f"{spec.window_length} / {spec.window_stride}"
+        + (f" (period {spec.period_samples})" if spec.period_samples else ""),
+        "level-free": ", ".join(spec.level_free_channels) or "none",
         "windows (train / held out)": f"{n_train} / {n_val}",
         "epochs (best)": f"{fit.epochs} ({fit.best_epoch}, {fit.stopped_by})",
-        "window threshold": f"{metadata.image_threshold:.4f}",
+        "window threshold": f"{metadata.image_threshold:.4f}"
+        + (f" (false-alarm budget {cfg.false_alarm_rate:g})" if cfg.false_alarm_rate is not None else ""),
         "sample threshold": f"{metadata.pixel_threshold:.4f}",
         "onnx parity (max abs diff)": f"{parity:.1e}",
         "minutes": f"{fit.minutes:.2f}",
