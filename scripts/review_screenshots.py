@@ -13,7 +13,6 @@ uvicorn on 127.0.0.1 and photographed by Debian's Chromium through Playwright.
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pipeline.dev.broker import free_port
 from pipeline.dev.simulator import synthetic_frame
 from pipeline.inference import OnnxModel
 from pipeline.review.app import create_app
+from pipeline.review.auth import new_token
 from pipeline.review.server import background_server
 from pipeline.storage.engine import open_database
 from pipeline.storage.review import review_defect
@@ -129,7 +129,7 @@ def shoot(sessions: sessionmaker[Session], out: Path) -> None:
         target = session.scalar(select(Defect.id).order_by(Defect.captured_at.desc(), Defect.id.desc()).limit(1))
     if target is None:
         raise SystemExit("the database holds no defects to show")
-    app = create_app(sessions, secrets.token_urlsafe(24), labels=LABELS)
+    app = create_app(sessions, new_token(), labels=LABELS)
     out.mkdir(parents=True, exist_ok=True)
     with background_server(app, free_port()) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
