@@ -67,8 +67,12 @@ def run_model(model: str, files: list[Path], args: argparse.Namespace, work: Pat
             model=model,
             scale_data=None if args.no_scale_data else args.data / "anomaly-free",
             columns=ROWS,
-            level_free=tuple(name for name in args.level_free.split(",") if name),
+            level_free=None
+            if args.level_free == "auto"
+            else tuple(name for name in args.level_free.split(",") if name),
             window=args.window,
+            stride=1,
+            false_alarm_rate=None,  # the protocol: a quantile of the held-out tail's window scores
             calibration_quantile=args.quantile,
             sensitivity=args.sensitivity,
             seed=args.seed,
@@ -111,7 +115,8 @@ def main() -> None:
     parser.add_argument(
         "--level-free",
         default="",
-        help="channels scored on shape, not level, e.g. Temperature,Thermocouple (they drift with warm-up)",
+        help="channels scored on shape, not level, e.g. Temperature,Thermocouple (they drift with warm-up); "
+        "'auto': those whose level drifts in the 400 rows (train-sensors' default)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()

@@ -141,7 +141,8 @@ def evaluate_command(
     if read_metadata(model).kind == "sensor":
         from training.sensors.cli import evaluate_sensor_model
 
-        evaluate_sensor_model(model, data_dir, as_json, csv_columns(time_column, label_column, "", gap_periods))
+        columns = csv_columns(time_column, label_column, "", gap_periods)
+        evaluate_sensor_model(model, data_dir, as_json, columns, report)
         return
 
     result, predictions = evaluate(model, data_dir)

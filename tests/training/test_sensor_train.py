@@ -251,3 +251,60 @@ def test_long_recordings_are_thinned_to_a_bounded_number_of_windows() -> None:
     with torch.no_grad():
         windows = windows_of(parts, graph, 16, 2, limit=100)
     assert windows.shape == (len(range(0, 985, 16)) + len(range(0, 485, 16)), 3, 16)
+
+
+def test_evaluate_report_writes_a_plot_per_recording_and_row_scores(trained: Path, tmp_path: Path) -> None:
+    recording = labelled_recording(tmp_path / "faulty.csv")
+    report = tmp_path / "report"
+    result = runner.invoke(app, ["evaluate", str(trained), str(recording), "--json", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert (report / "faulty.png").stat().st_size > 1000
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["point_auroc"] > 0.8
+    detail = metrics["recordings_detail"][0]
+    assert detail["plot"] == "faulty.png" and detail["top_channels"][0]["channel"] in CHANNELS
+
+
+def test_row_scores_are_the_mean_of_the_covering_windows() -> None:
+    from training.sensors.evaluate import row_scores
+
+    rows = row_scores(np.array([1.0, 3.0, 5.0]), 5, 3)
+    np.testing.assert_allclose(rows, [1.0, 2.0, 3.0, 4.0, 5.0])
+
+
+def hourly_series(path: Path, days: int, seed: int, fault: slice | None = None) -> Path:
+    """One channel logged hourly: a daily and a weekly rhythm, a slow trend and a normal level shift."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange(days * 24)
+    value = 10 + 3 * np.sin(2 * np.pi * hours / 24) + np.sin(2 * np.pi * hours / 168) + hours / 200
+    value += np.where(hours > len(hours) // 2, 4.0, 0.0) + 0.3 * rng.normal(size=len(hours))
+    labels = np.zeros(len(hours), dtype=int)
+    if fault is not None:
+        value[fault] = value[fault].mean()  # the daily cycle stops: flat at its level
+        labels[fault] = 1
+    start = np.datetime64("2026-01-05T00:00")
+    stamps = [str(start + np.timedelta64(int(h), "h")) for h in hours]
+    lines = ["timestamp,load,label"] + [f"{t},{v:.4f},{y}" for t, v, y in zip(stamps, value, labels, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_univariate_seasonal_series_gets_its_window_from_the_period_and_calendar_inputs(tmp_path: Path) -> None:
+    normal = hourly_series(tmp_path / "normal.csv", days=40, seed=1)
+    out = tmp_path / "load.onnx"
+    args = ["train-sensors", str(normal), "--out", str(out), "--calendar", "day", "--epochs", "3"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metadata = read_metadata(out)
+    spec = metadata.sensor
+    assert spec is not None and spec.period_samples in (24, 168) and spec.window_length % 4 == 0
+    assert spec.window_length >= spec.period_samples and spec.calendar == ("day",)
+    assert metadata.input_channels == 3 and metadata.training_config["window_source"] == "period"
+    assert spec.level_free_channels == ("load",)  # trend and level shift: its level drifts
+    later = hourly_series(tmp_path / "later.csv", days=20, seed=2, fault=slice(200, 260))
+    result = runner.invoke(app, ["evaluate", str(out), str(later), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output.strip().splitlines()[-1])
+    assert metrics["window_auroc"] > 0.7
+    inspected = runner.invoke(app, ["inspect-model", str(out), "--json"])
+    assert json.loads(inspected.output)["sensor"]["period_samples"] == spec.period_samples

@@ -136,11 +136,14 @@ def train_sensors_command(
     train_sensors(cfg)
 
 
-def evaluate_sensor_model(model: Path, data: Path, as_json: bool, columns: CsvColumns) -> None:
-    """Print per-point and per-window F1, FAR and MAR of a sensor model on labelled recordings."""
+def evaluate_sensor_model(
+    model: Path, data: Path, as_json: bool, columns: CsvColumns, report: Path | None = None
+) -> None:
+    """Print per-point and per-window F1, FAR and MAR of a sensor model on labelled recordings; with `report`, a
+    plot per recording and metrics.json in that folder."""
     from training.sensors.evaluate import evaluate_sensors
 
-    result = evaluate_sensors(model, data, columns)
+    result = evaluate_sensors(model, data, columns, report)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return

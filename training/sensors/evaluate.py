@@ -13,6 +13,7 @@ from training.errors import DatasetError
 from training.sensors.data import CsvColumns, SensorSeries, read_sensor_data
 
 SCORE_CHUNK = 1024
+TOP_CHANNELS = 3
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class SensorEvaluation:
     point: Counts
     window: Counts
     window_auroc: float | None
+    point_auroc: float | None  # of the per-row scores (mean of the covering windows)
     threshold: float
     window_length: int
     recordings: int
@@ -75,14 +77,31 @@ class SensorEvaluation:
 
 
 def window_scores(model: SensorModel, values: np.ndarray) -> np.ndarray:
-    """Scores of every window (stride 1) of a T x C recording, through the exported graph; windows are copied out
-    a chunk at a time, so a long recording never holds all of its (overlapping) windows at once."""
+    """Scores of every window (stride 1) of a T x C' recording (the graph's inputs: SensorModel.inputs), through
+    the exported graph; windows are copied out a chunk at a time, so a long recording never holds all of its
+    (overlapping) windows at once."""
+    return window_outputs(model, values)[0]
+
+
+def window_outputs(model: SensorModel, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (N) and mean error per channel (N x C) of every window (stride 1) of a T x C' recording."""
     length = model.spec.window_length
     if len(values) < length:
-        return np.empty(0, dtype=np.float32)
+        return np.empty(0, dtype=np.float32), np.empty((0, len(model.spec.channels)), dtype=np.float32)
     view = np.lib.stride_tricks.sliding_window_view(values, length, axis=0)  # N x C x T, no copy
     chunks = (np.ascontiguousarray(view[i : i + SCORE_CHUNK], np.float32) for i in range(0, len(view), SCORE_CHUNK))
-    return np.concatenate([model.score(chunk).score for chunk in chunks])
+    outputs = [model.score(chunk) for chunk in chunks]
+    return np.concatenate([o.score for o in outputs]), np.concatenate([o.anomaly_map.mean(axis=2) for o in outputs])
+
+
+def row_scores(scores: np.ndarray, n_samples: int, length: int) -> np.ndarray:
+    """Each row's score: the mean of the scores of the windows (stride 1) that cover it; NaN where none does."""
+    total, count = np.zeros(n_samples), np.zeros(n_samples)
+    for start, score in enumerate(scores):
+        total[start : start + length] += score
+        count[start : start + length] += 1
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def point_verdicts(scores: np.ndarray, n_samples: int, length: int, threshold: float) -> np.ndarray:
@@ -99,13 +118,19 @@ def point_verdicts(scores: np.ndarray, n_samples: int, length: int, threshold: f
 
 @dataclass(frozen=True)
 class RecordingResult:
-    """One labelled recording judged: point and window counts, and the window scores with their labels."""
+    """One labelled recording judged: point and window counts, window scores with their labels, and per row the
+    score (mean of the covering windows) and verdict; top channels: the channels with the largest share of the
+    error in the windows above the threshold."""
 
+    name: str
     point: Counts
     window: Counts
     scores: np.ndarray  # every window (stride 1) of every stretch
     window_labels: np.ndarray  # 1 where the window holds an anomalous sample
     unscored_rows: int
+    rows: np.ndarray  # T: mean score of the windows covering each row, NaN where none does
+    verdicts: np.ndarray  # T bool
+    top_channels: list[dict[str, object]]
 
 
 def evaluate_recording(model: SensorModel, series: SensorSeries, threshold: float) -> RecordingResult:
@@ -113,32 +138,53 @@ def evaluate_recording(model: SensorModel, series: SensorSeries, threshold: floa
     missing reading get no verdict and are left out of the point counts."""
     if series.labels is None:
         raise DatasetError(series.name, "no label column ('anomaly', 'label' or 'is_anomaly'): evaluation needs one")
+    try:
+        inputs = model.inputs(series.values, series.timestamps_ms)
+    except ValueError as exc:
+        raise DatasetError(series.name, str(exc)) from exc
     length, stride = model.spec.window_length, model.spec.window_stride
     verdicts = np.zeros(len(series.values), dtype=bool)
     scored = np.zeros(len(series.values), dtype=bool)
+    rows = np.full(len(series.values), np.nan)
+    alarmed_error = np.zeros(len(model.spec.channels))
     window, scores, window_labels = Counts(), [], []
     for stretch in series.stretches:
-        values, labels = series.values[stretch], series.labels[stretch]
-        stretch_scores = window_scores(model, values)
+        values, labels = inputs[stretch], series.labels[stretch]
+        stretch_scores, errors = window_outputs(model, values)
         scored[stretch] = True
         verdicts[stretch] = point_verdicts(stretch_scores, len(values), length, threshold)
+        rows[stretch] = row_scores(stretch_scores, len(values), length)
+        alarmed_error += errors[stretch_scores > threshold].sum(axis=0)
         if len(stretch_scores):
             # window label: any anomalous sample inside; windows at the line's stride, as the runtime cuts them
             holds = np.lib.stride_tricks.sliding_window_view(labels, length).max(axis=1)
             window += Counts.of(stretch_scores[::stride] > threshold, holds[::stride])
             scores.append(stretch_scores)
             window_labels.append(holds)
+    total = alarmed_error.sum()
+    top = [
+        {"channel": model.spec.channels[c], "share": round(float(alarmed_error[c] / total), 4)}
+        for c in np.argsort(-alarmed_error, kind="stable")[:TOP_CHANNELS]
+        if total > 0
+    ]
     return RecordingResult(
+        name=series.name,
         point=Counts.of(verdicts[scored], series.labels[scored]),
         window=window,
         scores=np.concatenate(scores) if scores else np.empty(0, dtype=np.float32),
         window_labels=np.concatenate(window_labels) if window_labels else np.empty(0, dtype=np.int8),
         unscored_rows=int((~scored).sum()),
+        rows=rows,
+        verdicts=verdicts,
+        top_channels=top,
     )
 
 
-def evaluate_sensors(model_path: Path, data: Path, columns: CsvColumns = CsvColumns()) -> SensorEvaluation:
-    """Score every labelled recording under `data` with the ONNX model at its stored window threshold.
+def evaluate_sensors(
+    model_path: Path, data: Path, columns: CsvColumns = CsvColumns(), report: Path | None = None
+) -> SensorEvaluation:
+    """Score every labelled recording under `data` with the ONNX model at its stored window threshold; with
+    `report`, write a plot per recording and metrics.json there (training.sensors.report).
 
     The model's channels are taken from the files by name (other columns are ignored, as on the line)."""
     model = SensorModel(model_path, prefer_gpu=False)
@@ -150,10 +196,15 @@ def evaluate_sensors(model_path: Path, data: Path, columns: CsvColumns = CsvColu
     scores = np.concatenate([r.scores for r in results])
     labels = np.concatenate([r.window_labels for r in results])
     both = 0 < labels.sum() < len(labels)
-    return SensorEvaluation(
+    row_values = np.concatenate([r.rows for r in results])
+    row_labels = np.concatenate([s.labels for s in recordings])  # type: ignore[misc]
+    known = np.isfinite(row_values)
+    rows_both = 0 < row_labels[known].sum() < known.sum()
+    evaluation = SensorEvaluation(
         point=point,
         window=window,
         window_auroc=float(roc_auc_score(labels, scores)) if both else None,
+        point_auroc=float(roc_auc_score(row_labels[known], row_values[known])) if rows_both else None,
         threshold=threshold,
         window_length=model.spec.window_length,
         recordings=len(recordings),
@@ -161,3 +212,8 @@ def evaluate_sensors(model_path: Path, data: Path, columns: CsvColumns = CsvColu
         model_name=model.metadata.model_name,
         model_version=model.metadata.model_version,
     )
+    if report is not None:
+        from training.sensors.report import write_sensor_report
+
+        write_sensor_report(report, model, recordings, results, evaluation)
+    return evaluation
