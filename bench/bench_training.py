@@ -109,6 +109,9 @@ def main() -> None:
         "f1",
         "precision",
         "recall",
+        "observed_false_alarm_rate",
+        "max_on_border",
+        "per_type_auroc",
         "train_minutes",
         "epochs",
         "fps_batch32",
@@ -120,7 +123,7 @@ def main() -> None:
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(f"{row.get(c):.3f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns))
+        table.add_row(*(cell(row.get(c)) for c in columns))
     Console().print(table)
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -132,6 +135,14 @@ def main() -> None:
     result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {result_path}")
+
+
+def cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, dict):  # per-type AUROC
+        return ", ".join(f"{k} {v:.2f}" for k, v in value.items())
+    return "" if value is None else str(value)
 
 
 if __name__ == "__main__":

@@ -41,32 +41,29 @@ def take(features: list[torch.Tensor], index: torch.Tensor) -> list[torch.Tensor
 
 def fit_feature_model(
     model: FeatureSpaceAutoencoder,
-    train_images: np.ndarray,
-    val_images: np.ndarray,
+    train_features: list[torch.Tensor],
+    val_features: list[torch.Tensor],
     cfg: TrainConfig,
-    device: torch.device,
-    minutes: float,
+    epochs: int,
+    deadline: float,
 ) -> FitSummary:
-    """Cache features and fit the autoencoder within `minutes` (early stopping on held-out normals)."""
+    """Fit the autoencoder on cached features for `epochs` or until `deadline` (time.monotonic()), with early stopping
+    on the held-out normals' features; the learning rate decays over whichever of the two is nearer."""
     started = time.monotonic()
     generator = torch.Generator().manual_seed(cfg.seed)
-    model.to(device)
-    train_features = extract_features(model, train_images, device)
-    val_features = extract_features(model, val_images, device)
     model.fit_statistics(train_features)
-
+    device = train_features[0].device
     autoencoder_params, _ = model.trainable_groups()
     optimizer = torch.optim.AdamW(autoencoder_params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    deadline = started + minutes * 60
     best = BestEpoch(model, cfg.patience, deadline)
     epoch = 0
-    n = len(train_images)
+    n = len(train_features[0])
     with progress_bar(cfg.show_progress) as progress:
-        task = progress.add_task("feature autoencoder", total=cfg.epochs)
-        for epoch in range(1, cfg.epochs + 1):
+        task = progress.add_task("feature autoencoder", total=epochs)
+        for epoch in range(1, epochs + 1):
             model.train()
             order = torch.randperm(n, generator=generator)
-            fraction = max((time.monotonic() - started) / (deadline - started), (epoch - 1) / cfg.epochs)
+            fraction = max((time.monotonic() - started) / max(deadline - started, 1e-6), (epoch - 1) / epochs)
             set_learning_rate(optimizer, cosine_learning_rate(cfg.learning_rate, fraction))
             for start in range(0, n - 1, cfg.batch_size):
                 batch = take(train_features, order[start : start + cfg.batch_size].to(device))
@@ -81,7 +78,7 @@ def fit_feature_model(
             progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best.loss:.4f}")
             if best.should_stop(epoch):
                 break
-    return best.restore(epoch, started, cfg.epochs)
+    return best.restore(epoch, started, epochs)
 
 
 @torch.no_grad()

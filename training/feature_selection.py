@@ -10,61 +10,134 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from training.config import TrainConfig
 from training.export import ScoringGraph
-from training.feature_fit import FEATURE_SHARE, fit_feature_model, fit_restorer
+from training.feature_fit import FEATURE_SHARE, extract_features, fit_feature_model, fit_restorer
 from training.fitting import FitSummary, copy_state, predict
 from training.metrics import image_auroc, pixel_auroc
 from training.models import create_model
 from training.models.feature_space import FeatureSpaceAutoencoder
-from training.synthetic_defects import corrupt_batch
+from training.synthetic_defects import validation_set
 
 log = logging.getLogger(__name__)
 
 CONTRAST_CHOICES: dict[str, tuple[bool, ...]] = {"auto": (False, True), "on": (True,), "off": (False,)}
+# Share of the epochs each candidate trains before the choice; the chosen one trains the rest.
+PROBE_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class SyntheticCheck:
+    """How well a model finds the validation defects (training.synthetic_defects.validation_set)."""
+
+    image_auroc_by_kind: dict[str, float]
+    pixel_auroc: float
+
+    @property
+    def image_auroc(self) -> float:
+        """Mean over defect kinds: no single kind that a model spots trivially can carry the choice."""
+        return float(np.mean(list(self.image_auroc_by_kind.values())))
+
+    @property
+    def quality(self) -> float:
+        return (self.image_auroc + self.pixel_auroc) / 2
+
+    def record(self) -> dict[str, object]:
+        return {
+            "synthetic_image_auroc": round(self.image_auroc, 4),
+            "synthetic_pixel_auroc": round(self.pixel_auroc, 4),
+            "synthetic_image_auroc_by_kind": {k: round(v, 4) for k, v in self.image_auroc_by_kind.items()},
+        }
 
 
 def synthetic_validation(
     model: FeatureSpaceAutoencoder, val_images: np.ndarray, donors: np.ndarray, score_pool: int, seed: int
-) -> tuple[float, float]:
-    """(image AUROC, pixel AUROC) separating held-out normals from copies with one synthetic defect each."""
-    corrupted, masks = corrupt_batch(val_images, donors, np.random.default_rng(seed), probability=1.0)
+) -> SyntheticCheck:
+    """Held-out normals against copies of them with one validation defect of each kind."""
+    corrupted, masks, kinds = validation_set(val_images, donors, seed)
     graph = ScoringGraph(model.cpu(), score_pool).eval()
     _, clean_scores = predict(graph, val_images)
     maps, defect_scores = predict(graph, corrupted)
-    labels = np.r_[np.zeros(len(clean_scores)), np.ones(len(defect_scores))]
-    image = image_auroc(np.r_[clean_scores, defect_scores], labels)
-    return image, pixel_auroc(maps[:, 0], masks[:, 0] > 0.5)
+    kind_of = np.asarray(kinds)
+    by_kind = {}
+    for kind in dict.fromkeys(kinds):
+        chosen = defect_scores[kind_of == kind]
+        labels = np.r_[np.zeros(len(clean_scores)), np.ones(len(chosen))]
+        by_kind[kind] = image_auroc(np.r_[clean_scores, chosen], labels)
+    return SyntheticCheck(by_kind, pixel_auroc(maps[:, 0], masks[:, 0] > 0.5))
 
 
 def fit_best_feature_model(
     cfg: TrainConfig, channels: int, train_images: np.ndarray, val_images: np.ndarray, device: torch.device
 ) -> tuple[FeatureSpaceAutoencoder, FitSummary, list[dict[str, object]]]:
-    """Train each candidate, keep the best on synthetic defects, train its restorer; returns it on the CPU."""
+    """Choose a candidate on validation defects, finish training it, train its restorer; returns it on the CPU.
+
+    With several candidates (contrast normalisation on and off), each trains for a quarter of the epochs, the best
+    on the validation defects (training.synthetic_defects.validation_set) continues for the rest: one full fit
+    instead of one per candidate, so the epoch count a run asks for is what the chosen model gets.
+    """
     started = time.monotonic()
+    deadline = started + cfg.max_minutes * 60 * FEATURE_SHARE
     choices = CONTRAST_CHOICES[cfg.contrast]
-    minutes_each = cfg.max_minutes * FEATURE_SHARE / len(choices)
-    best: tuple[float, FeatureSpaceAutoencoder, FitSummary] | None = None
+    probe_epochs = cfg.epochs if len(choices) == 1 else max(1, round(cfg.epochs * PROBE_SHARE))
+    planned = probe_epochs * len(choices) + (cfg.epochs - probe_epochs)
     report: list[dict[str, object]] = []
+    best: Candidate | None = None
     for contrast in choices:
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.model, channels, **cfg.model_overrides(), contrast_normalize=contrast)
         assert isinstance(model, FeatureSpaceAutoencoder)
-        summary = fit_feature_model(model, train_images, val_images, cfg, device, minutes_each)
-        image, pixel = synthetic_validation(model, val_images, train_images, cfg.score_pool, cfg.seed + 5)
-        quality = (image + pixel) / 2
-        report.append({"contrast_normalize": contrast, "synthetic_image_auroc": image, "synthetic_pixel_auroc": pixel})
-        log.info("contrast normalisation %s: synthetic image AUROC %.3f, pixel %.3f", contrast, image, pixel)
-        if best is None or quality > best[0]:
-            best = (quality, model, summary)
+        model.to(device)
+        train_features = extract_features(model, train_images, device)
+        val_features = extract_features(model, val_images, device)
+        probe_deadline = phase_deadline(deadline, probe_epochs, planned)
+        summary = fit_feature_model(model, train_features, val_features, cfg, probe_epochs, probe_deadline)
+        planned -= probe_epochs
+        check = synthetic_validation(model, val_images, train_images, cfg.score_pool, cfg.seed + 5)
+        report.append({"contrast_normalize": contrast, "epochs": summary.epochs, **check.record()})
+        log.info(
+            "contrast normalisation %s after %d epochs: validation defects image AUROC %.3f (%s), pixel %.3f",
+            contrast,
+            summary.epochs,
+            check.image_auroc,
+            ", ".join(f"{k} {v:.2f}" for k, v in check.image_auroc_by_kind.items()),
+            check.pixel_auroc,
+        )
+        if best is None or check.quality > best.check.quality:
+            best = Candidate(model, summary, check, train_features, val_features)
     assert best is not None
-    _, model, summary = best
+    model, summary = best.model, best.summary
+    if len(choices) > 1 and cfg.epochs > probe_epochs and summary.stopped_by == "epochs":
+        model.to(device)
+        rest = fit_feature_model(
+            model, best.train_features, best.val_features, cfg, cfg.epochs - probe_epochs, deadline
+        )
+        summary = replace(rest, epochs=summary.epochs + rest.epochs, best_epoch=summary.epochs + rest.best_epoch)
+    del best
     fit_restorer(model.to(device), train_images, cfg, device, started + cfg.max_minutes * 60)
     model = model.cpu().eval()
     torch.save(copy_state(model), cfg.out.with_suffix(".ckpt.pt"))
     return model, replace(summary, minutes=(time.monotonic() - started) / 60), report
+
+
+@dataclass
+class Candidate:
+    """A candidate after its first epochs, with the cached features it trained on (to go on without extracting them
+    again)."""
+
+    model: FeatureSpaceAutoencoder
+    summary: FitSummary
+    check: SyntheticCheck
+    train_features: list[torch.Tensor]
+    val_features: list[torch.Tensor]
+
+
+def phase_deadline(deadline: float, epochs: int, planned_epochs: int) -> float:
+    """The share of the time left that a phase of `epochs` gets out of the `planned_epochs` still to train."""
+    now = time.monotonic()
+    return now + max(deadline - now, 0.0) * epochs / max(planned_epochs, 1)

@@ -35,6 +35,9 @@ class FeatureCAEConfig(FeatureSpaceConfig):
     hidden_channels: int = 128
     latent_channels: int = 64
     bottleneck_stride: int = 2
+    # kernel of the outermost convolutions (features in, features out): 3 lets them see the neighbourhood too,
+    # 1 costs about a third as much (the stride-2 code still mixes neighbours)
+    outer_kernel: int = 3
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -44,6 +47,8 @@ class FeatureCAEConfig(FeatureSpaceConfig):
             raise ValueError(f"latent_channels must be in [1, hidden_channels], got {self.latent_channels}")
         if self.bottleneck_stride not in (1, 2):
             raise ValueError(f"bottleneck_stride must be 1 or 2, got {self.bottleneck_stride}")
+        if self.outer_kernel not in (1, 3):
+            raise ValueError(f"outer_kernel must be 1 or 3, got {self.outer_kernel}")
 
 
 class FeatureCAE(FeatureSpaceAutoencoder):
@@ -58,8 +63,10 @@ class FeatureCAE(FeatureSpaceAutoencoder):
         hidden, latent = config.hidden_channels, config.latent_channels
         if config.bottleneck_stride == 2:
             # 3x3 convolutions around a stride-2 code: a location is rebuilt from its neighbourhood's code
-            self.encoder = nn.Sequential(conv_block(width, hidden), conv_block(hidden, latent, stride=2))
-            self.decoder = nn.Sequential(up_block(latent, hidden), nn.Conv2d(hidden, width, 3, padding=1))
+            k = config.outer_kernel
+            first = conv_block(width, hidden) if k == 3 else conv_block_1x1(width, hidden)
+            self.encoder = nn.Sequential(first, conv_block(hidden, latent, stride=2))
+            self.decoder = nn.Sequential(up_block(latent, hidden), nn.Conv2d(hidden, width, k, padding=k // 2))
         else:
             self.encoder = nn.Sequential(conv_block_1x1(width, hidden), conv_block(hidden, latent))
             self.decoder = nn.Sequential(conv_block(latent, hidden), nn.Conv2d(hidden, width, 1))
