@@ -41,7 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from training.sensors.config import SensorTrainConfig  # noqa: E402
+from training.sensors.data import CsvColumns  # noqa: E402
 from training.sensors.evaluate import evaluate_sensors  # noqa: E402
+from training.sensors.report import evaluate_with_report  # noqa: E402
 from training.sensors.train import train_sensors  # noqa: E402
 
 UCR = "KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16"
@@ -129,7 +131,8 @@ def run_one(name: str, train: Path, test: Path, setting: str, args: argparse.Nam
     cfg = SensorTrainConfig(data=train, out=out, max_minutes=args.max_minutes, show_progress=False, **extra)
     train_sensors(cfg)
     report = args.report / f"{name}-{setting}" if args.report else None
-    result = evaluate_sensors(out, test, report=report).to_dict()
+    judged = evaluate_sensors(out, test) if report is None else evaluate_with_report(out, test, CsvColumns(), report)
+    result = judged.to_dict()
     from pipeline.inference import read_metadata
 
     spec = read_metadata(out).sensor

@@ -210,8 +210,8 @@ def test_a_logger_style_csv_trains_and_evaluates_with_gaps_and_blanks(trained: P
 
 def test_training_never_sees_a_window_across_a_gap(tmp_path: Path) -> None:
     """Two halves far apart in time at different levels: one window across the pause would teach the jump."""
+    from training.sensors.choose import split_in_time
     from training.sensors.data import read_sensor_csv as read
-    from training.sensors.train import split_in_time
 
     values = synthetic_readings(200, seed=4)
     values[120:] += 5.0

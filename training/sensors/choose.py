@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.sensors.data import SensorSeries
+
 log = logging.getLogger(__name__)
 
 # A period is a peak of the autocorrelation at least this high, after its first zero crossing.
@@ -155,3 +157,24 @@ def held_out_blocks(n_rows: int, val_fraction: float, window: int) -> list[slice
     bounds = np.linspace(0, n_rows, blocks + 1).round().astype(int)
     size = held // blocks
     return [slice(int(stop) - size, int(stop)) for stop in bounds[1:]]
+
+
+def split_in_time(
+    series: list[SensorSeries], val_fraction: float, window: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each recording's held-out blocks (spread across it, training.sensors.choose.held_out_blocks) and the rest
+    for fitting: windows of one never overlap the other.
+
+    A random split of overlapping windows would leak: a held-out window shares most samples with training ones.
+    Each part is a list of stretches (no missing reading, no time gap), which windows never cross.
+    """
+    fit: list[np.ndarray] = []
+    held: list[np.ndarray] = []
+    for one in series:
+        start = 0
+        for block in held_out_blocks(len(one.values), val_fraction, window):
+            fit += one.parts(start, block.start)
+            held += one.parts(block.start, block.stop)
+            start = block.stop
+        fit += one.parts(start)
+    return fit, held

@@ -142,8 +142,11 @@ def evaluate_sensor_model(
     """Print per-point and per-window F1, FAR and MAR of a sensor model on labelled recordings; with `report`, a
     plot per recording and metrics.json in that folder."""
     from training.sensors.evaluate import evaluate_sensors
+    from training.sensors.report import evaluate_with_report
 
-    result = evaluate_sensors(model, data, columns, report)
+    result = (
+        evaluate_sensors(model, data, columns) if report is None else evaluate_with_report(model, data, columns, report)
+    )
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return

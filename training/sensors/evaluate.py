@@ -180,13 +180,17 @@ def evaluate_recording(model: SensorModel, series: SensorSeries, threshold: floa
     )
 
 
-def evaluate_sensors(
-    model_path: Path, data: Path, columns: CsvColumns = CsvColumns(), report: Path | None = None
-) -> SensorEvaluation:
-    """Score every labelled recording under `data` with the ONNX model at its stored window threshold; with
-    `report`, write a plot per recording and metrics.json there (training.sensors.report).
+def evaluate_sensors(model_path: Path, data: Path, columns: CsvColumns = CsvColumns()) -> SensorEvaluation:
+    """Score every labelled recording under `data` with the ONNX model at its stored window threshold.
 
     The model's channels are taken from the files by name (other columns are ignored, as on the line)."""
+    return judge_recordings(model_path, data, columns)[3]
+
+
+def judge_recordings(
+    model_path: Path, data: Path, columns: CsvColumns = CsvColumns()
+) -> tuple[SensorModel, list[SensorSeries], list[RecordingResult], SensorEvaluation]:
+    """The model, the recordings, each one's result and the pooled evaluation (what a report draws)."""
     model = SensorModel(model_path, prefer_gpu=False)
     picked = CsvColumns(columns.time_column, columns.label_column, model.spec.channels, columns.gap_periods)
     recordings = read_sensor_data(data, picked)
@@ -212,8 +216,4 @@ def evaluate_sensors(
         model_name=model.metadata.model_name,
         model_version=model.metadata.model_version,
     )
-    if report is not None:
-        from training.sensors.report import write_sensor_report
-
-        write_sensor_report(report, model, recordings, results, evaluation)
-    return evaluation
+    return model, recordings, results, evaluation

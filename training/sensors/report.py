@@ -7,17 +7,21 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.sensormodel import SensorModel
-from training.sensors.data import SensorSeries
-
-if TYPE_CHECKING:
-    from training.sensors.evaluate import RecordingResult, SensorEvaluation
+from training.sensors.data import CsvColumns, SensorSeries
+from training.sensors.evaluate import RecordingResult, SensorEvaluation, judge_recordings
 
 MAX_PLOTTED_CHANNELS = 4
+
+
+def evaluate_with_report(model_path: Path, data: Path, columns: CsvColumns, folder: Path) -> SensorEvaluation:
+    """training.sensors.evaluate.evaluate_sensors, plus the plots and metrics.json in `folder`."""
+    model, recordings, results, evaluation = judge_recordings(model_path, data, columns)
+    write_sensor_report(folder, model, recordings, results, evaluation)
+    return evaluation
 
 
 def write_sensor_report(

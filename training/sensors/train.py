@@ -23,7 +23,7 @@ from training.errors import DatasetError
 from training.export import update_metadata
 from training.fitting import BestEpoch, FitSummary, progress_bar
 from training.models import create_sensor_model
-from training.sensors.choose import choose_window, drifting_channels, held_out_blocks
+from training.sensors.choose import choose_window, drifting_channels, split_in_time
 from training.sensors.config import SensorTrainConfig
 from training.sensors.data import (
     CsvColumns,
@@ -126,27 +126,6 @@ def with_calendar_of(series: SensorSeries, calendar: tuple[str, ...]) -> SensorS
         raise DatasetError(series.name, f"calendar inputs ({', '.join(calendar)}) need a time column")
     values = with_calendar(series.values, series.timestamps_ms, calendar)
     return replace(series, values=values)
-
-
-def split_in_time(
-    series: list[SensorSeries], val_fraction: float, window: int
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Each recording's held-out blocks (spread across it, training.sensors.choose.held_out_blocks) and the rest
-    for fitting: windows of one never overlap the other.
-
-    A random split of overlapping windows would leak: a held-out window shares most samples with training ones.
-    Each part is a list of stretches (no missing reading, no time gap), which windows never cross.
-    """
-    fit: list[np.ndarray] = []
-    held: list[np.ndarray] = []
-    for one in series:
-        start = 0
-        for block in held_out_blocks(len(one.values), val_fraction, window):
-            fit += one.parts(start, block.start)
-            held += one.parts(block.start, block.stop)
-            start = block.stop
-        fit += one.parts(start)
-    return fit, held
 
 
 def channel_stats(parts: list[np.ndarray], channels: int) -> tuple[np.ndarray, np.ndarray]:
