@@ -1,4 +1,4 @@
-"""The layout's rules, read from the source: short modules, no import cycle, arrows that point one way.
+"""The layout's rules, read from the source: no god modules, no import cycle, arrows that point one way.
 
 Every import counts, also those inside functions (a lazy import still ties two modules together).
 """
@@ -12,7 +12,9 @@ import pytest
 from conftest import REPO_ROOT
 
 PACKAGES = ("pipeline", "training")
-MAX_LINES = 300
+# Rooms are split by topic, not by size (STYLE 15); past this many lines a module likely holds two topics.
+# (A 300-line cap split files by size: contract.py and train.py passed it with one topic each.)
+MAX_LINES = 500
 
 
 def module_files() -> dict[str, Path]:
@@ -67,7 +69,7 @@ def test_the_source_is_found() -> None:
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_module_is_short(name: str) -> None:
     lines = len(MODULES[name].read_text().splitlines())
-    assert lines <= MAX_LINES, f"{MODULES[name]} has {lines} lines (at most {MAX_LINES}): split it by what it holds"
+    assert lines <= MAX_LINES, f"{MODULES[name]} has {lines} lines (at most {MAX_LINES}): two topics in one module?"
 
 
 def test_no_import_cycle() -> None:
