@@ -218,6 +218,7 @@ def demo_command(
     frames: Annotated[int, typer.Option(help="frames to stream")] = 600,
     defect_rate: Annotated[float, typer.Option(help="fraction of frames with an injected defect")] = 0.1,
     train_minutes: Annotated[float, typer.Option(help="training time budget")] = 1.5,
+    size: Annotated[int, typer.Option(help="model input size in pixels (the simulator's frames are 256)")] = 64,
 ) -> None:
     """Run LineGuard end to end on embedded defaults and print a summary."""
     require_training_stack()
@@ -226,10 +227,10 @@ def demo_command(
     logging.getLogger("kafka").setLevel(logging.WARNING)  # client chatter would bury the summary
     folder = workdir or Path(tempfile.mkdtemp(prefix="lineguard-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    summary = run_demo(folder, frames, defect_rate, train_minutes)
+    summary = run_demo(folder, frames, defect_rate, train_minutes, size=size)
     table = Table(title="LineGuard demo", show_header=False)
     for key, value in summary.__dict__.items():
-        table.add_row(key.replace("_", " "), f"{value:.1f}" if isinstance(value, float) else str(value))
+        table.add_row(key.replace("_", " "), f"{value:.2f}" if isinstance(value, float) else str(value))
     Console().print(table)
     Console().print(f"review the defects: lineguard defects list --db {summary.database}")
 

@@ -58,7 +58,9 @@ def write_normal_frames(root: Path, count: int, seed: int) -> Path:
     return root
 
 
-def run_demo(workdir: Path, frames: int, defect_rate: float, train_minutes: float, epochs: int = 40) -> DemoSummary:
+def run_demo(
+    workdir: Path, frames: int, defect_rate: float, train_minutes: float, epochs: int = 40, size: int = 64
+) -> DemoSummary:
     """Train, stream, consume, alert; every part is the real one, on 127.0.0.1."""
     from pipeline.alerting.outbox import flush_outbox
     from pipeline.consumer import run_consumer
@@ -76,7 +78,7 @@ def run_demo(workdir: Path, frames: int, defect_rate: float, train_minutes: floa
         TrainConfig(
             data_dir=data,
             out=workdir / "model.onnx",
-            size=64,
+            size=size,
             max_minutes=train_minutes,
             epochs=epochs,
             patience=8,

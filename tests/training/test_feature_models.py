@@ -18,6 +18,7 @@ from training.errors import BackboneError, ConfigError
 from training.feature_fit import extract_features
 from training.models import create_model
 from training.models.feature_space import FeatureSpaceAutoencoder
+from training.synthetic_defects import VALIDATION_KINDS, validation_set
 from training.train import train
 
 FEATURE_MODELS = ["feature-cae", "reverse-distillation"]
@@ -100,6 +101,20 @@ def test_feature_models_need_a_backbone() -> None:
     assert (default.model, default.size) == ("reverse-distillation", 224)
 
 
+def test_validation_defects_are_each_kind_on_every_normal_image() -> None:
+    clean = np.random.default_rng(0).random((4, 1, 64, 64), dtype=np.float32) * 0.2 + 0.4
+    images, masks, kinds = validation_set(clean, clean, seed=3)
+    assert images.shape == (4 * len(VALIDATION_KINDS), 1, 64, 64) and masks.shape == images.shape
+    assert kinds == [k for k in VALIDATION_KINDS for _ in range(4)]
+    assert all(m.sum() > 0 for m in masks)  # every copy has its defect
+    changed = np.abs(images - np.tile(clean, (len(VALIDATION_KINDS), 1, 1, 1))).sum(axis=(1, 2, 3))
+    assert np.all(changed > 0)
+    edge = masks[np.array(kinds) == "edge"][:, 0]
+    band = 64 // 20 + 3  # ellipse centres lie in the outer twentieth; their extent reaches a little further
+    inner = edge[:, band:-band, band:-band].sum(axis=(1, 2))
+    assert np.all(inner < edge.sum(axis=(1, 2)))
+
+
 @pytest.mark.parametrize("name", FEATURE_MODELS)
 def test_train_exports_a_model_that_restores_and_scores(name: str, tiny_dataset: Path, tmp_path: Path) -> None:
     out = train(
@@ -125,6 +140,9 @@ def test_train_exports_a_model_that_restores_and_scores(name: str, tiny_dataset:
     selection = metadata.training_config["selection"]
     assert [c["contrast_normalize"] for c in selection] == [False, True]
     assert all(0 <= c["synthetic_image_auroc"] <= 1 for c in selection)
+    assert all(set(c["synthetic_image_auroc_by_kind"]) == set(VALIDATION_KINDS) for c in selection)
+    # one candidate trains a quarter of the epochs (at least one), the chosen one the rest: epochs as asked
+    assert metadata.training_config["summary"]["epochs"] == 2
     batch = np.random.default_rng(1).random((3, 1, 64, 64), dtype=np.float32)
     scored = model.score(batch)
     assert scored.score.shape == (3,)
