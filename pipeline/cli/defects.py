@@ -76,9 +76,13 @@ def defects_list(
         Console().print(table)
 
 
+# ids beyond the database's integer column are a usage error, not a database error (PostgreSQL: 32-bit ids)
+DefectIdArg = Annotated[int, typer.Argument(help="defect id", min=1, max=2**31 - 1)]
+
+
 @defects_app.command("show")
 def defects_show(
-    defect_id: Annotated[int, typer.Argument(help="defect id")],
+    defect_id: DefectIdArg,
     db: DbOpt = None,
     save_frame: Annotated[Path | None, typer.Option(help="write the stored frame here")] = None,
     save_overlay: Annotated[Path | None, typer.Option(help="write the heatmap overlay PNG here")] = None,
@@ -109,7 +113,7 @@ def defects_show(
 
 @defects_app.command("review")
 def defects_review(
-    defect_id: Annotated[int, typer.Argument(help="defect id")],
+    defect_id: DefectIdArg,
     status: Annotated[str, typer.Option(help="confirmed, rejected or new")],
     label: Annotated[str | None, typer.Option(help="defect type, e.g. scratch")] = None,
     db: DbOpt = None,
