@@ -25,7 +25,11 @@ def train_command(
     data_dir: Annotated[Path, typer.Argument(help="MVTec-layout folder (train/good) or a folder of normal images")],
     out: Annotated[Path, typer.Option(help="where to write the .onnx model")],
     model: Annotated[
-        str | None, typer.Option(help="registered model (see `lineguard architectures`); default: reverse-distillation")
+        str | None,
+        typer.Option(
+            help="registered model (see `lineguard architectures`; default: feature-cae), or auto: every "
+            "feature-space model, the best on validation defects kept"
+        ),
     ] = None,
     backbone: Annotated[
         str,
@@ -39,7 +43,9 @@ def train_command(
     ] = "auto",
     size: Annotated[int | None, typer.Option(help="square model input size in pixels (default: the model's)")] = None,
     epochs: Annotated[int | None, typer.Option(help="maximum epochs (default: the model's)")] = None,
-    max_minutes: Annotated[float, typer.Option(help="time budget for training")] = 9.0,
+    max_minutes: Annotated[
+        float, typer.Option(help="time limit for training; a phase it cuts short is a warning (the epochs decide)")
+    ] = 15.0,
     batch_size: Annotated[int | None, typer.Option(help="default: the model's")] = None,
     learning_rate: Annotated[
         float | None, typer.Option(help="peak learning rate, cosine decay over the budget (default: the model's)")

@@ -9,7 +9,14 @@ from typing import Any
 from training.backbone import backbone_names
 from training.corruptions import CORRUPTIONS
 from training.errors import ConfigError
-from training.models import DEFAULT_MODEL, DEFAULT_SCRATCH_MODEL, model_entry
+from training.models import (
+    AUTO_MODEL,
+    DEFAULT_MODEL,
+    DEFAULT_SCRATCH_MODEL,
+    FEATURE_MODEL_NAMES,
+    ModelEntry,
+    model_entry,
+)
 from training.models.blocks import SCORE_MODES
 
 NO_BACKBONE = "none"
@@ -30,7 +37,7 @@ class TrainConfig:
     size: int | None = None
     resize_mode: str = "stretch"
     epochs: int | None = None
-    max_minutes: float = 9.0
+    max_minutes: float = 15.0  # a safety net: the epochs decide; a budget that cuts a phase short is a warning
     batch_size: int | None = None
     learning_rate: float | None = None
     weight_decay: float = 1e-5
@@ -111,7 +118,7 @@ class TrainConfig:
             raise ConfigError("backbone", self.backbone, f"must be one of {', '.join(valid_backbones)}")
         if self.model is None:
             object.__setattr__(self, "model", DEFAULT_SCRATCH_MODEL if self.backbone == NO_BACKBONE else DEFAULT_MODEL)
-        entry = model_entry(self.model)  # type: ignore[arg-type]
+        entry = self.entry
         if entry.uses_backbone and self.backbone == NO_BACKBONE:
             raise ConfigError("backbone", self.backbone, f"model {self.model!r} works on a pretrained backbone")
         for name in ("size", "batch_size", "learning_rate", "epochs"):
@@ -119,8 +126,18 @@ class TrainConfig:
                 object.__setattr__(self, name, getattr(entry.defaults, name))
 
     @property
+    def entry(self) -> ModelEntry:
+        """The registry entry of the model (for `auto`, of the default: the candidates share its defaults)."""
+        return model_entry(DEFAULT_MODEL if self.model == AUTO_MODEL else self.model)  # type: ignore[arg-type]
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """The models this run chooses among on the validation defects."""
+        return FEATURE_MODEL_NAMES if self.model == AUTO_MODEL else (self.model,)  # type: ignore[return-value]
+
+    @property
     def uses_backbone(self) -> bool:
-        return model_entry(self.model).uses_backbone  # type: ignore[arg-type]
+        return self.entry.uses_backbone
 
     @property
     def size_multiple(self) -> int:
@@ -142,7 +159,7 @@ class TrainConfig:
             "head_width": self.head_width,
         }
         # Knobs only some models have go only to those, so the others do not warn about them on every run.
-        own = {f.name for f in fields(model_entry(self.model).config_class)}  # type: ignore[arg-type]
+        own = {f.name for f in fields(self.entry.config_class)}
         extra = {
             "score": self.score,
             "kl_map_weight": self.kl_map_weight,

@@ -42,8 +42,14 @@ def config_of(metadata: ModelMetadata) -> TrainConfig:
 
 
 def chosen_contrast(selection: list[dict[str, Any]]) -> bool:
-    """Which contrast setting feature_selection kept: the first with the best mean synthetic AUROC."""
-    best = max(selection, key=lambda row: (row["synthetic_image_auroc"] + row["synthetic_pixel_auroc"]) / 2)
+    """Which contrast setting feature_selection kept: the row marked chosen (older models: the first with the best
+    mean synthetic AUROC)."""
+    marked = [row for row in selection if row.get("chosen")]
+    best = (
+        marked[0]
+        if marked
+        else max(selection, key=lambda row: (row["synthetic_image_auroc"] + row["synthetic_pixel_auroc"]) / 2)
+    )
     return bool(best["contrast_normalize"])
 
 
@@ -61,7 +67,7 @@ def rebuild_model(model_path: Path) -> tuple[nn.Module, ModelMetadata]:
         overrides["num_conditions"] = len(metadata.condition.values) + 1
     if cfg.uses_backbone and metadata.training_config.get("selection"):
         overrides["contrast_normalize"] = chosen_contrast(metadata.training_config["selection"])
-    model = create_model(cfg.model, metadata.input_channels, **overrides)  # type: ignore[arg-type]
+    model = create_model(metadata.architecture, metadata.input_channels, **overrides)
     try:
         model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
         parity_check(ScoringGraph(model.eval(), cfg.score_pool), model_path)

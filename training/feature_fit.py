@@ -48,7 +48,8 @@ def fit_feature_model(
     deadline: float,
 ) -> FitSummary:
     """Fit the autoencoder on cached features for `epochs` or until `deadline` (time.monotonic()), with early stopping
-    on the held-out normals' features; the learning rate decays over whichever of the two is nearer."""
+    on the held-out normals' features; the learning rate decays over whichever of the two is nearer. Then the map's
+    per-location scale on the training features (FeatureSpaceAutoencoder.fit_location_scale)."""
     started = time.monotonic()
     generator = torch.Generator().manual_seed(cfg.seed)
     model.fit_statistics(train_features)
@@ -78,7 +79,9 @@ def fit_feature_model(
             progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best.loss:.4f}")
             if best.should_stop(epoch):
                 break
-    return best.restore(epoch, started, epochs)
+    summary = best.restore(epoch, started, epochs)
+    model.fit_location_scale(train_features)
+    return summary
 
 
 @torch.no_grad()

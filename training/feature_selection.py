@@ -74,34 +74,42 @@ def synthetic_validation(
 
 def fit_best_feature_model(
     cfg: TrainConfig, channels: int, train_images: np.ndarray, val_images: np.ndarray, device: torch.device
-) -> tuple[FeatureSpaceAutoencoder, FitSummary, list[dict[str, object]]]:
-    """Choose a candidate on validation defects, finish training it, train its restorer; returns it on the CPU.
+) -> tuple[str, FeatureSpaceAutoencoder, FitSummary, list[dict[str, object]]]:
+    """Choose a candidate on validation defects, finish training it, train its restorer; returns (its architecture,
+    the model on the CPU, its fit, the selection record).
 
-    With several candidates (contrast normalisation on and off), each trains for a quarter of the epochs, the best
-    on the validation defects (training.synthetic_defects.validation_set) continues for the rest: one full fit
-    instead of one per candidate, so the epoch count a run asks for is what the chosen model gets.
+    Candidates are the run's model (every feature-space model for `--model auto`) with contrast normalisation on
+    and off. With several, each trains for a quarter of the epochs, the best on the validation defects
+    (training.synthetic_defects.validation_set) continues for the rest: the chosen model gets the epochs asked for.
     """
     started = time.monotonic()
     deadline = started + cfg.max_minutes * 60 * FEATURE_SHARE
-    choices = CONTRAST_CHOICES[cfg.contrast]
-    probe_epochs = cfg.epochs if len(choices) == 1 else max(1, round(cfg.epochs * PROBE_SHARE))
-    planned = probe_epochs * len(choices) + (cfg.epochs - probe_epochs)
+    candidates = [(name, contrast) for name in cfg.candidates for contrast in CONTRAST_CHOICES[cfg.contrast]]
+    probe_epochs = cfg.epochs if len(candidates) == 1 else max(1, round(cfg.epochs * PROBE_SHARE))
+    planned = probe_epochs * len(candidates) + (cfg.epochs - probe_epochs)
     report: list[dict[str, object]] = []
+    features: dict[bool, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}  # by contrast: backbone input differs
     best: Candidate | None = None
-    for contrast in choices:
+    for name, contrast in candidates:
         torch.manual_seed(cfg.seed)
-        model = create_model(cfg.model, channels, **cfg.model_overrides(), contrast_normalize=contrast)
+        model = create_model(name, channels, **cfg.model_overrides(), contrast_normalize=contrast)
         assert isinstance(model, FeatureSpaceAutoencoder)
         model.to(device)
-        train_features = extract_features(model, train_images, device)
-        val_features = extract_features(model, val_images, device)
-        probe_deadline = phase_deadline(deadline, probe_epochs, planned)
-        summary = fit_feature_model(model, train_features, val_features, cfg, probe_epochs, probe_deadline)
+        if contrast not in features:
+            features[contrast] = (
+                extract_features(model, train_images, device),
+                extract_features(model, val_images, device),
+            )
+        train_features, val_features = features[contrast]
+        summary = fit_feature_model(
+            model, train_features, val_features, cfg, probe_epochs, phase_deadline(deadline, probe_epochs, planned)
+        )
         planned -= probe_epochs
         check = synthetic_validation(model, val_images, train_images, cfg.score_pool, cfg.seed + 5)
-        report.append({"contrast_normalize": contrast, "epochs": summary.epochs, **check.record()})
+        report.append({"model": name, "contrast_normalize": contrast, "epochs": summary.epochs, **check.record()})
         log.info(
-            "contrast normalisation %s after %d epochs: validation defects image AUROC %.3f (%s), pixel %.3f",
+            "%s, contrast normalisation %s, after %d epochs: validation defects image AUROC %.3f (%s), pixel %.3f",
+            name,
             contrast,
             summary.epochs,
             check.image_auroc,
@@ -109,32 +117,32 @@ def fit_best_feature_model(
             check.pixel_auroc,
         )
         if best is None or check.quality > best.check.quality:
-            best = Candidate(model, summary, check, train_features, val_features)
+            best = Candidate(name, contrast, model, summary, check)
     assert best is not None
+    for row in report:
+        row["chosen"] = (row["model"], row["contrast_normalize"]) == (best.name, best.contrast)
     model, summary = best.model, best.summary
-    if len(choices) > 1 and cfg.epochs > probe_epochs and summary.stopped_by == "epochs":
+    if len(candidates) > 1 and cfg.epochs > probe_epochs and summary.stopped_by == "epochs":
         model.to(device)
-        rest = fit_feature_model(
-            model, best.train_features, best.val_features, cfg, cfg.epochs - probe_epochs, deadline
-        )
+        train_features, val_features = features[best.contrast]
+        rest = fit_feature_model(model, train_features, val_features, cfg, cfg.epochs - probe_epochs, deadline)
         summary = replace(rest, epochs=summary.epochs + rest.epochs, best_epoch=summary.epochs + rest.best_epoch)
-    del best
+    features.clear()
     fit_restorer(model.to(device), train_images, cfg, device, started + cfg.max_minutes * 60)
     model = model.cpu().eval()
     torch.save(copy_state(model), cfg.out.with_suffix(".ckpt.pt"))
-    return model, replace(summary, minutes=(time.monotonic() - started) / 60), report
+    return best.name, model, replace(summary, minutes=(time.monotonic() - started) / 60), report
 
 
 @dataclass
 class Candidate:
-    """A candidate after its first epochs, with the cached features it trained on (to go on without extracting them
-    again)."""
+    """A candidate after its first epochs and how it did on the validation defects."""
 
+    name: str
+    contrast: bool
     model: FeatureSpaceAutoencoder
     summary: FitSummary
     check: SyntheticCheck
-    train_features: list[torch.Tensor]
-    val_features: list[torch.Tensor]
 
 
 def phase_deadline(deadline: float, epochs: int, planned_epochs: int) -> float:

@@ -36,7 +36,7 @@ from training.fitting import (
     set_learning_rate,
 )
 from training.losses import LossWeights, kl_warmup, total_loss
-from training.models import create_model, model_entry
+from training.models import create_model
 from training.models.blocks import ModelOutput
 from training.models.stacked import StackedAE
 from training.pretraining import PretrainPlan, pretrain_layers
@@ -55,7 +55,7 @@ def train(cfg: TrainConfig) -> Path:
     device = pick_device(cfg.device)
     folder = find_train_folder(cfg.data_dir)
     # Conditional models take their condition from the subfolder of train/good an image lies in.
-    conditioned = conditioned_files(folder) if model_entry(cfg.model).conditional else None  # type: ignore[arg-type]
+    conditioned = conditioned_files(folder) if cfg.entry.conditional else None
     files = conditioned.files if conditioned is not None else list_images(folder)
     spec = InputSpec(cfg.size, detect_channels(files), cfg.resize_mode)  # type: ignore[arg-type]
     images = load_images(files, spec)
@@ -66,8 +66,11 @@ def train(cfg: TrainConfig) -> Path:
     log.info("%d training and %d validation images at %s on %s", len(train_idx), len(val_idx), spec, device)
 
     selection: list[dict[str, object]] = []
+    architecture = cfg.model
     if cfg.uses_backbone:
-        model, summary, selection = fit_best_feature_model(cfg, spec.channels, train_images, val_images, device)
+        architecture, model, summary, selection = fit_best_feature_model(
+            cfg, spec.channels, train_images, val_images, device
+        )
     else:
         overrides = cfg.model_overrides()
         if conditioned is not None:
@@ -82,7 +85,7 @@ def train(cfg: TrainConfig) -> Path:
     uncalibrated = ModelMetadata(
         model_name=cfg.model_name or cfg.data_dir.resolve().name,
         model_version=cfg.model_version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S"),
-        architecture=cfg.model,
+        architecture=architecture,
         kind="image",
         input_size=spec.size,
         input_channels=spec.channels,
@@ -295,7 +298,7 @@ def print_summary(
     cfg: TrainConfig, metadata: ModelMetadata, summary: FitSummary, parity: float, seconds: float
 ) -> None:
     table = Table(title=f"trained {metadata.model_name} v{metadata.model_version}", show_header=False)
-    table.add_row("model", f"{cfg.model} at {metadata.input_size}px x {metadata.input_channels} channel(s)")
+    table.add_row("model", f"{metadata.architecture} at {metadata.input_size}px x {metadata.input_channels} channel(s)")
     table.add_row("epochs", f"{summary.epochs} (best {summary.best_epoch}, stopped by {summary.stopped_by})")
     table.add_row("best validation loss", f"{summary.best_val_loss:.5f}")
     table.add_row("image threshold", f"{metadata.image_threshold:.5f}")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipeline.contract import ModelMetadata
-from pipeline.inference import OnnxModel
+from pipeline.inference import OnnxModel, read_metadata
 from training.backbone import BACKBONES, FrozenBackbone, weights_digest
 from training.config import TrainConfig
 from training.errors import BackboneError, ConfigError
@@ -98,7 +98,7 @@ def test_feature_models_need_a_backbone() -> None:
     scratch = TrainConfig(data_dir=Path("d"), out=Path("m.onnx"), backbone="none")
     assert (scratch.model, scratch.size) == ("cae", 128)
     default = TrainConfig(data_dir=Path("d"), out=Path("m.onnx"))
-    assert (default.model, default.size) == ("reverse-distillation", 224)
+    assert (default.model, default.size) == ("feature-cae", 224)
 
 
 def test_validation_defects_are_each_kind_on_every_normal_image() -> None:
@@ -147,3 +147,26 @@ def test_train_exports_a_model_that_restores_and_scores(name: str, tiny_dataset:
     scored = model.score(batch)
     assert scored.score.shape == (3,)
     assert np.all(np.isfinite(scored.score))
+
+
+def test_auto_chooses_among_the_feature_models_on_validation_defects(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = train(
+        TrainConfig(
+            data_dir=tiny_dataset,
+            out=tmp_path / "auto.onnx",
+            model="auto",
+            size=64,
+            epochs=4,
+            restorer_epochs=1,
+            batch_size=4,
+            show_progress=False,
+        )
+    )
+    metadata = read_metadata(out)
+    selection = metadata.training_config["selection"]
+    assert {(c["model"], c["contrast_normalize"]) for c in selection} == {
+        (name, contrast) for name in FEATURE_MODELS for contrast in (False, True)
+    }
+    [chosen] = [c for c in selection if c["chosen"]]
+    assert metadata.architecture == chosen["model"] and metadata.training_config["model"] == "auto"
+    assert metadata.training_config["summary"]["epochs"] == 4  # one probe epoch, three more for the chosen one

@@ -52,7 +52,7 @@ def test_train_writes_a_calibrated_model(trained_model: Path, tiny_dataset: Path
     assert (metadata.model_name, metadata.model_version, metadata.architecture) == (
         "parts",
         "7",
-        "reverse-distillation",
+        "feature-cae",
     )
     assert (metadata.input_size, metadata.input_channels) == (32, 1)
     assert metadata.image_threshold > metadata.image_score_stats.quantiles["0.5"]

@@ -45,20 +45,20 @@ class TrainDefaults:
 
 FROM_SCRATCH = TrainDefaults(size=128, batch_size=8, learning_rate=2e-3, epochs=300)
 # Feature-space models train on cached features: many cheap epochs, larger batches.
-IN_FEATURE_SPACE = TrainDefaults(size=224, batch_size=16, learning_rate=1e-3, epochs=60)
+IN_FEATURE_SPACE = TrainDefaults(size=224, batch_size=16, learning_rate=1e-3, epochs=40)
 
 MODELS: dict[str, ModelEntry] = {
     "feature-cae": ModelEntry(
         FeatureCAEConfig,
         FeatureCAE,
-        "convolutional autoencoder reconstructing frozen pretrained features",
+        "convolutional autoencoder with a spatial bottleneck reconstructing frozen pretrained features (default)",
         IN_FEATURE_SPACE,
         uses_backbone=True,
     ),
     "reverse-distillation": ModelEntry(
         ReverseDistillationConfig,
         ReverseDistillation,
-        "frozen pretrained encoder, one-class bottleneck, student decoder; cosine distance (default)",
+        "frozen pretrained encoder, one-class bottleneck, student decoder; cosine distance",
         IN_FEATURE_SPACE,
         uses_backbone=True,
     ),
@@ -83,7 +83,10 @@ MODELS: dict[str, ModelEntry] = {
         FROM_SCRATCH,
     ),
 }
-DEFAULT_MODEL = "reverse-distillation"
+DEFAULT_MODEL = "feature-cae"
+# `--model auto`: every feature-space model is a candidate, chosen on the validation defects like the settings
+AUTO_MODEL = "auto"
+FEATURE_MODEL_NAMES = tuple(sorted(name for name, entry in MODELS.items() if entry.uses_backbone))
 
 # Sensor models take N x C x T windows of readings (`size` is the window length in samples) and are kept
 # apart from MODELS: `lineguard train` must not accept them for images, nor `train-sensors` image models.

@@ -35,9 +35,9 @@ class FeatureCAEConfig(FeatureSpaceConfig):
     hidden_channels: int = 128
     latent_channels: int = 64
     bottleneck_stride: int = 2
-    # kernel of the outermost convolutions (features in, features out): 3 lets them see the neighbourhood too,
-    # 1 costs about a third as much (the stride-2 code still mixes neighbours)
-    outer_kernel: int = 3
+    # kernel of the outermost convolutions (features in, features out): 1 costs about a third of 3 and leaves the
+    # neighbourhood to the stride-2 code
+    outer_kernel: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()

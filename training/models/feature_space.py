@@ -95,6 +95,11 @@ class FeatureSpaceAutoencoder(nn.Module):
         self.contrast = ContrastNormalize() if config.contrast_normalize else nn.Identity()
         self.backbone = FrozenBackbone(config.backbone, config.feature_strides, config.image_size, config.channels)
         self.register_buffer("smooth_kernel", gaussian_kernel(config.map_smoothing_sigma, 1), persistent=False)
+        # Per-location scale of the distance map (1 until fit_location_scale): padding in the convolutions and the
+        # frame's own edges give the outer ring distances that normal images have too; scaled so that normal
+        # images' mean distance is the same everywhere, no location scores its own artefacts.
+        cells = config.image_size // min(config.feature_strides)
+        self.register_buffer("location_scale", torch.ones(1, 1, cells, cells))
 
     @torch.no_grad()
     def extract(self, image: torch.Tensor) -> list[torch.Tensor]:
@@ -113,8 +118,22 @@ class FeatureSpaceAutoencoder(nn.Module):
         distance, _ = self.reconstruct(features)
         return distance.mean()
 
+    @torch.no_grad()
+    def fit_location_scale(self, features: list[torch.Tensor], batch: int = 32) -> None:
+        """Scale each map location by (mean distance over all locations) / (its mean distance) on normal images."""
+        self.eval()
+        self.location_scale.fill_(1.0)
+        n = len(features[0])
+        total = torch.zeros_like(self.location_scale)
+        for start in range(0, n, batch):
+            distance, _ = self.reconstruct([f[start : start + batch] for f in features])
+            total += distance.sum(dim=0, keepdim=True)
+        mean = total / n
+        self.location_scale.copy_(mean.mean() / mean.clamp_min(mean.mean() * 1e-3))
+
     def forward(self, image: torch.Tensor) -> ModelOutput:
         distance, restorer_input = self.reconstruct(self.backbone(self.contrast(image)))
+        distance = distance * self.location_scale
         anomaly_map = gaussian_blur(upsample_to(distance, image.shape[-1]), self.smooth_kernel)
         return ModelOutput(self.restorer(restorer_input), anomaly_map)
 
