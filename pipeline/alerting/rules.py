@@ -62,8 +62,10 @@ class DriftState:
     normal_frames: int = 0
     normal_shift: float = 0.0
     drifting: bool = False  # alerted and not yet back under half the alert level: one alert per episode
+    budget: float | None = None  # the serving model's false-alarm budget at the last update (for the review page)
 
     def add(self, result: FrameResult, reference: DriftReference, window: int) -> None:
+        self.budget = reference.budget
         self.frames += 1
         self.flag_rate += (float(result.is_defect) - self.flag_rate) / min(self.frames, window)
         if not result.is_defect:
@@ -71,13 +73,14 @@ class DriftState:
             shift = (result.score - reference.normal_median) / reference.normal_std
             self.normal_shift += (shift - self.normal_shift) / min(self.normal_frames, window)
 
-    def to_json(self) -> dict[str, float | int]:
+    def to_json(self) -> dict[str, float | int | bool | None]:
         return {
             "frames": self.frames,
             "flag_rate": self.flag_rate,
             "normal_frames": self.normal_frames,
             "normal_shift": self.normal_shift,
             "drifting": self.drifting,
+            "budget": self.budget,
         }
 
     @classmethod
@@ -87,6 +90,8 @@ class DriftState:
             state = cls(int(data["frames"]), float(data["flag_rate"]), int(data["normal_frames"]))
             state.normal_shift = float(data["normal_shift"])
             state.drifting = data.get("drifting") is True
+            budget = data.get("budget")
+            state.budget = float(budget) if isinstance(budget, int | float) and 0 < budget < 1 else None
         except (KeyError, TypeError, ValueError):
             return cls()
         finite = all(map(math.isfinite, (state.flag_rate, state.normal_shift)))

@@ -41,3 +41,13 @@ def save_rule_state(session: Session, cameras: dict[str, CameraState]) -> None:
         }
         statement = dialect_insert(session, AlertRuleState).values(camera_id=camera_id, **values)
         session.execute(statement.on_conflict_do_update(index_elements=["camera_id"], set_=values))
+
+
+def camera_drift(session: Session, camera: str | None = None, limit: int = 50) -> list[tuple[str, DriftState]]:
+    """Each camera's stored drift (one camera's where given), most recently updated first; cameras that track none
+    (their model has no false-alarm budget) are left out."""
+    query = select(AlertRuleState).order_by(AlertRuleState.updated_at.desc()).limit(limit)
+    if camera is not None:
+        query = query.where(AlertRuleState.camera_id == camera)
+    states = ((row.camera_id, DriftState.from_json(row.drift)) for row in session.scalars(query))
+    return [(camera_id, state) for camera_id, state in states if state.frames > 0]

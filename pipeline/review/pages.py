@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from pipeline.alerting.state import camera_drift
 from pipeline.errors import ForeignFrameURIError, NotFoundError
 from pipeline.review.chart import chart_span_problem, rate_chart
 from pipeline.review.context import DefectId, render, review_config
@@ -77,4 +78,6 @@ def rates_page(request: Request) -> HTMLResponse:
     where = query.where
     with review_config(request).sessions() as session:
         rates = defect_rates(session, where.camera, where.line, where.since, where.until)
-    return render(request, "rates.html", {"query": query, "chart": rate_chart(rates), "rates": rates})
+        drift = camera_drift(session, where.camera)
+    context = {"query": query, "chart": rate_chart(rates), "rates": rates, "drift": drift}
+    return render(request, "rates.html", context)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from helpers import frame_result
 from review_seed import (
     DEFECT_OFFSETS,
     XSS_CAMERA,
@@ -28,6 +29,8 @@ from review_seed import (
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.alerting.rules import AlertRuleConfig, AlertRules, DriftReference
+from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.errors import ConfigError
 from pipeline.framestore import FrameStore
 from pipeline.results import Source
@@ -284,3 +287,19 @@ def test_images_from_the_frame_store(site: Site, tmp_path: Path) -> None:
     assert site.client.get(f"/defects/{defect_id}/image/overlay").content == overlay_png(20)
     assert site.client.get(f"/defects/{defect_id}/thumb.jpg").status_code == 200
     assert '<rect class="region"' in site.client.get(f"/defects/{defect_id}").text
+
+
+def test_rates_page_shows_each_cameras_false_alarm_drift(site: Site) -> None:
+    config = AlertRuleConfig(None, 10_000, 10_000, 0.0, drift_window_frames=40, drift_factor=5.0)
+    reference = DriftReference(budget=0.001, normal_median=0.01, normal_std=0.01)
+    frames = [frame_result(i, i % 4 == 0, XSS_CAMERA) for i in range(40)] + [frame_result(i, False) for i in range(40)]
+    with site.sessions() as session, session.begin():
+        cameras = load_rule_state(session, {XSS_CAMERA, "cam-1"})
+        AlertRules(config).evaluate(frames, "1", cameras, reference)
+        save_rule_state(session, cameras)
+    html = site.client.get("/rates").text
+    table = html[html.index('<table id="drift"') :]
+    assert "<script>alert(1)</script>" not in table and "&lt;script&gt;" in table  # stored camera ids are escaped
+    assert "25.00 %" in table and "0.10 %" in table and "drifting" in table
+    only = site.client.get("/rates", params={"camera": "cam-1"}).text
+    assert "drifting" not in only[only.index('<table id="drift"') :]
