@@ -51,7 +51,8 @@ class TrainConfig:
     latent_channels: int = 64
     dropout: float = 0.1
     head_width: int = 8
-    restorer_epochs: int = 30
+    # the anomaly map does not depend on the restorer; at 224 px one of its epochs costs several of the map's
+    restorer_epochs: int = 10
     contrast: str = "auto"  # per-frame contrast normalisation of feature-space models: auto, on or off
     ssim_weight: float = 1.0
     segmentation_weight: float = 1.0
