@@ -54,10 +54,11 @@ def judge(
         overlay = None
         if is_defect:
             heat = scores.anomaly_map[index]
-            # A frame judged defective always shows where: its peak is above the image threshold even where the
-            # pixel threshold sits higher.
-            level = min(meta.pixel_threshold, meta.image_threshold)
-            found = find_regions(heat, level, frame.shape, meta.input_spec)
+            found = find_regions(heat, meta.pixel_threshold, frame.shape, meta.input_spec)
+            if not found:
+                # A frame judged defective always shows where: its peak is above the image threshold even where
+                # no location passes the pixel threshold; its strongest component above the image threshold.
+                found = find_regions(heat, meta.image_threshold, frame.shape, meta.input_spec)[:1]
             regions = [r.as_dict() for r in found]
             overlay = overlay_png(frame.model_input, heat, meta.pixel_threshold) if store_images else None
         record = frame.record

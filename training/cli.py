@@ -224,7 +224,7 @@ def demo_command(
     frames: Annotated[int, typer.Option(help="frames to stream")] = 600,
     defect_rate: Annotated[float, typer.Option(help="fraction of frames with an injected defect")] = 0.1,
     train_minutes: Annotated[float, typer.Option(help="training time budget")] = 1.5,
-    size: Annotated[int, typer.Option(help="model input size in pixels (the simulator's frames are 256)")] = 64,
+    size: Annotated[int, typer.Option(help="model input size in pixels (the simulator's frames are 256)")] = 128,
 ) -> None:
     """Run LineGuard end to end on embedded defaults and print a summary."""
     require_training_stack()

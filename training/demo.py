@@ -54,12 +54,15 @@ def write_normal_frames(root: Path, count: int, seed: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for index in range(count):
-        cv2.imwrite(str(folder / f"{index:04d}.png"), synthetic_frame(rng, defect=False).image)
+        # as the cameras send them (the simulator's JPEG at quality 90): a model trained on lossless frames
+        # finds JPEG artefacts at higher input sizes
+        image = synthetic_frame(rng, defect=False).image
+        cv2.imwrite(str(folder / f"{index:04d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     return root
 
 
 def run_demo(
-    workdir: Path, frames: int, defect_rate: float, train_minutes: float, epochs: int = 40, size: int = 64
+    workdir: Path, frames: int, defect_rate: float, train_minutes: float, epochs: int = 40, size: int = 128
 ) -> DemoSummary:
     """Train, stream, consume, alert; every part is the real one, on 127.0.0.1."""
     from pipeline.alerting.outbox import flush_outbox

@@ -19,6 +19,8 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert summary.defects_injected > 0
     # the simulator's defects are conspicuous: a model trained for seconds must catch most of them
     assert summary.defects_caught >= 0.5 * summary.defects_injected
+    # regions a reviewer can use: one box per caught defect, overlapping the injected one
+    assert summary.one_box_share >= 0.8 and summary.median_box_iou >= 0.25
     # every defect raises one alert (no alert score, no burst rule), each delivered to the webhook once
     assert summary.alerts_received == summary.defects_flagged
     engine = create_engine(summary.database)
