@@ -223,7 +223,9 @@ def demo_command(
     workdir: Annotated[Path | None, typer.Option(help="folder for data, model and database (default: temp)")] = None,
     frames: Annotated[int, typer.Option(help="frames to stream")] = 600,
     defect_rate: Annotated[float, typer.Option(help="fraction of frames with an injected defect")] = 0.1,
-    train_minutes: Annotated[float, typer.Option(help="training time limit (the epochs decide on a quiet machine)")] = 3.0,
+    train_minutes: Annotated[
+        float, typer.Option(help="training time limit (on a quiet machine the epochs decide)")
+    ] = 3.0,
     size: Annotated[int, typer.Option(help="model input size in pixels (the simulator's frames are 256)")] = 128,
 ) -> None:
     """Run LineGuard end to end on embedded defaults and print a summary."""
