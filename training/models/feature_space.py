@@ -30,6 +30,8 @@ class FeatureSpaceConfig:
     restorer_widths: tuple[int, ...] = (64, 32, 16, 8)
     contrast_normalize: bool = False
     map_smoothing_sigma: float = 4.0
+    # scale the distance map per location so that normal images' mean distance is the same everywhere
+    location_scale: bool = True
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -100,6 +102,7 @@ class FeatureSpaceAutoencoder(nn.Module):
         # images' mean distance is the same everywhere, no location scores its own artefacts.
         cells = config.image_size // min(config.feature_strides)
         self.register_buffer("location_scale", torch.ones(1, 1, cells, cells))
+        self.scales_locations = config.location_scale
 
     @torch.no_grad()
     def extract(self, image: torch.Tensor) -> list[torch.Tensor]:
@@ -120,9 +123,12 @@ class FeatureSpaceAutoencoder(nn.Module):
 
     @torch.no_grad()
     def fit_location_scale(self, features: list[torch.Tensor], batch: int = 32) -> None:
-        """Scale each map location by (mean distance over all locations) / (its mean distance) on normal images."""
+        """Scale each map location by (mean distance over all locations) / (its mean distance) on normal images
+        (where the model's config asks for it)."""
         self.eval()
         self.location_scale.fill_(1.0)
+        if not self.scales_locations:
+            return
         n = len(features[0])
         total = torch.zeros_like(self.location_scale)
         for start in range(0, n, batch):

@@ -32,6 +32,9 @@ class ReverseDistillationConfig(FeatureSpaceConfig):
     latent_channels: int = 128
     decoder_channels: int = 48
     restorer_widths: tuple[int, ...] = (32, 16, 8)
+    # off: the student reproduces the border well on training images, so scaling by their distances raised the
+    # border instead (magnetic tile: maxima in the outer band 25 % -> 67 % of good tiles, image AUROC 0.837 -> 0.825)
+    location_scale: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
