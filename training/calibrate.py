@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
@@ -130,9 +130,6 @@ class BudgetThreshold:
             warning=self.warning,
         )
 
-    def to_json(self) -> dict[str, object]:
-        return asdict(self.spec)
-
 
 def budget_threshold(scores: np.ndarray, false_alarm_rate: float, seed: int = 0) -> BudgetThreshold:
     """The threshold that normal scores exceed with probability `false_alarm_rate` (per frame or window).
@@ -170,17 +167,18 @@ def budget_threshold(scores: np.ndarray, false_alarm_rate: float, seed: int = 0)
     rng = np.random.default_rng(seed)
     resampled = [rate_at(rng.choice(values, size=n, replace=True), threshold) for _ in range(BOOTSTRAP_ROUNDS)]
     low, high = (float(v) for v in np.quantile(resampled, INTERVAL))
+    expected = float(rate_at(values, threshold))
     warning = None
     if method != "empirical" and n < needed:
         warning = (
             f"{n} held-out normal scores: a trustworthy tail for a false-alarm rate of {false_alarm_rate:g} needs "
-            f"at least {needed} (expected rate {rate_at(values, threshold):.2g}, interval {low:.2g}-{high:.2g})"
+            f"at least {needed} (expected rate {expected:.2g}, interval {low:.2g}-{high:.2g})"
         )
         log.warning("%s", warning)
     return BudgetThreshold(
         threshold=float(threshold),
         false_alarm_rate=float(false_alarm_rate),
-        expected_rate=float(rate_at(values, threshold)),
+        expected_rate=expected,
         rate_interval=(low, high),
         n_normals=int(n),
         method=method,
