@@ -42,6 +42,7 @@ class ScoreStats:
 
 SENSOR_LEVEL_STATISTICS = ("mean", "median")
 SENSOR_CALENDAR_KINDS = ("day", "week")
+SENSOR_POINT_RULES = ("all-windows", "row-mean")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class SensorSpec:
     `calendar`: periods ("day", "week") whose phase the runtime appends as input channels after the sensor channels
     (pipeline.sensorcalendar, from each reading's timestamp). `period_samples`: the dominant period found in the
     training data (the default window length was chosen from it), None when none was measured or found.
+    `point_rule`: how a row is judged from the stride-1 windows that cover it, against the window threshold:
+    "row-mean" (their mean score above it) or "all-windows" (every one above it: SKAB's notebook rule, and models
+    before the field). Evaluation judges rows by it; the line judges windows.
     """
 
     channels: tuple[str, ...]
@@ -66,6 +70,7 @@ class SensorSpec:
     level_statistic: str = "mean"
     calendar: tuple[str, ...] = ()
     period_samples: int | None = None
+    point_rule: str = "all-windows"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "calendar", tuple(self.calendar))
@@ -110,6 +115,8 @@ class SensorSpec:
         period = self.period_samples
         if period is not None and not (isinstance(period, int) and period >= 2):
             raise MetadataError("sensor.period_samples", f"must be null or an integer >= 2, got {period!r}")
+        if self.point_rule not in SENSOR_POINT_RULES:
+            raise MetadataError("sensor.point_rule", f"must be one of {SENSOR_POINT_RULES}, got {self.point_rule!r}")
 
     @property
     def input_channels(self) -> int:
@@ -130,6 +137,7 @@ class SensorSpec:
                 level_statistic=str(data.get("level_statistic", "mean")),
                 calendar=tuple(data.get("calendar", ())),
                 period_samples=None if data.get("period_samples") is None else int(data["period_samples"]),
+                point_rule=str(data.get("point_rule", "all-windows")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MetadataError("sensor", f"bad sensor block: {type(exc).__name__}: {exc}") from exc

@@ -36,6 +36,7 @@ def test_sensor_metadata_round_trips_through_props() -> None:
         "level_statistic": "mean",
         "calendar": [],
         "period_samples": None,
+        "point_rule": "all-windows",
     }
     assert ModelMetadata.from_props(props) == meta
 
@@ -85,6 +86,7 @@ def test_sensor_metadata_is_checked_against_its_block(change: dict, field: str) 
         ({"calendar": ("month",)}, "sensor.calendar"),
         ({"calendar": ("day", "day")}, "sensor.calendar"),
         ({"period_samples": 1}, "sensor.period_samples"),
+        ({"point_rule": "any-window"}, "sensor.point_rule"),
     ],
 )
 def test_sensor_block_rules(change: dict, field: str) -> None:
@@ -98,11 +100,23 @@ def test_sensor_block_rules(change: dict, field: str) -> None:
 def test_a_block_written_before_calendar_and_periods_loads_with_their_defaults() -> None:
     props = tiny_sensor_metadata().to_props()
     block = json.loads(props["sensor"])
-    for key in ("level_statistic", "calendar", "period_samples"):
+    for key in ("level_statistic", "calendar", "period_samples", "point_rule"):
         del block[key]
     spec = ModelMetadata.from_props(props | {"sensor": json.dumps(block)}).sensor
     assert spec == tiny_sensor_metadata().sensor
     assert (spec.level_statistic, spec.calendar, spec.period_samples) == ("mean", (), None)
+    assert spec.point_rule == "all-windows"  # models before the field: SKAB's notebook rule, as they were judged
+
+
+def test_a_point_rule_round_trips_and_an_unknown_one_in_props_is_refused() -> None:
+    meta = tiny_sensor_metadata()
+    assert meta.sensor is not None
+    row_mean = replace(meta, sensor=replace(meta.sensor, point_rule="row-mean"))
+    assert ModelMetadata.from_props(row_mean.to_props()) == row_mean
+    block = json.loads(row_mean.to_props()["sensor"]) | {"point_rule": "any"}
+    with pytest.raises(MetadataError) as err:
+        ModelMetadata.from_props(row_mean.to_props() | {"sensor": json.dumps(block)})
+    assert err.value.field == "sensor.point_rule"
 
 
 def test_calendar_channels_count_as_model_inputs() -> None:

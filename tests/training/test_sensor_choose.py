@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.sensors.choose import choose_window, dominant_period, drifting_channels, held_out_blocks
+from training.sensors.choose import (
+    automatic_level_free,
+    choose_window,
+    dominant_period,
+    drifting_channels,
+    held_out_blocks,
+)
 
 
 def seasonal(n: int, period: int, seed: int = 0, trend: float = 0.0) -> np.ndarray:
@@ -56,3 +62,13 @@ def test_when_most_channels_drift_every_channel_is_level_free() -> None:
     ramp = np.linspace(0, 20, n)
     values = np.stack([ramp + rng.normal(size=n), -ramp + rng.normal(size=n), rng.normal(size=n)], axis=1)
     assert drifting_channels([values], ("speed", "flow", "voltage"), 60) == ("speed", "flow", "voltage")
+
+
+def test_a_window_of_one_period_makes_every_channel_level_free_and_a_default_window_asks_the_drift_test() -> None:
+    n = 2880
+    values = np.concatenate([seasonal(n, 96, seed=5), np.random.default_rng(6).normal(size=(n, 1))], axis=1)
+    by_period = choose_window([values], None, None, 60, 4)
+    assert by_period.source == "period"
+    assert automatic_level_free([values], ("load", "noise"), by_period) == ("load", "noise")
+    given = choose_window([values], 60, None, 60, 4)
+    assert automatic_level_free([values], ("load", "noise"), given) == ()  # neither drifts across the data

@@ -272,6 +272,21 @@ def test_row_scores_are_the_mean_of_the_covering_windows() -> None:
     np.testing.assert_allclose(rows, [1.0, 2.0, 3.0, 4.0, 5.0])
 
 
+def test_new_models_judge_rows_by_their_mean_score(trained: Path) -> None:
+    assert SensorModel(trained, prefer_gpu=False).spec.point_rule == "row-mean"
+
+
+def test_row_mean_flags_a_fault_shorter_than_the_window_where_the_notebook_rule_cannot() -> None:
+    from training.sensors.evaluate import row_verdicts
+
+    # a fault shorter than the window: the windows reaching past it are low, so the notebook rule never flags it
+    scores = np.array([0.0, 0.0, 3.0, 3.0, 0.0, 0.0, 0.0])
+    assert not row_verdicts(scores, 9, 3, 1.0, "all-windows").any()
+    row_mean = row_verdicts(scores, 9, 3, 1.5, "row-mean")  # row scores 0 0 1 2 2 1 0 0 0
+    np.testing.assert_array_equal(row_mean, [False, False, False, True, True, False, False, False, False])
+    assert not row_verdicts(np.empty(0), 2, 3, 0.0, "row-mean").any()  # too short for a window: no verdict
+
+
 def hourly_series(path: Path, days: int, seed: int, fault: slice | None = None) -> Path:
     """One channel logged hourly: a daily and a weekly rhythm, a slow trend and a normal level shift."""
     rng = np.random.default_rng(seed)

@@ -107,6 +107,26 @@ def choose_window(
     return WindowChoice(chosen, min(picked_stride, chosen), period, "period")
 
 
+def automatic_level_free(parts: list[np.ndarray], channels: tuple[str, ...], shape: WindowChoice) -> tuple[str, ...]:
+    """The channels scored on their shape when the user names none: every channel when the window is one dominant
+    period, else the channels whose level drifts (`drifting_channels`).
+
+    A window of one period holds a whole cycle, so its median is the series' baseline over that cycle: taking it
+    out removes trends and normal level shifts (new load, new customers), which a model of the training period
+    reads as anomalies on every later window, while a fault shorter than half the period still moves the shape.
+    The drift test cannot see that need: the season itself makes the in-window spread large.
+    """
+    if shape.source == "period":
+        log.info(
+            "the window is one period (%d samples): every channel is scored on its shape within the cycle, so trends "
+            "and level shifts are not alarms (--level-free names channels yourself, --level-free none keeps every "
+            "level)",
+            shape.window,
+        )
+        return tuple(channels)
+    return drifting_channels(parts, channels, shape.window)
+
+
 def drifting_channels(parts: list[np.ndarray], channels: tuple[str, ...], window: int) -> tuple[str, ...]:
     """The channels whose level wanders across the training data far more than it moves within a window.
 

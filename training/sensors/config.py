@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.contract import SENSOR_CALENDAR_KINDS, SENSOR_LEVEL_STATISTICS
+from pipeline.contract import SENSOR_CALENDAR_KINDS, SENSOR_LEVEL_STATISTICS, SENSOR_POINT_RULES
 from training.errors import ConfigError
 from training.models import DEFAULT_SENSOR_MODEL, sensor_model_entry
 from training.sensors.data import CsvColumns
@@ -27,6 +27,8 @@ class SensorTrainConfig:
     whose level drifts across the training data (training.sensors.choose.drifting_channels); () none.
     `window`, `stride`: None takes them from the data's dominant period (else the model's default window).
     `calendar`: periods ("day", "week") whose phase is an extra input (the readings need timestamps).
+    `point_rule`: how `evaluate` judges a row from the windows covering it (pipeline.contract.SensorSpec): "row-mean"
+    (their mean above the window threshold) or "all-windows" (SKAB's notebook rule).
     `false_alarm_rate`: the window threshold's budget on held-out normal windows (training.calibrate); None uses
     `calibration_quantile` plus `sensitivity` std instead (the SKAB notebook protocol).
     """
@@ -53,6 +55,7 @@ class SensorTrainConfig:
     dropout: float = 0.2
     noise_std: float | None = None
     kl_weight: float = 1e-3
+    point_rule: str = "row-mean"
     false_alarm_rate: float | None = 0.01
     calibration_quantile: float = 0.99
     sensitivity: float = 0.0
@@ -81,6 +84,7 @@ class SensorTrainConfig:
                 set(self.calendar) <= set(SENSOR_CALENDAR_KINDS) and len(set(self.calendar)) == len(self.calendar),
                 f"distinct names from {SENSOR_CALENDAR_KINDS}",
             ),
+            ("point_rule", self.point_rule in SENSOR_POINT_RULES, f"one of {SENSOR_POINT_RULES}"),
             ("false_alarm_rate", rate is None or 0 < rate < 1, "must be in (0, 1)"),
             ("epochs", self.epochs >= 1, "must be >= 1"),
             ("max_minutes", self.max_minutes > 0, "must be > 0"),

@@ -96,12 +96,28 @@ def window_outputs(model: SensorModel, values: np.ndarray) -> tuple[np.ndarray, 
 
 def row_scores(scores: np.ndarray, n_samples: int, length: int) -> np.ndarray:
     """Each row's score: the mean of the scores of the windows (stride 1) that cover it; NaN where none does."""
-    total, count = np.zeros(n_samples), np.zeros(n_samples)
-    for start, score in enumerate(scores):
-        total[start : start + length] += score
-        count[start : start + length] += 1
-    with np.errstate(invalid="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    rows = np.full(n_samples, np.nan)
+    if len(scores):
+        kernel = np.ones(length)
+        total = np.convolve(np.asarray(scores, dtype=np.float64), kernel)
+        count = np.convolve(np.ones(len(scores)), kernel)
+        rows[: len(total)] = total / count
+    return rows
+
+
+def row_verdicts(scores: np.ndarray, n_samples: int, length: int, threshold: float, rule: str) -> np.ndarray:
+    """Each row's verdict from the windows (stride 1) that cover it: "row-mean", their mean score above the
+    threshold; "all-windows", every one of them above it (`point_verdicts`, SKAB's notebook rule).
+
+    The mean ranks a fault shorter than the window (12 rows in a 184-row window) first, where the notebook rule
+    never flags it: the windows that reach past the fault score low. Against the window threshold, not a budget
+    of held-out row scores: those are averages over many overlapping windows, so their tail sits near the typical
+    window score and rests on a handful of independent values (on the public bench such a row threshold flagged
+    12-99 % of the normal rows where the window threshold flagged 4-35 % of the windows).
+    """
+    if rule == "all-windows":
+        return point_verdicts(scores, n_samples, length, threshold)
+    return np.nan_to_num(row_scores(scores, n_samples, length), nan=-np.inf) > threshold
 
 
 def point_verdicts(scores: np.ndarray, n_samples: int, length: int, threshold: float) -> np.ndarray:
@@ -152,8 +168,8 @@ def evaluate_recording(model: SensorModel, series: SensorSeries, threshold: floa
         values, labels = inputs[stretch], series.labels[stretch]
         stretch_scores, errors = window_outputs(model, values)
         scored[stretch] = True
-        verdicts[stretch] = point_verdicts(stretch_scores, len(values), length, threshold)
         rows[stretch] = row_scores(stretch_scores, len(values), length)
+        verdicts[stretch] = row_verdicts(stretch_scores, len(values), length, threshold, model.spec.point_rule)
         alarmed_error += errors[stretch_scores > threshold].sum(axis=0)
         if len(stretch_scores):
             # window label: any anomalous sample inside; windows at the line's stride, as the runtime cuts them

@@ -58,6 +58,7 @@ def write_sensor_report(
         **evaluation.to_dict(),
         "window_stride": spec.window_stride,
         "period_samples": spec.period_samples,
+        "point_rule": spec.point_rule,
         "level_free_channels": list(spec.level_free_channels),
         "calendar": list(spec.calendar),
         "recordings_detail": per_recording,

@@ -23,7 +23,7 @@ from training.errors import DatasetError
 from training.export import update_metadata
 from training.fitting import BestEpoch, FitSummary, progress_bar
 from training.models import create_sensor_model
-from training.sensors.choose import choose_window, drifting_channels, split_in_time
+from training.sensors.choose import automatic_level_free, choose_window, split_in_time
 from training.sensors.config import SensorTrainConfig
 from training.sensors.data import (
     CsvColumns,
@@ -52,7 +52,7 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
     channels = series[0].channels
     every_part = [part for one in series for part in one.parts()]
     shape = choose_window(every_part, cfg.window, cfg.stride, cfg.default_window, cfg.time_multiple)
-    level_free = drifting_channels(every_part, channels, shape.window) if cfg.level_free is None else cfg.level_free
+    level_free = automatic_level_free(every_part, channels, shape) if cfg.level_free is None else cfg.level_free
     fit_parts, held_out = split_in_time(
         [with_calendar_of(one, cfg.calendar) for one in series], cfg.val_fraction, shape.window
     )
@@ -90,6 +90,7 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
         level_statistic=cfg.level_statistic,
         calendar=cfg.calendar,
         period_samples=shape.period,
+        point_rule=cfg.point_rule,
     )
     uncalibrated = ModelMetadata(
         model_name=cfg.model_name or cfg.data.resolve().stem,
@@ -274,6 +275,7 @@ def print_summary(
         "epochs (best)": f"{fit.epochs} ({fit.best_epoch}, {fit.stopped_by})",
         "window threshold": f"{metadata.image_threshold:.4f}"
         + (f" (false-alarm budget {cfg.false_alarm_rate:g})" if cfg.false_alarm_rate is not None else ""),
+        "point rule": spec.point_rule,
         "sample threshold": f"{metadata.pixel_threshold:.4f}",
         "onnx parity (max abs diff)": f"{parity:.1e}",
         "minutes": f"{fit.minutes:.2f}",
