@@ -272,6 +272,17 @@ def test_row_scores_are_the_mean_of_the_covering_windows() -> None:
     np.testing.assert_allclose(rows, [1.0, 2.0, 3.0, 4.0, 5.0])
 
 
+def test_training_takes_every_window_whatever_the_line_stride(
+    normal_csv: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "strided.onnx"
+    with caplog.at_level("INFO", logger="training.sensors.train"):
+        result = runner.invoke(app, ["train-sensors", str(normal_csv), "--out", str(out), "--stride", "8", *FAST])
+    assert result.exit_code == 0, result.output
+    assert read_metadata(out).sensor.window_stride == 8  # type: ignore[union-attr]
+    assert "225 training and 45 held-out windows" in caplog.text  # 240 rows at stride 1, not 29 at stride 8
+
+
 def test_new_models_judge_rows_by_their_mean_score(trained: Path) -> None:
     assert SensorModel(trained, prefer_gpu=False).spec.point_rule == "row-mean"
 
