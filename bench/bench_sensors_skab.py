@@ -119,7 +119,11 @@ def main() -> None:
         "'auto': those whose level drifts in the 400 rows (train-sensors' default)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared 2-core machine: 1)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("pipeline.sensormodel", "training.sensors.train"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
