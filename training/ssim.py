@@ -7,19 +7,23 @@ import torch.nn.functional as F
 
 
 def gaussian_kernel(sigma: float, channels: int) -> torch.Tensor:
-    """Depthwise 2-D Gaussian kernel (channels x 1 x k x k) with radius 3 sigma."""
+    """Depthwise 1-D Gaussian kernel (channels x 1 x 1 x k) with radius 3 sigma, applied along each axis in turn."""
     radius = max(1, round(3 * sigma))
     coords = torch.arange(-radius, radius + 1, dtype=torch.float32)
     weights = torch.exp(-(coords**2) / (2 * sigma**2))
     weights = weights / weights.sum()
-    kernel = weights[:, None] * weights[None, :]
-    return kernel.expand(channels, 1, *kernel.shape).contiguous()
+    return weights.expand(channels, 1, 1, len(weights)).contiguous()
 
 
 def gaussian_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Depthwise blur with reflect padding so borders are not darkened."""
+    """Depthwise blur with reflect padding so borders are not darkened.
+
+    Separable (rows, then columns): the same result as the 2-D kernel at 2k instead of k^2 multiplications per
+    pixel; at 224 px with sigma 4 the 2-D form was a tenth of the scoring graph's time.
+    """
     pad = kernel.shape[-1] // 2
-    return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), kernel, groups=x.shape[1])
+    rows = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="reflect"), kernel, groups=x.shape[1])
+    return F.conv2d(F.pad(rows, (0, 0, pad, pad), mode="reflect"), kernel.transpose(-1, -2), groups=x.shape[1])
 
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, OUTPUT_NAMES, ConditionSpec, ModelMetadata, ScoreStats
 from pipeline.inference import OnnxModel
@@ -17,6 +18,8 @@ from training.errors import ConfigError, UnknownModelError
 from training.export import ScoringGraph, export_onnx
 from training.losses import LossWeights, total_loss
 from training.models import MODELS, create_model, model_entry
+from training.models.blocks import ModelOutput
+from training.ssim import gaussian_blur, gaussian_kernel
 
 SIZE = 32
 
@@ -99,3 +102,23 @@ def test_override_of_another_model_is_ignored_with_a_warning(caplog: pytest.LogC
     model = create_model("vae", 1, widths=(8, 8, 16, 16), head_width=4, dropout=None)
     assert model.config.widths == (8, 8, 16, 16)
     assert "model 'vae' takes no head_width: ignored" in caplog.text
+
+
+def test_separable_blur_and_score_pool_equal_their_2d_forms() -> None:
+    """The scoring graph blurs and box-averages along rows then columns; the numbers must be the 2-D ones."""
+    torch.manual_seed(0)
+    maps = torch.rand(3, 1, 40, 56) ** 4  # peaked, like an anomaly map
+    kernel = gaussian_kernel(4.0, 1)
+    weights = kernel[0, 0, 0]
+    pad = len(weights) // 2
+    full = (weights[:, None] * weights[None, :])[None, None]
+    expected = F.conv2d(F.pad(maps, (pad, pad, pad, pad), mode="reflect"), full)
+    assert torch.allclose(gaussian_blur(maps, kernel), expected, atol=1e-6)
+
+    class MapIsInput(torch.nn.Module):
+        def forward(self, image: torch.Tensor) -> ModelOutput:
+            return ModelOutput(image, image)
+
+    _, _, score = ScoringGraph(MapIsInput(), score_pool=19)(maps)
+    box = F.avg_pool2d(maps, 19, stride=1, padding=9, count_include_pad=False)
+    assert torch.allclose(score, box.flatten(1).amax(dim=1), atol=1e-6)
