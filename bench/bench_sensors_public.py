@@ -2,6 +2,7 @@
 
     python bench/bench_sensors_public.py --aeon-data DIR           # DIR: aeon/datasets/data of the aeon wheel
     python bench/bench_sensors_public.py --max-minutes 1 --skip-ucr
+    python bench/bench_sensors_public.py --skip-ucr --setting defaults --setting calendar   # --calendar day,week
 
 For each series: `train_sensors` with default settings on its training rows, `evaluate_sensors` on the rest (what
 `lineguard train-sensors TRAIN.csv --out M.onnx` and `lineguard evaluate M.onnx TEST.csv --json` run), and the same
@@ -56,6 +57,11 @@ OLD_DEFAULTS: dict[str, Any] = {
     "false_alarm_rate": None,
     "calibration_quantile": 0.99,
     "point_rule": "all-windows",
+}
+SETTINGS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "before": OLD_DEFAULTS,
+    "calendar": {"calendar": ("day", "week")},  # train-sensors --calendar day,week
 }
 KEYS = ("point_f1", "point_far", "point_mar", "window_f1", "window_far", "window_mar", "window_auroc", "point_auroc")
 
@@ -128,7 +134,7 @@ def synthetic_series(work: Path) -> list[tuple[str, Path, Path]]:
 
 def run_one(name: str, train: Path, test: Path, setting: str, args: argparse.Namespace, work: Path) -> dict:
     out = work / f"{name}-{setting}.onnx"
-    extra = OLD_DEFAULTS if setting == "before" else {}
+    extra = SETTINGS[setting]
     started = time.monotonic()
     cfg = SensorTrainConfig(data=train, out=out, max_minutes=args.max_minutes, show_progress=False, **extra)
     train_sensors(cfg)
@@ -152,8 +158,16 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=1.0)
     parser.add_argument("--report", type=Path, help="also write evaluate --report folders here")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--setting",
+        dest="settings",
+        action="append",
+        choices=sorted(SETTINGS),
+        help="repeatable; default: defaults and before ('calendar': defaults plus --calendar day,week)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared 2-core machine: 1)")
     args = parser.parse_args()
+    args.settings = args.settings or ["defaults", "before"]
     import torch
 
     torch.set_num_threads(args.threads)
@@ -167,13 +181,13 @@ def main() -> None:
         if not args.skip_ucr:
             series = ucr_series(args.aeon_data or installed_aeon_data(), work) + series
         for name, train, test in series:
-            for setting in ("defaults", "before"):
+            for setting in args.settings:
                 rows.append(run_one(name, train, test, setting, args, work))
     print(f"\n{'series':32s} {'setting':9s} " + " ".join(f"{k:>12s}" for k in KEYS) + "  window")
     for row in rows:
         cells = " ".join(f"{row[k]:12.3f}" if row[k] is not None else f"{'-':>12s}" for k in KEYS)
         print(f"{row['series']:32s} {row['setting']:9s} {cells}  {row['window']} (period {row['period']})")
-    for setting in ("defaults", "before"):
+    for setting in args.settings:
         mine = [r for r in rows if r["setting"] == setting]
         means = " ".join(f"{np.mean([r[k] for r in mine if r[k] is not None]):12.3f}" for k in KEYS)
         print(f"{'mean':32s} {setting:9s} {means}")
