@@ -287,6 +287,31 @@ def test_new_models_judge_rows_by_their_mean_score(trained: Path) -> None:
     assert SensorModel(trained, prefer_gpu=False).spec.point_rule == "row-mean"
 
 
+def test_a_model_written_before_the_point_rule_is_judged_by_the_notebook_rule(trained: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from training.sensors.evaluate import evaluate_recording, point_verdicts, window_scores
+
+    proto = onnx.load(str(trained))
+    for prop in proto.metadata_props:
+        if prop.key == "sensor":
+            block = json.loads(prop.value)
+            del block["point_rule"]  # as files written before the field carry it
+            prop.value = json.dumps(block)
+    old = tmp_path / "old.onnx"
+    onnx.save(proto, str(old))
+    model = SensorModel(old, prefer_gpu=False)
+    assert model.spec.point_rule == "all-windows"
+    series = read_sensor_csv(labelled_recording(tmp_path / "faulty.csv"))
+    threshold = model.metadata.image_threshold
+    scores = window_scores(model, series.values)
+    np.testing.assert_allclose(scores, window_scores(SensorModel(trained, prefer_gpu=False), series.values))
+    judged = evaluate_recording(model, series, threshold).verdicts
+    np.testing.assert_array_equal(judged, point_verdicts(scores, len(series.values), 16, threshold))
+    new = evaluate_recording(SensorModel(trained, prefer_gpu=False), series, threshold).verdicts
+    assert new.sum() > judged.sum()  # the row mean reaches the ends of the fault the notebook rule misses
+
+
 def test_row_mean_flags_a_fault_shorter_than_the_window_where_the_notebook_rule_cannot() -> None:
     from training.sensors.evaluate import row_verdicts
 
