@@ -90,22 +90,27 @@ def fit_best_feature_model(
     report: list[dict[str, object]] = []
     features: dict[bool, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}  # by contrast: backbone input differs
     best: Candidate | None = None
+    phases = PhaseClock()
     for name, contrast in candidates:
         torch.manual_seed(cfg.seed)
         model = create_model(name, channels, **cfg.model_overrides(), contrast_normalize=contrast)
         assert isinstance(model, FeatureSpaceAutoencoder)
         model.to(device)
+        label = f"{name}, contrast {'on' if contrast else 'off'}"
         if contrast not in features:
             features[contrast] = (
                 extract_features(model, train_images, device),
                 extract_features(model, val_images, device),
             )
+            phases.lap(f"backbone features, contrast {'on' if contrast else 'off'}")
         train_features, val_features = features[contrast]
         summary = fit_feature_model(
             model, train_features, val_features, cfg, probe_epochs, phase_deadline(deadline, probe_epochs, planned)
         )
+        phases.lap(f"fit {label}")
         planned -= probe_epochs
         check = synthetic_validation(model, val_images, train_images, cfg.score_pool, cfg.seed + 5)
+        phases.lap(f"validation defects {label}")
         report.append({"model": name, "contrast_normalize": contrast, "epochs": summary.epochs, **check.record()})
         log.info(
             "%s, contrast normalisation %s, after %d epochs: validation defects image AUROC %.3f (%s), pixel %.3f",
@@ -127,11 +132,28 @@ def fit_best_feature_model(
         train_features, val_features = features[best.contrast]
         rest = fit_feature_model(model, train_features, val_features, cfg, cfg.epochs - probe_epochs, deadline)
         summary = replace(rest, epochs=summary.epochs + rest.epochs, best_epoch=summary.epochs + rest.best_epoch)
+        phases.lap(f"fit {best.name}, the rest of the epochs")
     features.clear()
     fit_restorer(model.to(device), train_images, cfg, device, started + cfg.max_minutes * 60)
+    phases.lap("image restorer")
     model = model.cpu().eval()
     torch.save(copy_state(model), cfg.out.with_suffix(".ckpt.pt"))
-    return best.name, model, replace(summary, minutes=(time.monotonic() - started) / 60), report
+    log.info("time by phase: %s", ", ".join(f"{k} {v:.0f} s" for k, v in phases.seconds.items()))
+    minutes = (time.monotonic() - started) / 60
+    return best.name, model, replace(summary, minutes=minutes, phase_seconds=phases.seconds), report
+
+
+class PhaseClock:
+    """Seconds spent in each named phase, in order."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.last = time.monotonic()
+
+    def lap(self, phase: str) -> None:
+        now = time.monotonic()
+        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + now - self.last, 1)
+        self.last = now
 
 
 @dataclass

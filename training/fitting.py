@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ class FitSummary:
     best_val_loss: float
     stopped_by: str
     val_losses: tuple[float, ...] = ()  # per epoch, for convergence curves
+    # where the time went (feature-space models: backbone features, each candidate's fit, the validation defects,
+    # the restorer), so a run that is slower than expected says why
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class BestEpoch:

@@ -305,5 +305,7 @@ def print_summary(
     table.add_row("pixel threshold", f"{metadata.pixel_threshold:.5f}")
     table.add_row("ONNX parity (max abs diff)", f"{parity:.2e}")
     table.add_row("total time", f"{seconds / 60:.1f} min")
+    if summary.phase_seconds:
+        table.add_row("of which", ", ".join(f"{k} {v:.0f} s" for k, v in summary.phase_seconds.items()))
     table.add_row("written", str(cfg.out))
     Console(stderr=True).print(table)

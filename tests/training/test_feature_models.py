@@ -143,6 +143,10 @@ def test_train_exports_a_model_that_restores_and_scores(name: str, tiny_dataset:
     assert all(set(c["synthetic_image_auroc_by_kind"]) == set(VALIDATION_KINDS) for c in selection)
     # one candidate trains a quarter of the epochs (at least one), the chosen one the rest: epochs as asked
     assert metadata.training_config["summary"]["epochs"] == 2
+    # where the time went, phase by phase: both contrast settings' features, each fit, the restorer
+    phases = metadata.training_config["summary"]["phase_seconds"]
+    assert {"backbone features, contrast off", "backbone features, contrast on", "image restorer"} <= set(phases)
+    assert any(phase.startswith("fit ") for phase in phases) and all(v >= 0 for v in phases.values())
     batch = np.random.default_rng(1).random((3, 1, 64, 64), dtype=np.float32)
     scored = model.score(batch)
     assert scored.score.shape == (3,)
