@@ -52,6 +52,15 @@ def _load_proto(path: Path) -> onnx.ModelProto:
         raise ModelLoadError(str(path), f"not a readable ONNX file ({type(exc).__name__})") from exc
 
 
+def scoring_subgraph(proto: onnx.ModelProto) -> bytes:
+    """The model cut down to the nodes its anomaly map and score depend on (serialized for onnxruntime)."""
+    inputs = [i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
+    scoring = onnx.utils.Extractor(proto).extract_model(inputs, list(SCORED_OUTPUTS))
+    del scoring.metadata_props[:]
+    scoring.metadata_props.extend(proto.metadata_props)
+    return scoring.SerializeToString()
+
+
 def choose_providers(prefer_gpu: bool = True) -> list[str]:
     """CUDA first when this onnxruntime build has it and the caller wants it, the CPU always last."""
     available = ort.get_available_providers()
@@ -96,8 +105,14 @@ class OnnxModel:
         self.path = Path(path)
         proto = _load_proto(self.path)
         self.metadata = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
-        self.session = open_session(proto.SerializeToString(), self.path, prefer_gpu, intra_op_threads)
-        self._check_signature()
+        self._check_signature(proto)
+        # Every frame needs the map and the score; only kept (defective) frames need the restored image. onnxruntime
+        # runs every node of a graph whatever is fetched, so the line scores on the graph cut down to what the map
+        # and the score depend on (a feature model's image restorer was about a third of the time), and the whole
+        # graph opens on the first restore.
+        self.session = open_session(scoring_subgraph(proto), self.path, prefer_gpu, intra_op_threads)
+        self._restoring: ort.InferenceSession | None = None
+        self._open_full = lambda: open_session(proto.SerializeToString(), self.path, prefer_gpu, intra_op_threads)
         self.provider = self.session.get_providers()[0]
         self.metadata = apply_threshold_override(self.metadata, thresholds_path(self.path))
         # Conditional models (cvae) map each frame's camera id or header to the index their second input takes.
@@ -127,9 +142,10 @@ class OnnxModel:
         if not (np.isfinite(scores.score).all() and np.isfinite(scores.anomaly_map).all()):
             raise ModelLoadError(str(self.path), "warm-up inference gave non-finite scores (NaN or inf)")
 
-    def _check_signature(self) -> None:
-        inputs = [i.name for i in self.session.get_inputs()]
-        outputs = [o.name for o in self.session.get_outputs()]
+    def _check_signature(self, proto: onnx.ModelProto) -> None:
+        initializers = {i.name for i in proto.graph.initializer}
+        inputs = [i.name for i in proto.graph.input if i.name not in initializers]
+        outputs = [o.name for o in proto.graph.output]
         expected = [INPUT_NAME] if self.metadata.condition is None else [INPUT_NAME, CONDITION_INPUT_NAME]
         if inputs != expected:
             raise ModelLoadError(str(self.path), f"expected inputs {expected} (metadata), found {inputs}")
@@ -162,7 +178,9 @@ class OnnxModel:
         A separate call on the defective frames only: on the normal path nothing copies a full-size
         image out of onnxruntime.
         """
-        (reconstruction,) = self.session.run([RECONSTRUCTION_OUTPUT], self._feed(batch, conditions))
+        if self._restoring is None:
+            self._restoring = self._open_full()
+        (reconstruction,) = self._restoring.run([RECONSTRUCTION_OUTPUT], self._feed(batch, conditions))
         return reconstruction
 
     def score_in_chunks(self, batch: np.ndarray, chunk: int = 16, conditions: np.ndarray | None = None) -> BatchScores:

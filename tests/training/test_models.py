@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, OUTPUT_NAMES, ConditionSpec, ModelMetadata, ScoreStats
-from pipeline.inference import OnnxModel
+from pipeline.inference import OnnxModel, scoring_subgraph
 from training.decoder_export import export_decoder
 from training.errors import ConfigError, UnknownModelError
 from training.export import ScoringGraph, export_onnx
@@ -122,3 +122,27 @@ def test_separable_blur_and_score_pool_equal_their_2d_forms() -> None:
     _, _, score = ScoringGraph(MapIsInput(), score_pool=19)(maps)
     box = F.avg_pool2d(maps, 19, stride=1, padding=9, count_include_pad=False)
     assert torch.allclose(score, box.flatten(1).amax(dim=1), atol=1e-6)
+
+
+def test_the_line_scores_without_running_the_restorer_and_restores_on_demand(tmp_path: Path) -> None:
+    """onnxruntime runs every node of a graph whatever is fetched: the scoring session holds the map and score's
+    nodes only, and gives the whole graph's numbers; restore() opens the whole graph for the kept frames."""
+    torch.manual_seed(0)
+    model = create_model("feature-cae", 3, image_size=SIZE).eval()
+    out = tmp_path / "feature-cae.onnx"
+    export_onnx(ScoringGraph(model, score_pool=3), tiny_metadata("feature-cae", 3), out)
+    proto = onnx.load(str(out))
+    scoring = onnx.load_from_string(scoring_subgraph(proto))
+    assert [o.name for o in scoring.graph.output] == ["anomaly_map", "score"]
+    assert any("restorer" in n.name for n in proto.graph.node)
+    assert not any("restorer" in n.name for n in scoring.graph.node)
+    assert len(scoring.graph.node) < len(proto.graph.node)
+
+    loaded = OnnxModel(out, prefer_gpu=False)
+    batch = np.random.default_rng(0).random((3, 3, SIZE, SIZE), dtype=np.float32)
+    scored = loaded.score(batch)
+    with torch.no_grad():
+        restored, anomaly_map, score = ScoringGraph(model, score_pool=3)(torch.from_numpy(batch))
+    np.testing.assert_allclose(scored.score, score.numpy(), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(scored.anomaly_map, anomaly_map.numpy(), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(loaded.restore(batch), restored.numpy(), atol=1e-4)
