@@ -58,6 +58,9 @@ class SensorSpec:
     `point_rule`: how a row is judged from the stride-1 windows that cover it, against the window threshold:
     "row-mean" (their mean score above it) or "all-windows" (every one above it: SKAB's notebook rule, and models
     before the field). Evaluation judges rows by it; the line judges windows.
+    `adapt_rows`: 0, or the number of first rows of each run (a recording, or a stretch after a gap) whose per-channel
+    median and std the run's readings are re-expressed against before the graph (pipeline.sensoradapt); those rows
+    are not judged. Models before the field: 0.
     """
 
     channels: tuple[str, ...]
@@ -71,6 +74,7 @@ class SensorSpec:
     calendar: tuple[str, ...] = ()
     period_samples: int | None = None
     point_rule: str = "all-windows"
+    adapt_rows: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "calendar", tuple(self.calendar))
@@ -117,6 +121,9 @@ class SensorSpec:
             raise MetadataError("sensor.period_samples", f"must be null or an integer >= 2, got {period!r}")
         if self.point_rule not in SENSOR_POINT_RULES:
             raise MetadataError("sensor.point_rule", f"must be one of {SENSOR_POINT_RULES}, got {self.point_rule!r}")
+        adapt = self.adapt_rows
+        if not (isinstance(adapt, int) and not isinstance(adapt, bool) and (adapt == 0 or adapt >= 2)):
+            raise MetadataError("sensor.adapt_rows", f"must be 0 (off) or an integer >= 2, got {adapt!r}")
 
     @property
     def input_channels(self) -> int:
@@ -138,6 +145,7 @@ class SensorSpec:
                 calendar=tuple(data.get("calendar", ())),
                 period_samples=None if data.get("period_samples") is None else int(data["period_samples"]),
                 point_rule=str(data.get("point_rule", "all-windows")),
+                adapt_rows=data.get("adapt_rows", 0),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MetadataError("sensor", f"bad sensor block: {type(exc).__name__}: {exc}") from exc

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.errors import InvalidMessageError
+from pipeline.errors import InvalidMessageError, ModelLoadError
 from pipeline.inference import ModelHolder
 from pipeline.results import Source, WindowResult
 from pipeline.sensormodel import SensorModel
@@ -78,13 +78,25 @@ class DenoisedSink:
 def open_sensor_stage(settings: Settings, model_path: Path | None, producer: Any) -> SensorStage:
     """The consumer's sensor stage: with a sensor model file (`sensor_model_path`, or the registry's active version
     of its name) a loaded sensor model, without one a stage that dead-letters sensor records."""
-    model = ModelHolder(model_path, settings.prefer_gpu, load=SensorModel) if model_path is not None else None
+    model = ModelHolder(model_path, settings.prefer_gpu, load=line_sensor_model) if model_path is not None else None
     sink = (
         DenoisedSink(producer, settings.denoised_topic, settings.dlq_send_timeout_s)
         if settings.denoised_topic
         else None
     )
     return SensorStage(model, settings.group_id, settings.max_frame_bytes, settings.sensor_gap_periods, sink)
+
+
+def line_sensor_model(path: Path, prefer_gpu: bool) -> SensorModel:
+    """A sensor model the line can serve. One adapted to each run's first rows (`adapt_rows`, pipeline.sensoradapt) is
+    refused: the run's baseline would have to be stored with each device's window state to survive a restart, and
+    it is not yet, so the line could not compute what `evaluate` measured."""
+    model = SensorModel(path, prefer_gpu)
+    if model.spec.adapt_rows:
+        raise ModelLoadError(
+            str(path), f"adapt_rows {model.spec.adapt_rows}: operating-point adaptation is evaluated offline only"
+        )
+    return model
 
 
 def split_records(records: list[Any]) -> tuple[list[Any], list[Any]]:

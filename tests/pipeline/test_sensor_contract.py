@@ -37,6 +37,7 @@ def test_sensor_metadata_round_trips_through_props() -> None:
         "calendar": [],
         "period_samples": None,
         "point_rule": "all-windows",
+        "adapt_rows": 0,
     }
     assert ModelMetadata.from_props(props) == meta
 
@@ -100,12 +101,25 @@ def test_sensor_block_rules(change: dict, field: str) -> None:
 def test_a_block_written_before_calendar_and_periods_loads_with_their_defaults() -> None:
     props = tiny_sensor_metadata().to_props()
     block = json.loads(props["sensor"])
-    for key in ("level_statistic", "calendar", "period_samples", "point_rule"):
+    for key in ("level_statistic", "calendar", "period_samples", "point_rule", "adapt_rows"):
         del block[key]
     spec = ModelMetadata.from_props(props | {"sensor": json.dumps(block)}).sensor
     assert spec == tiny_sensor_metadata().sensor
     assert (spec.level_statistic, spec.calendar, spec.period_samples) == ("mean", (), None)
     assert spec.point_rule == "all-windows"  # models before the field: SKAB's notebook rule, as they were judged
+    assert spec.adapt_rows == 0  # and no adaptation: the readings scored as they were
+
+
+@pytest.mark.parametrize("bad", [1, -400, 2.5, "400", True, None])
+def test_adapt_rows_round_trips_and_a_bad_value_in_props_is_refused(bad: object) -> None:
+    meta = tiny_sensor_metadata()
+    assert meta.sensor is not None
+    adapted = replace(meta, sensor=replace(meta.sensor, adapt_rows=400))
+    assert ModelMetadata.from_props(adapted.to_props()) == adapted
+    block = json.loads(adapted.to_props()["sensor"]) | {"adapt_rows": bad}
+    with pytest.raises(MetadataError) as err:
+        ModelMetadata.from_props(adapted.to_props() | {"sensor": json.dumps(block)})
+    assert err.value.field == "sensor.adapt_rows"
 
 
 def test_a_point_rule_round_trips_and_an_unknown_one_in_props_is_refused() -> None:

@@ -359,3 +359,32 @@ def test_a_univariate_seasonal_series_gets_its_window_from_the_period_and_calend
     assert metrics["window_auroc"] > 0.7
     inspected = runner.invoke(app, ["inspect-model", str(out), "--json"])
     assert json.loads(inspected.output)["sensor"]["period_samples"] == spec.period_samples
+
+
+def another_operating_point(path: Path) -> Path:
+    """The rig at another set point: every channel at another level with half the spread, and a fault in rows
+    240-320 (the pressure steps up and loses its rhythm)."""
+    values = synthetic_readings(360, seed=7) * 0.5 + [1.0, 2.0, -20.0]
+    labels = np.zeros(360, dtype=int)
+    labels[240:320] = 1
+    values[240:320, 0] = 1.75 + 0.01 * np.random.default_rng(7).standard_normal(80)
+    return write_sensor_csv(path, values, labels)
+
+
+def test_adapt_rows_scores_a_run_against_its_own_first_rows(trained: Path, normal_csv: Path, tmp_path: Path) -> None:
+    from pipeline.errors import ModelLoadError
+    from pipeline.sensors import line_sensor_model
+    from training.sensors.evaluate import evaluate_sensors
+
+    out = tmp_path / "adapted.onnx"
+    result = runner.invoke(app, ["train-sensors", str(normal_csv), "--out", str(out), "--adapt-rows", "40", *FAST])
+    assert result.exit_code == 0, result.output
+    assert SensorModel(out, prefer_gpu=False).spec.adapt_rows == 40
+    moved = another_operating_point(tmp_path / "moved.csv")
+    adapted, plain = evaluate_sensors(out, moved), evaluate_sensors(trained, moved)
+    assert adapted.unscored_rows == 40 and plain.unscored_rows == 0  # the baseline rows are not judged
+    assert plain.point.far > 0.5  # every normal row is far from the training statistics
+    assert adapted.window_auroc is not None and adapted.window_auroc > 0.95
+    assert adapted.point.far < 0.25 and adapted.point.mar < 0.5  # its alarms reach a window either side of the fault
+    with pytest.raises(ModelLoadError, match="adapt_rows 40"):
+        line_sensor_model(out, prefer_gpu=False)  # the line cannot keep a run's baseline across a restart yet

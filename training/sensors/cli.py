@@ -74,6 +74,13 @@ def train_sensors_command(
     calendar: Annotated[
         str, typer.Option(help="time inputs from the timestamps: 'day', 'week' or 'day,week' (default none)")
     ] = "",
+    adapt_rows: Annotated[
+        int,
+        typer.Option(
+            help="re-express each run (recording, or stretch after a gap) against the level and scale of its first "
+            "N rows, taken as normal and not judged: a line that changes operating point (default 0: off)"
+        ),
+    ] = 0,
     window: Annotated[
         int | None, typer.Option(help="window length in samples (default: from the data's dominant period, else 60)")
     ] = None,
@@ -118,6 +125,7 @@ def train_sensors_command(
         columns=csv_columns(time_column, label_column, channels, gap_periods),
         level_free=level_free_option(level_free),
         calendar=tuple(name.strip() for name in calendar.split(",") if name.strip()),
+        adapt_rows=adapt_rows,
         window=window,
         stride=stride,
         epochs=epochs,

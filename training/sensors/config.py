@@ -29,6 +29,8 @@ class SensorTrainConfig:
     `calendar`: periods ("day", "week") whose phase is an extra input (the readings need timestamps).
     `point_rule`: how `evaluate` judges a row from the windows covering it (pipeline.contract.SensorSpec): "row-mean"
     (their mean above the window threshold) or "all-windows" (SKAB's notebook rule).
+    `adapt_rows`: 0, or the first rows of each run (recording, or stretch after a gap) whose level and scale its
+    readings are re-expressed against, in training and evaluation alike (pipeline.sensoradapt; the line refuses it).
     `false_alarm_rate`: the window threshold's budget on held-out normal windows (training.calibrate); None uses
     `calibration_quantile` plus `sensitivity` std instead (the SKAB notebook protocol).
     """
@@ -56,6 +58,7 @@ class SensorTrainConfig:
     noise_std: float | None = None
     kl_weight: float = 1e-3
     point_rule: str = "row-mean"
+    adapt_rows: int = 0
     false_alarm_rate: float | None = 0.01
     calibration_quantile: float = 0.99
     sensitivity: float = 0.0
@@ -85,6 +88,8 @@ class SensorTrainConfig:
                 f"distinct names from {SENSOR_CALENDAR_KINDS}",
             ),
             ("point_rule", self.point_rule in SENSOR_POINT_RULES, f"one of {SENSOR_POINT_RULES}"),
+            ("adapt_rows", self.adapt_rows == 0 or self.adapt_rows >= 2, "must be 0 (off) or >= 2"),
+            ("adapt_rows", not (self.adapt_rows and self.scale_data), "scale_data is in raw units: use one of them"),
             ("false_alarm_rate", rate is None or 0 < rate < 1, "must be in (0, 1)"),
             ("epochs", self.epochs >= 1, "must be >= 1"),
             ("max_minutes", self.max_minutes > 0, "must be > 0"),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from pipeline.sensoradapt import adapt_run
 from pipeline.sensormodel import SensorModel
 from training.errors import DatasetError
 from training.sensors.data import CsvColumns, SensorSeries, read_sensor_data
@@ -62,7 +63,7 @@ class SensorEvaluation:
     threshold: float
     window_length: int
     recordings: int
-    unscored_rows: int  # rows with a missing reading: no window holds them, so no verdict
+    unscored_rows: int  # rows with a missing reading (no window holds them) or adapting a run: no verdict
     model_name: str
     model_version: str
 
@@ -151,7 +152,8 @@ class RecordingResult:
 
 def evaluate_recording(model: SensorModel, series: SensorSeries, threshold: float) -> RecordingResult:
     """Windows are cut within each stretch (no missing reading, no time gap), as the consumer cuts them; rows with a
-    missing reading get no verdict and are left out of the point counts."""
+    missing reading, and a model's adaptation rows at the start of each stretch, get no verdict and are left out of
+    the point counts."""
     if series.labels is None:
         raise DatasetError(series.name, "no label column ('anomaly', 'label' or 'is_anomaly'): evaluation needs one")
     try:
@@ -164,8 +166,13 @@ def evaluate_recording(model: SensorModel, series: SensorSeries, threshold: floa
     rows = np.full(len(series.values), np.nan)
     alarmed_error = np.zeros(len(model.spec.channels))
     window, scores, window_labels = Counts(), [], []
-    for stretch in series.stretches:
-        values, labels = inputs[stretch], series.labels[stretch]
+    for whole in series.stretches:
+        # a run is judged after its adaptation rows (pipeline.sensoradapt); a shorter one is not judged at all
+        adapted = adapt_run(inputs[whole], model.spec.adapt_rows, len(model.spec.channels))
+        if adapted is None:
+            continue
+        stretch = slice(whole.start + model.spec.adapt_rows, whole.stop)
+        values, labels = adapted[model.spec.adapt_rows :], series.labels[stretch]
         stretch_scores, errors = window_outputs(model, values)
         scored[stretch] = True
         rows[stretch] = row_scores(stretch_scores, len(values), length)

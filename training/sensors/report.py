@@ -59,6 +59,7 @@ def write_sensor_report(
         "window_stride": spec.window_stride,
         "period_samples": spec.period_samples,
         "point_rule": spec.point_rule,
+        "adapt_rows": spec.adapt_rows,
         "level_free_channels": list(spec.level_free_channels),
         "calendar": list(spec.calendar),
         "recordings_detail": per_recording,

@@ -16,6 +16,7 @@ from rich.table import Table
 from torch import nn
 
 from pipeline.contract import SENSOR_NORMALIZATION, SENSOR_RESIZE_MODE, ModelMetadata, ScoreStats, SensorSpec
+from pipeline.sensoradapt import adapt_run
 from pipeline.sensorcalendar import calendar_channel_names, with_calendar
 from pipeline.sensormodel import SensorModel
 from training.calibrate import budget_threshold, normal_threshold, score_stats
@@ -50,6 +51,8 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     series = read_sensor_data(cfg.data, cfg.columns)
     channels = series[0].channels
+    if cfg.adapt_rows:
+        series = [adapted_series(one, cfg.adapt_rows) for one in series]
     every_part = [part for one in series for part in one.parts()]
     shape = choose_window(every_part, cfg.window, cfg.stride, cfg.default_window, cfg.time_multiple)
     level_free = automatic_level_free(every_part, channels, shape) if cfg.level_free is None else cfg.level_free
@@ -93,6 +96,7 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
         calendar=cfg.calendar,
         period_samples=shape.period,
         point_rule=cfg.point_rule,
+        adapt_rows=cfg.adapt_rows,
     )
     uncalibrated = ModelMetadata(
         model_name=cfg.model_name or cfg.data.resolve().stem,
@@ -119,6 +123,26 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
     if cfg.show_progress:
         print_summary(cfg, metadata, summary, parity, len(train_windows), len(val_windows))
     return cfg.out
+
+
+def adapted_series(series: SensorSeries, rows: int) -> SensorSeries:
+    """The recording with each stretch (a run) re-expressed against its first `rows` rows (pipeline.sensoradapt), as
+    evaluation sees it; a stretch shorter than that never gets a baseline and is left out."""
+    values = np.full(series.values.shape, np.nan, dtype=np.float32)
+    kept = []
+    for stretch in series.stretches:
+        run = adapt_run(series.values[stretch], rows, len(series.channels))
+        if run is not None:
+            values[stretch] = run
+            kept.append(stretch)
+    if len(kept) < len(series.stretches):
+        log.info(
+            "%s: %d stretch(es) shorter than --adapt-rows %d left out",
+            series.name,
+            len(series.stretches) - len(kept),
+            rows,
+        )
+    return replace(series, values=values, stretches=tuple(kept))
 
 
 def with_calendar_of(series: SensorSeries, calendar: tuple[str, ...]) -> SensorSeries:

@@ -1,0 +1,39 @@
+"""Operating-point adaptation: a run re-expressed against its own first rows."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.sensoradapt import RunBaseline, adapt_run
+
+
+def test_a_run_at_another_operating_point_adapts_to_the_same_readings() -> None:
+    rng = np.random.default_rng(0)
+    run = rng.standard_normal((200, 3)) * [1.0, 0.1, 5.0] + [0.0, 2.0, 230.0]
+    elsewhere = run * [0.2, 3.0, 0.5] + [40.0, -1.0, 12.0]  # another level and noise on every channel
+    np.testing.assert_allclose(adapt_run(elsewhere, 50, 3), adapt_run(run, 50, 3), atol=1e-4)
+
+
+def test_a_level_change_after_the_baseline_rows_stays_visible() -> None:
+    rng = np.random.default_rng(1)
+    run = rng.standard_normal((200, 2)) * 0.1 + 5.0
+    run[150:, 1] -= 1.0  # a flow drop of ten noise std
+    adapted = adapt_run(run, 100, 2)
+    assert adapted is not None
+    assert abs(np.median(adapted[:100], axis=0)).max() < 0.1
+    assert np.median(adapted[150:, 1]) < -8 and abs(np.median(adapted[150:, 0])) < 0.5
+
+
+def test_calendar_columns_are_left_alone_and_short_runs_get_no_baseline() -> None:
+    run = np.column_stack([np.linspace(0, 10, 40), np.linspace(-1, 1, 40)])
+    adapted = adapt_run(run, 10, 1)
+    assert adapted is not None
+    np.testing.assert_allclose(adapted[:, 1], run[:, 1], atol=1e-6)
+    assert adapt_run(run, 41, 1) is None
+    assert adapt_run(run, 0, 1) is run  # off: the readings as they are
+
+
+def test_a_channel_still_in_the_baseline_rows_gets_a_floored_scale() -> None:
+    baseline = RunBaseline.of(np.full((20, 1), 32.0))
+    assert baseline.scale[0] > 0
+    assert np.isfinite(baseline.apply(np.array([[32.5]]))).all()
