@@ -51,3 +51,18 @@ def adapt_run(values: np.ndarray, rows: int, channels: int) -> np.ndarray | None
     adapted = np.array(values, dtype=np.float32)
     adapted[:, :channels] = RunBaseline.of(values[:rows, :channels]).apply(values[:, :channels])
     return adapted
+
+
+def adapt_runs(
+    values: np.ndarray, stretches: tuple[slice, ...], rows: int, channels: int
+) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """A recording's readings with each stretch (a run) adapted by `adapt_run`, NaN outside the stretches and in
+    those shorter than `rows`; and the stretches that were adapted."""
+    adapted = np.full(values.shape, np.nan, dtype=np.float32)
+    kept = []
+    for stretch in stretches:
+        run = adapt_run(values[stretch], rows, channels)
+        if run is not None:
+            adapted[stretch] = run
+            kept.append(stretch)
+    return adapted, tuple(kept)

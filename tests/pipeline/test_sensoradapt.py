@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.sensoradapt import RunBaseline, adapt_run
+from pipeline.sensoradapt import RunBaseline, adapt_run, adapt_runs
 
 
 def test_a_run_at_another_operating_point_adapts_to_the_same_readings() -> None:
@@ -37,3 +37,12 @@ def test_a_channel_still_in_the_baseline_rows_gets_a_floored_scale() -> None:
     baseline = RunBaseline.of(np.full((20, 1), 32.0))
     assert baseline.scale[0] > 0
     assert np.isfinite(baseline.apply(np.array([[32.5]]))).all()
+
+
+def test_each_stretch_of_a_recording_is_its_own_run() -> None:
+    values = np.concatenate([np.full((30, 1), 5.0), np.full((5, 1), np.nan), np.full((8, 1), 9.0)])
+    values[:30, 0] += np.arange(30) % 2  # readings 5, 6, 5, 6...: median 5.5, std 0.5
+    adapted, kept = adapt_runs(values, (slice(0, 30), slice(35, 43)), 10, 1)
+    assert kept == (slice(0, 30),)  # the 8-row run never gets a baseline
+    np.testing.assert_allclose(adapted[:4, 0], [-1, 1, -1, 1])
+    assert np.isnan(adapted[30:]).all()

@@ -16,7 +16,7 @@ from pipeline.inference import read_metadata
 from pipeline.sensormodel import SensorModel
 from tests.training.sensor_data_factory import CHANNELS, labelled_recording, synthetic_readings, write_sensor_csv
 from training.calibrate import budget_threshold, normal_threshold
-from training.sensors.data import read_sensor_csv, sliding_windows
+from training.sensors.data import CsvColumns, read_sensor_csv, sliding_windows
 
 runner = CliRunner()
 app = build_app()
@@ -375,6 +375,7 @@ def test_adapt_rows_scores_a_run_against_its_own_first_rows(trained: Path, norma
     from pipeline.errors import ModelLoadError
     from pipeline.sensors import line_sensor_model
     from training.sensors.evaluate import evaluate_sensors
+    from training.sensors.report import evaluate_with_report
 
     out = tmp_path / "adapted.onnx"
     result = runner.invoke(app, ["train-sensors", str(normal_csv), "--out", str(out), "--adapt-rows", "40", *FAST])
@@ -386,5 +387,8 @@ def test_adapt_rows_scores_a_run_against_its_own_first_rows(trained: Path, norma
     assert plain.point.far > 0.5  # every normal row is far from the training statistics
     assert adapted.window_auroc is not None and adapted.window_auroc > 0.95
     assert adapted.point.far < 0.25 and adapted.point.mar < 0.5  # its alarms reach a window either side of the fault
+    evaluate_with_report(out, moved, CsvColumns(), tmp_path / "report")
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["adapt_rows"] == 40
+    assert (tmp_path / "report" / "moved.png").stat().st_size > 0
     with pytest.raises(ModelLoadError, match="adapt_rows 40"):
         line_sensor_model(out, prefer_gpu=False)  # the line cannot keep a run's baseline across a restart yet

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.sensoradapt import adapt_runs
 from pipeline.sensormodel import SensorModel
 from training.sensors.data import CsvColumns, SensorSeries
 from training.sensors.evaluate import RecordingResult, SensorEvaluation, judge_recordings
@@ -79,7 +80,8 @@ def unique_stem(name: str, used: set[str]) -> str:
 
 
 def plot_recording(path: Path, model: SensorModel, series: SensorSeries, result: RecordingResult) -> None:
-    """Top: the channels that carry most of the alarmed error (z-scored by the model's training statistics);
+    """Top: the channels that carry most of the alarmed error (z-scored by the model's training statistics, after the
+    run adaptation of a model with `adapt_rows`);
     bottom: the per-row score, the threshold, labelled rows shaded, alarmed rows marked."""
     import matplotlib.pyplot as plt
 
@@ -87,11 +89,14 @@ def plot_recording(path: Path, model: SensorModel, series: SensorSeries, result:
     x = np.arange(len(series.values))
     named = [item["channel"] for item in result.top_channels]
     shown = (named or list(spec.channels))[:MAX_PLOTTED_CHANNELS]
+    values = series.values
+    if spec.adapt_rows:  # as the graph takes them: each run against its own first rows
+        values = adapt_runs(values, series.stretches, spec.adapt_rows, len(spec.channels))[0]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, height_ratios=(3, 2))
     for name in shown:
         c = spec.channels.index(name)
-        top.plot(x, (series.values[:, c] - spec.channel_mean[c]) / spec.channel_std[c], lw=0.8, label=name)
-    top.set_ylabel("reading (training std)")
+        top.plot(x, (values[:, c] - spec.channel_mean[c]) / spec.channel_std[c], lw=0.8, label=name)
+    top.set_ylabel("reading (training std" + (", runs adapted)" if spec.adapt_rows else ")"))
     top.legend(loc="upper right", fontsize=7)
     bottom.plot(x, result.rows, color="black", lw=0.8, label="row score (mean of covering windows)")
     bottom.axhline(model.metadata.image_threshold, color="red", ls="--", lw=0.8, label="threshold")

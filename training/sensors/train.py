@@ -16,7 +16,7 @@ from rich.table import Table
 from torch import nn
 
 from pipeline.contract import SENSOR_NORMALIZATION, SENSOR_RESIZE_MODE, ModelMetadata, ScoreStats, SensorSpec
-from pipeline.sensoradapt import adapt_run
+from pipeline.sensoradapt import adapt_runs
 from pipeline.sensorcalendar import calendar_channel_names, with_calendar
 from pipeline.sensormodel import SensorModel
 from training.calibrate import budget_threshold, normal_threshold, score_stats
@@ -128,13 +128,7 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
 def adapted_series(series: SensorSeries, rows: int) -> SensorSeries:
     """The recording with each stretch (a run) re-expressed against its first `rows` rows (pipeline.sensoradapt), as
     evaluation sees it; a stretch shorter than that never gets a baseline and is left out."""
-    values = np.full(series.values.shape, np.nan, dtype=np.float32)
-    kept = []
-    for stretch in series.stretches:
-        run = adapt_run(series.values[stretch], rows, len(series.channels))
-        if run is not None:
-            values[stretch] = run
-            kept.append(stretch)
+    values, kept = adapt_runs(series.values, series.stretches, rows, len(series.channels))
     if len(kept) < len(series.stretches):
         log.info(
             "%s: %d stretch(es) shorter than --adapt-rows %d left out",
@@ -142,7 +136,7 @@ def adapted_series(series: SensorSeries, rows: int) -> SensorSeries:
             len(series.stretches) - len(kept),
             rows,
         )
-    return replace(series, values=values, stretches=tuple(kept))
+    return replace(series, values=values, stretches=kept)
 
 
 def with_calendar_of(series: SensorSeries, calendar: tuple[str, ...]) -> SensorSeries:
