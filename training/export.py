@@ -35,14 +35,17 @@ class ScoringGraph(nn.Module):
         self, image: torch.Tensor, condition: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         output = self.model(image) if condition is None else self.model(image, condition)
+        return output.reconstruction, output.anomaly_map, self.image_score(output.anomaly_map)
+
+    def image_score(self, anomaly_map: torch.Tensor) -> torch.Tensor:
+        """One score per frame from its anomaly map (N x 1 x H x W)."""
         k = self.score_pool
         pad = k // 2
         # the box average done as rows then columns: the same numbers (the divisor without padding is the product of
         # the two counts) at 2k instead of k^2 additions per pixel; the 2-D pool was a quarter of the graph's time
-        rows = F.avg_pool2d(output.anomaly_map, (1, k), stride=1, padding=(0, pad), count_include_pad=False)
+        rows = F.avg_pool2d(anomaly_map, (1, k), stride=1, padding=(0, pad), count_include_pad=False)
         pooled = F.avg_pool2d(rows, (k, 1), stride=1, padding=(pad, 0), count_include_pad=False)
-        score = pooled.flatten(1).amax(dim=1)
-        return output.reconstruction, output.anomaly_map, score
+        return pooled.flatten(1).amax(dim=1)
 
 
 def export_onnx(graph: ScoringGraph, metadata: ModelMetadata, out: Path) -> float:

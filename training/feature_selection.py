@@ -61,8 +61,8 @@ def synthetic_validation(
     """Held-out normals against copies of them with one validation defect of each kind."""
     corrupted, masks, kinds = validation_set(val_images, donors, seed)
     graph = ScoringGraph(model.cpu(), score_pool).eval()
-    _, clean_scores = predict(graph, val_images)
-    maps, defect_scores = predict(graph, corrupted)
+    _, clean_scores = predict(graph, val_images, map_only=True)
+    maps, defect_scores = predict(graph, corrupted, map_only=True)
     kind_of = np.asarray(kinds)
     by_kind = {}
     for kind in dict.fromkeys(kinds):

@@ -98,12 +98,20 @@ def copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def predict(graph: ScoringGraph, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Anomaly maps (N x 1 x H x W) and image scores (N) from the torch scoring graph."""
+def predict(
+    graph: ScoringGraph, images: np.ndarray, batch: int = 32, map_only: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Anomaly maps (N x 1 x H x W) and image scores (N) from the torch scoring graph; `map_only` skips what the map
+    and score do not need (a feature-space model's image restorer)."""
     graph.eval()
     maps, scores = [], []
     for start in range(0, len(images), batch):
-        _, anomaly_map, score = graph(torch.from_numpy(images[start : start + batch]))
+        chunk = torch.from_numpy(images[start : start + batch])
+        if map_only:
+            anomaly_map = graph.model.anomaly_map(chunk)
+            score = graph.image_score(anomaly_map)
+        else:
+            _, anomaly_map, score = graph(chunk)
         maps.append(anomaly_map.numpy())
         scores.append(score.numpy())
     return np.concatenate(maps), np.concatenate(scores)

@@ -138,10 +138,17 @@ class FeatureSpaceAutoencoder(nn.Module):
         self.location_scale.copy_(mean.mean() / mean.clamp_min(mean.mean() * 1e-3))
 
     def forward(self, image: torch.Tensor) -> ModelOutput:
+        anomaly_map, restorer_input = self.map_and_restorer_input(image)
+        return ModelOutput(self.restorer(restorer_input), anomaly_map)
+
+    def anomaly_map(self, image: torch.Tensor) -> torch.Tensor:
+        """The map alone, as `forward` computes it, without running the restorer (choosing among candidates)."""
+        return self.map_and_restorer_input(image)[0]
+
+    def map_and_restorer_input(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         distance, restorer_input = self.reconstruct(self.backbone(self.contrast(image)))
         distance = distance * self.location_scale
-        anomaly_map = gaussian_blur(upsample_to(distance, image.shape[-1]), self.smooth_kernel)
-        return ModelOutput(self.restorer(restorer_input), anomaly_map)
+        return gaussian_blur(upsample_to(distance, image.shape[-1]), self.smooth_kernel), restorer_input
 
     def trainable_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(feature-model parameters, restorer parameters): trained one after the other."""
