@@ -66,6 +66,8 @@ class BestEpoch:
         """
         self.model.load_state_dict(self.state)
         minutes = (time.monotonic() - started) / 60
+        if planned_epochs is not None and last_epoch >= planned_epochs and self.stopped_by == "time budget":
+            self.stopped_by = "epochs"  # the deadline passed during the last epoch: nothing was cut
         if self.stopped_by == "time budget":
             log.warning(
                 "the time budget stopped training after %d%s epochs (%.1f min, best epoch %d): the model may be "
