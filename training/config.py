@@ -51,9 +51,10 @@ class TrainConfig:
     latent_channels: int = 64
     dropout: float = 0.1
     head_width: int = 8
-    # the anomaly map does not depend on the restorer; at 224 px one of its epochs costs about four of the map's
-    # (35 s on magnetic tile's 630 images, 2 cores): 10 epochs were 45 % of a 14-minute run
-    restorer_epochs: int = 4
+    # None: enough epochs for RESTORER_STEPS optimiser steps. The anomaly map does not depend on the restorer, and at
+    # 224 px one of its epochs costs about four of the map's: a fixed 10 epochs were 45 % of a 14-minute run on
+    # magnetic tile's 630 images, while 4 left bottle's 188 with a blurred restoration (training.feature_fit)
+    restorer_epochs: int | None = None
     contrast: str = "auto"  # per-frame contrast normalisation of feature-space models: auto, on or off
     ssim_weight: float = 1.0
     segmentation_weight: float = 1.0
@@ -81,7 +82,7 @@ class TrainConfig:
                 self.size >= 32 and self.size % self.size_multiple == 0,
                 f"must be >= 32 and divisible by {self.size_multiple}",
             ),
-            ("restorer_epochs", self.restorer_epochs >= 0, "must be >= 0"),
+            ("restorer_epochs", self.restorer_epochs is None or self.restorer_epochs >= 0, "must be >= 0"),
             ("contrast", self.contrast in ("auto", "on", "off"), "must be 'auto', 'on' or 'off'"),
             ("resize_mode", self.resize_mode in ("stretch", "letterbox"), "must be 'stretch' or 'letterbox'"),
             ("epochs", self.epochs >= 1, "must be >= 1"),

@@ -5,6 +5,7 @@ corrupted copies (so it learns to give back the clean part)."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import numpy as np
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 # Share of the time budget for the feature autoencoder(s); the restorer gets the rest. The anomaly
 # map depends on the autoencoder only, so it gets most of the time.
 FEATURE_SHARE = 0.7
+# Optimiser steps the image restorer trains by default, whatever the number of images: 150 to 400 steps gave the same
+# restoration on both shared sets (PSNR 21-23 dB), 50 a blurred one.
+RESTORER_STEPS = 160
 
 
 @torch.no_grad()
@@ -105,6 +109,13 @@ def frozen_reconstructions(
     return torch.cat([model.reconstruct([f[i : i + batch] for f in features])[1] for i in range(0, n, batch)])
 
 
+def restorer_epochs(cfg: TrainConfig, images: int) -> int:
+    """The restorer's epochs: as configured, or enough for RESTORER_STEPS optimiser steps on `images` images."""
+    if cfg.restorer_epochs is not None:
+        return cfg.restorer_epochs
+    return math.ceil(RESTORER_STEPS / max(1, math.ceil(images / cfg.batch_size)))
+
+
 def fit_restorer(
     model: FeatureSpaceAutoencoder, train_images: np.ndarray, cfg: TrainConfig, device: torch.device, deadline: float
 ) -> None:
@@ -113,7 +124,7 @@ def fit_restorer(
     The autoencoder is frozen here: the restorer reads what the autoencoder rebuilt, so a defect the
     autoencoder removed from the features is also absent from the restored frame.
     """
-    epochs = min(cfg.restorer_epochs, cfg.epochs)  # --epochs bounds every phase, the restorer's too
+    epochs = min(restorer_epochs(cfg, len(train_images)), cfg.epochs)  # --epochs bounds every phase, the restorer's too
     if epochs == 0:
         return
     rng = np.random.default_rng(cfg.seed + 2)

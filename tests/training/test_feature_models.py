@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from pipeline.inference import OnnxModel, read_metadata
 from training.backbone import BACKBONES, FrozenBackbone, weights_digest
 from training.config import TrainConfig
 from training.errors import BackboneError, ConfigError
-from training.feature_fit import extract_features
+from training.feature_fit import RESTORER_STEPS, extract_features, restorer_epochs
 from training.models import create_model
 from training.models.feature_space import FeatureSpaceAutoencoder
 from training.synthetic_defects import VALIDATION_KINDS, validation_set
@@ -174,3 +176,12 @@ def test_auto_chooses_among_the_feature_models_on_validation_defects(tiny_datase
     [chosen] = [c for c in selection if c["chosen"]]
     assert metadata.architecture == chosen["model"] and metadata.training_config["model"] == "auto"
     assert metadata.training_config["summary"]["epochs"] == 4  # one probe epoch, three more for the chosen one
+
+
+def test_the_restorer_trains_a_number_of_steps_not_of_epochs(tiny_dataset: Path, tmp_path: Path) -> None:
+    """A fixed number of epochs left a small set's restoration blurred and cost a large set minutes."""
+    cfg = TrainConfig(data_dir=tiny_dataset, out=tmp_path / "m.onnx", batch_size=16)
+    small, large = restorer_epochs(cfg, 188), restorer_epochs(cfg, 630)
+    assert small > large >= 1
+    assert small * math.ceil(188 / 16) >= RESTORER_STEPS and large * math.ceil(630 / 16) >= RESTORER_STEPS
+    assert restorer_epochs(replace(cfg, restorer_epochs=2), 188) == 2  # an explicit setting wins
