@@ -5,6 +5,12 @@ Window state lives in memory between batches and in the database with every batc
 partition's state is read back whenever the partition is (re)assigned, in the same step that reads its offsets,
 so a restarted or rebalanced consumer continues each device's windows exactly where the last stored batch left
 them. A record below a device's stored next offset was already applied and is skipped (no double scoring).
+
+A model adapted to each run's first rows (`adapt_rows`, pipeline.sensoradapt) scores what `evaluate` scores: a
+device's run starts at the first reading this group sees from it, after a gap (where its windows restart), and after
+a record refused for a NaN/inf reading (a missing reading ends a run in `evaluate`); its first `adapt_rows` readings
+are held back as the baseline, judged by no window, and stored with the window state until the baseline exists,
+then the baseline is.
 """
 
 from __future__ import annotations
@@ -19,18 +25,20 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.errors import InvalidMessageError, ModelLoadError
+from pipeline.errors import InvalidMessageError
 from pipeline.inference import ModelHolder
 from pipeline.results import Source, WindowResult
+from pipeline.sensoradapt import RunBaseline, feed_adapted
 from pipeline.sensormodel import SensorModel
 from pipeline.sensorstate import SavedTail, load_tails
-from pipeline.sensorwire import EncodedFrame, encode_readings, is_sensor_record, parse_readings
+from pipeline.sensorwire import EncodedFrame, SensorBlock, encode_readings, is_sensor_record, parse_readings
 from pipeline.settings import Settings
 from pipeline.source import Offsets, StoredOffsets
 from pipeline.windows import DeviceTail, Window, feed
 
 log = logging.getLogger(__name__)
 
+Key = tuple[str, int, str]  # topic, partition, device
 Reject = Callable[[Any, str], None]
 SCORE_CHUNK = 256  # windows per inference: bounds memory with long blocks of readings
 TOP_CHANNELS = 3
@@ -51,8 +59,8 @@ class SensorBatch:
 
 @dataclass
 class _Pending:
-    windows: list[tuple[Window, Source]] = field(default_factory=list)
-    touched: dict[tuple[str, int, str], DeviceTail] = field(default_factory=dict)
+    windows: list[tuple[Window, Source, RunBaseline | None]] = field(default_factory=list)
+    touched: dict[Key, DeviceTail] = field(default_factory=dict)
     records: int = 0
     readings: int = 0
     gaps: int = 0
@@ -78,25 +86,13 @@ class DenoisedSink:
 def open_sensor_stage(settings: Settings, model_path: Path | None, producer: Any) -> SensorStage:
     """The consumer's sensor stage: with a sensor model file (`sensor_model_path`, or the registry's active version
     of its name) a loaded sensor model, without one a stage that dead-letters sensor records."""
-    model = ModelHolder(model_path, settings.prefer_gpu, load=line_sensor_model) if model_path is not None else None
+    model = ModelHolder(model_path, settings.prefer_gpu, load=SensorModel) if model_path is not None else None
     sink = (
         DenoisedSink(producer, settings.denoised_topic, settings.dlq_send_timeout_s)
         if settings.denoised_topic
         else None
     )
     return SensorStage(model, settings.group_id, settings.max_frame_bytes, settings.sensor_gap_periods, sink)
-
-
-def line_sensor_model(path: Path, prefer_gpu: bool) -> SensorModel:
-    """A sensor model the line can serve. One adapted to each run's first rows (`adapt_rows`, pipeline.sensoradapt) is
-    refused: the run's baseline would have to be stored with each device's window state to survive a restart, and
-    it is not yet, so the line could not compute what `evaluate` measured."""
-    model = SensorModel(path, prefer_gpu)
-    if model.spec.adapt_rows:
-        raise ModelLoadError(
-            str(path), f"adapt_rows {model.spec.adapt_rows}: operating-point adaptation is evaluated offline only"
-        )
-    return model
 
 
 def split_records(records: list[Any]) -> tuple[list[Any], list[Any]]:
@@ -123,15 +119,25 @@ class SensorStage:
         self.max_bytes = max_bytes
         self.gap_periods = gap_periods
         self.publish = publish
-        self.tails: dict[tuple[str, int, str], DeviceTail] = {}
+        self.tails: dict[Key, DeviceTail] = {}
+        self.baselines: dict[Key, RunBaseline] = {}  # adapted model: each device's current run's, once it exists
 
     @property
     def model(self) -> SensorModel | None:
         return self.holder.model if self.holder is not None else None
 
     def maybe_reload(self) -> bool:
-        """Swap in a changed sensor model file (same channels and window), as ModelHolder does for frames."""
-        return self.holder is not None and self.holder.maybe_reload()
+        """Swap in a changed sensor model file (same channels and window), as ModelHolder does for frames; one with
+        another adapt_rows starts every device's run over (the held readings and baselines were kept for the old)."""
+        if self.holder is None:
+            return False
+        before = self.holder.model.spec.adapt_rows
+        if not self.holder.maybe_reload():
+            return False
+        if self.holder.model.spec.adapt_rows != before:
+            for key in self.tails:
+                self._new_run(key)
+        return True
 
     def positions(self, stored_offsets: StoredOffsets, sessions: sessionmaker[Session]) -> StoredOffsets:
         """`stored_offsets` that also reads the window state of the partitions being positioned (an assignment)."""
@@ -140,15 +146,19 @@ class SensorStage:
             offsets = stored_offsets(partitions)
             if self.model is not None:
                 with sessions() as session:
-                    loaded = load_tails(session, self.group_id, partitions, self.model.spec.channels)
+                    spec = self.model.spec
+                    loaded = load_tails(session, self.group_id, partitions, spec.channels, spec.adapt_rows)
                 self.reset(partitions, loaded)
             return offsets
 
         return read
 
-    def reset(self, partitions: list[tuple[str, int]], loaded: dict[tuple[str, int, str], DeviceTail]) -> None:
+    def reset(self, partitions: list[tuple[str, int]], loaded: dict[Key, SavedTail]) -> None:
         keys = set(partitions)
-        self.tails = {k: v for k, v in self.tails.items() if (k[0], k[1]) not in keys} | loaded
+        self.tails = {k: v for k, v in self.tails.items() if (k[0], k[1]) not in keys}
+        self.tails |= {k: v.tail for k, v in loaded.items()}
+        self.baselines = {k: v for k, v in self.baselines.items() if (k[0], k[1]) not in keys}
+        self.baselines |= {k: v.baseline for k, v in loaded.items() if v.baseline is not None}
 
     def process(self, records: list[Any], reject: Reject) -> SensorBatch | None:
         if not records:
@@ -161,9 +171,10 @@ class SensorStage:
         for record in records:
             self._apply(record, pending, reject)
         results = self._judge(pending.windows)
+        spec = self.model.spec
         tails = [
-            SavedTail(topic, partition, self.model.spec.channels, replace(tail))
-            for (topic, partition, _), tail in pending.touched.items()
+            SavedTail(key[0], key[1], spec.channels, replace(tail), spec.adapt_rows, self.baselines.get(key))
+            for key, tail in pending.touched.items()
         ]
         if self.publish is not None and pending.windows:
             self.publish.flush()
@@ -179,37 +190,75 @@ class SensorStage:
             if record.offset < tail.next_offset:
                 pending.records += 1
                 return  # applied by an earlier batch that the database holds
-            fed = feed(tail, block, spec, self.gap_periods, record.offset)
+            windows: list[tuple[Window, RunBaseline | None]]
+            if spec.adapt_rows:
+                adapted = feed_adapted(tail, self.baselines.get(key), block, spec, self.gap_periods, record.offset)
+                windows, gaps = list(adapted.windows), adapted.gaps
+                self._set_baseline(key, adapted.baseline)
+            else:
+                fed = feed(tail, block, spec, self.gap_periods, record.offset)
+                windows, gaps = [(window, None) for window in fed.windows], fed.gaps
         except InvalidMessageError as exc:
+            if spec.adapt_rows:
+                self._end_run(record, pending)
             reject(record, exc.reason)
             return
         self.tails[key] = pending.touched[key] = tail
         pending.records += 1
         pending.readings += len(block.timestamps_ms)
-        if fed.gaps:
-            pending.gaps += fed.gaps
-            log.info(
-                "device %s: %d gap(s) in its readings at %s; windows restarted",
-                block.device_id,
-                fed.gaps,
-                Source(record.topic, record.partition, record.offset),
-            )
         source = Source(record.topic, record.partition, record.offset)
-        pending.windows += [(window, source) for window in fed.windows]
+        if gaps:
+            pending.gaps += gaps
+            log.info("device %s: %d gap(s) in its readings at %s; windows restarted", block.device_id, gaps, source)
+        pending.windows += [(window, source, baseline) for window, baseline in windows]
 
-    def _judge(self, windows: list[tuple[Window, Source]]) -> list[WindowResult]:
+    def _set_baseline(self, key: Key, baseline: RunBaseline | None) -> None:
+        if baseline is None:
+            self.baselines.pop(key, None)
+        else:
+            self.baselines[key] = baseline
+
+    def _new_run(self, key: Key) -> None:
+        """The device's next readings start a run: the held readings and the baseline are dropped."""
+        tail = self.tails[key]
+        tail.timestamps_ms, tail.values = tail.timestamps_ms[:0], tail.values[:0]
+        self.baselines.pop(key, None)
+
+    def _end_run(self, record: Any, pending: _Pending) -> None:
+        """A record refused for a NaN/inf reading ends its device's run, as a missing reading ends a stretch in
+        `evaluate`: the next readings make a new baseline. Stored with the batch, like any change to the state."""
+        block = _refused_for_non_finite(record, self.max_bytes)
+        if block is None:
+            return
+        key = (record.topic, record.partition, block.device_id)
+        tail = self.tails.get(key)
+        if tail is None or record.offset < tail.next_offset:
+            return  # a device not seen yet starts a run with its next readings anyway
+        if tail.last_ts_ms is not None and block.timestamps_ms[0] <= tail.last_ts_ms:
+            return  # older than the run: refused for its order as well
+        self._new_run(key)
+        tail.next_offset = record.offset + 1
+        pending.touched[key] = tail
+
+    def _inputs(self, window: Window, baseline: RunBaseline | None) -> np.ndarray:
+        """A window as the graph takes it (C' x T): with its calendar channels, and adapted to its run's baseline."""
+        assert self.model is not None
+        values = self.model.inputs(window.values, window.timestamps_ms)
+        return (values if baseline is None else baseline.adapt(values, len(self.model.spec.channels))).T
+
+    def _judge(self, windows: list[tuple[Window, Source, RunBaseline | None]]) -> list[WindowResult]:
         assert self.model is not None
         if not windows:
             return []
         meta, spec = self.model.metadata, self.model.spec
-        batch = np.stack([self.model.inputs(w.values, w.timestamps_ms).T for w, _ in windows])  # N x C' x T
+        batch = np.stack([self._inputs(w, baseline) for w, _, baseline in windows])  # N x C' x T
         parts = [self.model.score(batch[i : i + SCORE_CHUNK]) for i in range(0, len(batch), SCORE_CHUNK)]
         scores = np.concatenate([p.score for p in parts])
         errors = np.concatenate([p.anomaly_map.sum(axis=2) for p in parts])  # N x C
         restored = np.concatenate([p.reconstruction for p in parts]) if self.publish is not None else None
         detected_at = datetime.now(UTC)
         results = []
-        for i, (window, source) in enumerate(windows):
+        for i, (window, source, baseline) in enumerate(windows):
             score = float(scores[i])
             if not (np.isfinite(score) and np.isfinite(errors[i]).all()):
                 log.error("%s: model output is not finite for device %s; window skipped", source, window.device_id)
@@ -232,15 +281,17 @@ class SensorStage:
                 )
             )
             if restored is not None and self.publish is not None:
-                self.publish(self._denoised(window, restored[i], source, score))
+                raw = restored[i].T if baseline is None else baseline.restore(restored[i].T)
+                self.publish(self._denoised(window, raw, source, score))
         return results
 
     def _denoised(self, window: Window, restored: np.ndarray, source: Source, score: float) -> EncodedFrame:
-        """The model's reconstruction of a window in the sensor wire format, with where it came from."""
+        """The model's reconstruction of a window (T x C, raw units) in the sensor wire format, with where it came
+        from."""
         assert self.model is not None
         stamps = window.timestamps_ms
         return encode_readings(
-            restored.T,
+            restored,
             device_id=window.device_id,
             channels=self.model.spec.channels,
             start_ms=float(stamps[0]),
@@ -254,3 +305,19 @@ class SensorStage:
                 ("model-version", self.model.metadata.model_version.encode()),
             ],
         )
+
+
+def _refused_for_non_finite(record: Any, max_bytes: int) -> SensorBlock | None:
+    """The readings of a record that the wire rules refuse for a NaN/inf reading and nothing else (read again with
+    those readings zeroed, for its device and time); None for any other record."""
+    value = record.value
+    if not value or len(value) % 4:
+        return None
+    readings = np.frombuffer(value, dtype="<f4")
+    if np.isfinite(readings).all():
+        return None
+    zeroed = np.where(np.isfinite(readings), readings, 0).astype("<f4").tobytes()
+    try:
+        return parse_readings(zeroed, record.headers, max_bytes)
+    except InvalidMessageError:
+        return None

@@ -1,5 +1,6 @@
-"""Sensor rows of the batch transaction: each device's window state (the tail of readings), anomalous windows and
-their alerts (the frames' rules and outbox: a device is a camera to them), all in the batch's transaction."""
+"""Sensor rows of the batch transaction: each device's window state (the tail of readings, and under an adapted model
+its run's baseline), anomalous windows and their alerts (the frames' rules and outbox: a device is a camera to
+them), all in the batch's transaction."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from pipeline.alerting.rules import AlertRules
 from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.results import FrameResult, Source, WindowResult
+from pipeline.sensoradapt import RunBaseline
 from pipeline.storage.engine import dialect_insert
 from pipeline.storage.isolate import store_isolating
 from pipeline.storage.store import ModelInfo, stored_offsets, write_results
@@ -43,12 +45,16 @@ class SavedTail:
     partition: int
     channels: tuple[str, ...]
     tail: DeviceTail
+    adapt_rows: int = 0  # the model's adapt_rows the state was kept for
+    baseline: RunBaseline | None = None  # the current run's, once its first adapt_rows readings have arrived
 
 
 def load_tails(
-    session: Session, group_id: str, partitions: Iterable[PartitionKey], channels: tuple[str, ...]
-) -> dict[tuple[str, int, str], DeviceTail]:
-    """The stored window state of every device on `partitions`; a state kept for other channels starts over."""
+    session: Session, group_id: str, partitions: Iterable[PartitionKey], channels: tuple[str, ...], adapt_rows: int = 0
+) -> dict[tuple[str, int, str], SavedTail]:
+    """The stored window state of every device on `partitions`; a state kept for other channels, or for another
+    adapt_rows (its readings would be a run's first rows or the tail after its windows, its baseline another
+    run's), starts over: under an adapted model, a new run."""
     keys = sorted(set(partitions))
     if not keys:
         return {}
@@ -58,9 +64,9 @@ def load_tails(
             tuple_(SensorWindowState.topic, SensorWindowState.partition).in_(keys),
         )
     )
-    tails: dict[tuple[str, int, str], DeviceTail] = {}
+    tails: dict[tuple[str, int, str], SavedTail] = {}
     for row in rows:
-        same = tuple(row.channels) == channels
+        same = tuple(row.channels) == channels and row.adapt_rows == adapt_rows
         tail = DeviceTail(
             device_id=row.device_id,
             line_id=row.line_id,
@@ -74,7 +80,16 @@ def load_tails(
             period_ms=row.period_ms,
             next_offset=row.next_offset,
         )
-        tails[(row.topic, row.partition, row.device_id)] = tail
+        baseline = (
+            RunBaseline(
+                np.frombuffer(row.baseline_level, dtype="<f8").copy(), np.frombuffer(row.baseline_scale, "<f8").copy()
+            )
+            if same and row.baseline_level is not None and row.baseline_scale is not None
+            else None
+        )
+        tails[(row.topic, row.partition, row.device_id)] = SavedTail(
+            row.topic, row.partition, channels, tail, adapt_rows, baseline
+        )
     return tails
 
 
@@ -93,6 +108,9 @@ def save_tails(session: Session, group_id: str, saved: list[SavedTail], done: di
             "last_ts_ms": tail.last_ts_ms,
             "period_ms": tail.period_ms,
             "next_offset": tail.next_offset,
+            "adapt_rows": item.adapt_rows,
+            "baseline_level": _float64_bytes(item.baseline.level) if item.baseline is not None else None,
+            "baseline_scale": _float64_bytes(item.baseline.scale) if item.baseline is not None else None,
             "updated_at": now,
         }
         statement = dialect_insert(session, SensorWindowState).values(
@@ -105,6 +123,10 @@ def save_tails(session: Session, group_id: str, saved: list[SavedTail], done: di
                 where=SensorWindowState.__table__.c.next_offset < statement.excluded.next_offset,
             )
         )
+
+
+def _float64_bytes(values: np.ndarray) -> bytes:
+    return np.ascontiguousarray(values, dtype="<f8").tobytes()
 
 
 def write_sensor_batch(

@@ -275,4 +275,9 @@ class SensorWindowState(Base):
     last_ts_ms: Mapped[float | None] = mapped_column(Float)
     period_ms: Mapped[float | None] = mapped_column(Float)
     next_offset: Mapped[int] = mapped_column(BigInteger)  # the offset after the last record applied
+    # An adapted model's (pipeline.sensoradapt): the adapt_rows the state was kept for, and the current run's baseline
+    # per channel (float64 little-endian) once its first rows have arrived; until then they wait in `readings`.
+    adapt_rows: Mapped[int] = mapped_column(Integer, server_default="0")
+    baseline_level: Mapped[bytes | None] = mapped_column(LargeBinary)
+    baseline_scale: Mapped[bytes | None] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime]

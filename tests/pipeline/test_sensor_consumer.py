@@ -6,6 +6,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -340,3 +341,137 @@ def test_a_promoted_sensor_model_reaches_the_line(bootstrap: str, db_url: str, t
     assert consumer.error is None
     assert versions_in_window_order(db_url) == ["1", "1", "1", "2", "2"]
     assert starts_by_device(db_url) == {"dev-r": [STRIDE * k for k in range(5)]}
+
+
+ADAPT = 20  # the adapted model's baseline rows
+
+
+@pytest.fixture(scope="module")
+def adapted_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every window stored (threshold below any score), scored on readings adapted to each run's first ADAPT rows."""
+    meta = tiny_sensor_metadata(CHANNELS, T, STRIDE, window_threshold=-1.0)
+    assert meta.sensor is not None
+    meta = replace(meta, sensor=replace(meta.sensor, adapt_rows=ADAPT))
+    return build_tiny_sensor_model(tmp_path_factory.mktemp("sensor-adapted") / "adapted.onnx", meta)
+
+
+def adapted_line() -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """170 readings far from the model's statistics (levels 100, -7 and 32; c constant through the first run, so its
+    baseline scale is the floor), rows 60-61 refused for a NaN, and a logging gap before row 110: three runs, at rows
+    0, 62 and 110. And the records they are sent in: cut across the baseline rows, the NaN rows alone, one spanning
+    the gap."""
+    rng = np.random.default_rng(5)
+    values = (rng.standard_normal((170, 3)) * [3.0, 0.2, 0.5] + [100.0, -7.0, 32.0]).astype(np.float32)
+    values[:60, 2] = 32.0
+    values[60:62, 1] = np.nan
+    stamps = START + PERIOD * (np.arange(170) + 10 * (np.arange(170) >= 110))
+    return values, stamps, [(0, 7), (7, 20), (20, 29), (29, 60), (60, 62), (62, 87), (87, 117), (117, 170)]
+
+
+def adapted_record(values: np.ndarray, stamps: np.ndarray, rows: tuple[int, int]) -> EncodedFrame:
+    a, b = rows
+    offsets = [float(v) for v in stamps[a:b] - stamps[a]]
+    block = values[a:b]
+    return encode_readings(block, device_id="dev-a", channels=CHANNELS, start_ms=float(stamps[a]), offsets_ms=offsets)
+
+
+def evaluate_window_scores(model: Path, values: np.ndarray, stamps: np.ndarray, tmp: Path) -> dict[int, float]:
+    """What `evaluate` scores on the same readings, by window start row, at the line's stride."""
+    from pipeline.sensormodel import SensorModel
+    from training.sensors.data import CsvColumns, read_sensor_csv
+    from training.sensors.evaluate import evaluate_recording
+
+    lines = ["timestamp,a,b,c,anomaly"]
+    lines += [
+        ",".join([repr(float(t)), *("" if np.isnan(v) else repr(float(v)) for v in row), "0"])
+        for t, row in zip(stamps, values, strict=True)
+    ]
+    (tmp / "line.csv").write_text("\n".join(lines) + "\n")
+    series = read_sensor_csv(tmp / "line.csv", CsvColumns(channels=CHANNELS))
+    assert [(s.start, s.stop) for s in series.stretches] == [(0, 60), (62, 110), (110, 170)]
+    sensor = SensorModel(model, prefer_gpu=False)
+    scores = evaluate_recording(sensor, series, sensor.metadata.image_threshold).scores
+    out, at = {}, 0
+    for stretch in series.stretches:  # evaluate's scores: every window (stride 1) after each run's baseline rows
+        count = max(0, stretch.stop - stretch.start - ADAPT - T + 1)
+        for k in range(0, count, STRIDE):
+            out[stretch.start + ADAPT + k] = float(scores[at + k])
+        at += count
+    assert at == len(scores)
+    return out
+
+
+def test_an_adapted_model_scores_on_the_line_what_evaluate_scores_across_restarts(
+    bootstrap: str, db_url: str, adapted_model: Path, tmp_path: Path
+) -> None:
+    """Three consumers in turn (one stops while the first run's baseline rows are arriving, one after the second
+    run's baseline is made but before its first window): the same windows with the same scores as `evaluate`, and
+    none among each run's first ADAPT readings."""
+    settings = line_settings(bootstrap, db_url, None, sensor_model_path=adapted_model, batch_size=2)
+    make_topics(settings)
+    values, stamps, cuts = adapted_line()
+    messages = [adapted_record(values, stamps, rows) for rows in cuts]
+    runs = []
+    for part in (messages[:1], messages[1:6], messages[6:]):
+        send(settings, part)
+        runs.append(ConsumerThread(settings, idle_exit=1.0).start().join())
+    assert [r.dlq for r in runs] == [0, 1, 0] and sum(r.readings for r in runs) == 168
+    expected = evaluate_window_scores(adapted_model, values, stamps, tmp_path)
+    assert sorted(expected) == [20, 28, 36, 44, 82, 90, 130, 138, 146, 154]  # run start + ADAPT + k * STRIDE
+    rows = anomalies(db_url)
+    starts = [int(np.searchsorted(stamps, round(r.window_start.timestamp() * 1000))) for r in rows]
+    assert starts == sorted(expected)
+    np.testing.assert_allclose([r.score for r in rows], [expected[s] for s in starts], rtol=1e-5, atol=1e-6)
+    assert runs[1].windows == 4 and runs[2].windows == 6
+    _, sessions = open_database(db_url)
+    with sessions() as session:
+        (state,) = session.scalars(select(SensorWindowState))
+    assert state.adapt_rows == ADAPT and state.baseline_level is not None and len(state.baseline_scale or b"") == 24
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_model_without_adapt_rows_starts_a_stored_adapted_run_over(
+    bootstrap: str, db_url: str, adapted_model: Path, every_window_model: Path
+) -> None:
+    """A state kept for another adapt_rows is not read as this model's: its held readings start over."""
+    settings = line_settings(bootstrap, db_url, None, sensor_model_path=adapted_model)
+    make_topics(settings)
+    send(settings, [record(0, 12, device="dev-m")])  # 12 of the ADAPT baseline rows held
+    assert ConsumerThread(settings, idle_exit=1.0).start().join().windows == 0
+    plain = settings.model_copy(update={"sensor_model_path": every_window_model})
+    send(plain, [record(12, 16, device="dev-m")])
+    assert ConsumerThread(plain, idle_exit=1.0).start().join().windows == 1
+    assert starts_by_device(db_url) == {"dev-m": [12]}  # not a window over the held rows 0-11
+
+
+def test_migration_0010_keeps_stored_window_state_as_unadapted(db_url: str) -> None:
+    """A state stored before revision 0010 reads as kept for no adaptation (adapt_rows 0, no baseline); the
+    downgrade drops the columns again."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from pipeline.storage.engine import alembic_config, make_engine
+
+    migrate(db_url, "0009")
+    engine = make_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO sensor_window_state (group_id, topic, partition, device_id, line_id, channels, timestamps,"
+                " readings, next_offset, updated_at) VALUES ('g', 't', 0, 'd', 'l', '[\"a\"]', :b, :b, 3, :now)"
+            ),
+            {"b": b"", "now": "2026-12-06 18:00:00"},
+        )
+    engine.dispose()
+    migrate(db_url)
+    _, sessions = open_database(db_url, upgrade=False)
+    with sessions() as session:
+        table = SensorWindowState
+        stored = session.execute(
+            select(table.adapt_rows, table.baseline_level, table.baseline_scale, table.next_offset)
+        )
+        assert tuple(stored.one()) == (0, None, None, 3)
+    command.downgrade(alembic_config(db_url), "0009")
+    columns = {c["name"] for c in inspect(make_engine(db_url)).get_columns("sensor_window_state")}
+    assert not {"adapt_rows", "baseline_level", "baseline_scale"} & columns and "readings" in columns
+    migrate(db_url)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
-from pipeline.sensoradapt import RunBaseline, adapt_run, adapt_runs
+from pipeline.contract import SensorSpec
+from pipeline.sensoradapt import RunBaseline, adapt_run, adapt_runs, feed_adapted
+from pipeline.sensorwire import SensorBlock
+from pipeline.windows import DeviceTail
 
 
 def test_a_run_at_another_operating_point_adapts_to_the_same_readings() -> None:
@@ -46,3 +51,32 @@ def test_each_stretch_of_a_recording_is_its_own_run() -> None:
     assert kept == (slice(0, 30),)  # the 8-row run never gets a baseline
     np.testing.assert_allclose(adapted[:4, 0], [-1, 1, -1, 1])
     assert np.isnan(adapted[30:]).all()
+
+
+def _block(values: np.ndarray, stamps: np.ndarray) -> SensorBlock:
+    return SensorBlock("dev", "line", ("a", "b"), stamps, values.astype(np.float32), 0)
+
+
+def _windows(cuts: list[int], values: np.ndarray, stamps: np.ndarray, spec: SensorSpec) -> list[tuple[float, float]]:
+    """(first timestamp, its baseline's level of channel a) of each window, the readings sent in records cut at
+    `cuts`."""
+    tail, baseline, out = DeviceTail.empty("dev", "line", 2), None, []
+    for offset, (a, b) in enumerate(pairwise([0, *cuts, len(values)])):
+        fed = feed_adapted(tail, baseline, _block(values[a:b], stamps[a:b]), spec, 3.0, offset)
+        baseline = fed.baseline
+        out += [(window.start_ms, float(run.level[0])) for window, run in fed.windows]
+    return out
+
+
+def test_the_line_cuts_runs_and_windows_whatever_the_records() -> None:
+    rng = np.random.default_rng(2)
+    values = rng.standard_normal((100, 2)) + np.array([3.0, -1.0])
+    values[45:, 0] += 50.0  # the second run at another level
+    stamps = 1000.0 * (np.arange(100) + 20 * (np.arange(100) >= 45))  # a gap before row 45
+    spec = SensorSpec(("a", "b"), 8, 4, (0.0, 0.0), (1.0, 1.0), adapt_rows=10)
+    whole = _windows([], values, stamps, spec)
+    # runs [0, 45) and [45, 100): windows from row 10 and from row 55, every 4 rows
+    assert [int(np.searchsorted(stamps, s)) for s, _ in whole] == [*range(10, 38, 4), *range(55, 93, 4)]
+    assert {round(level) for _, level in whole} == {3, 53}
+    for cuts in ([1, 9, 10, 11, 44, 45, 46], [30, 60], [5, 50, 51, 99], list(range(1, 100, 5))):
+        assert _windows(cuts, values, stamps, spec) == whole
