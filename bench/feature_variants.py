@@ -35,6 +35,8 @@ VARIANTS = {
     "mask": "plain, trained to rebuild 4 x 4-cell blocks of the input set to the mean (30 % of them)",
     "noise": "plain, trained on inputs with Gaussian noise (std 0.7 in standardised units)",
     "memory": "plain with a memory of 1000 normal codes at the bottleneck (MemAE: sparse attention, entropy loss)",
+    "coarse": "plain with a stride-4 code (two stride-2 3 x 3 convolutions, two upsamplings)",
+    "narrow": "plain with 16 code channels instead of 64",
 }
 
 
@@ -112,7 +114,18 @@ class Memory(nn.Module):
 
 
 def autoencoder(variant: str, channels: int) -> nn.Sequential:
-    hidden, latent = 128, 64
+    hidden, latent = 128, 16 if variant == "narrow" else 64
+    if variant == "coarse":
+        return nn.Sequential(
+            conv(channels, hidden, 1),
+            conv(hidden, hidden, 3, 2),
+            conv(hidden, latent, 3, 2),
+            nn.Upsample(scale_factor=2, mode="bilinear"),
+            conv(latent, hidden),
+            nn.Upsample(scale_factor=2, mode="bilinear"),
+            conv(hidden, hidden),
+            nn.Conv2d(hidden, channels, 1),
+        )
     middle: list[nn.Module] = [Memory(1000, latent)] if variant == "memory" else []
     return nn.Sequential(
         conv(channels, hidden, 1),

@@ -146,3 +146,16 @@ def test_the_line_scores_without_running_the_restorer_and_restores_on_demand(tmp
     np.testing.assert_allclose(scored.score, score.numpy(), rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(scored.anomaly_map, anomaly_map.numpy(), rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(loaded.restore(batch), restored.numpy(), atol=1e-4)
+
+
+def test_feature_cae_with_a_stride_4_code_rebuilds_the_full_map_and_exports(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model("feature-cae", 1, image_size=64, bottleneck_stride=4).eval()
+    features = model.extract(torch.rand(2, 1, 64, 64))
+    distance, rebuilt = model.reconstruct(features)
+    assert distance.shape == (2, 1, 8, 8) and rebuilt.shape[-2:] == (8, 8)
+    assert len(model.encoder) == 3  # 1 x 1 in, two stride-2 3 x 3 convolutions
+    metadata = replace(tiny_metadata("feature-cae", 1), input_size=64)
+    assert export_onnx(ScoringGraph(model, score_pool=5), metadata, tmp_path / "coarse.onnx") < 1e-3
+    with pytest.raises(ValueError, match="bottleneck_stride"):
+        create_model("feature-cae", 1, bottleneck_stride=3)
