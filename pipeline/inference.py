@@ -52,10 +52,15 @@ def _load_proto(path: Path) -> onnx.ModelProto:
         raise ModelLoadError(str(path), f"not a readable ONNX file ({type(exc).__name__})") from exc
 
 
+def graph_inputs(proto: onnx.ModelProto) -> list[str]:
+    """The names a caller feeds (older exporters also list the weights among the graph's inputs)."""
+    weights = {t.name for t in proto.graph.initializer}
+    return [i.name for i in proto.graph.input if i.name not in weights]
+
+
 def scoring_subgraph(proto: onnx.ModelProto) -> bytes:
     """The model cut down to the nodes its anomaly map and score depend on (serialized for onnxruntime)."""
-    inputs = [i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
-    scoring = onnx.utils.Extractor(proto).extract_model(inputs, list(SCORED_OUTPUTS))
+    scoring = onnx.utils.Extractor(proto).extract_model(graph_inputs(proto), list(SCORED_OUTPUTS))
     del scoring.metadata_props[:]
     scoring.metadata_props.extend(proto.metadata_props)
     return scoring.SerializeToString()
@@ -143,8 +148,7 @@ class OnnxModel:
             raise ModelLoadError(str(self.path), "warm-up inference gave non-finite scores (NaN or inf)")
 
     def _check_signature(self, proto: onnx.ModelProto) -> None:
-        initializers = {i.name for i in proto.graph.initializer}
-        inputs = [i.name for i in proto.graph.input if i.name not in initializers]
+        inputs = graph_inputs(proto)
         outputs = [o.name for o in proto.graph.output]
         expected = [INPUT_NAME] if self.metadata.condition is None else [INPUT_NAME, CONDITION_INPUT_NAME]
         if inputs != expected:
