@@ -60,7 +60,7 @@ def fit_feature_model(
     device = train_features[0].device
     autoencoder_params, _ = model.trainable_groups()
     optimizer = torch.optim.AdamW(autoencoder_params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    best = BestEpoch(model, cfg.patience, deadline)
+    best = BestEpoch(model, cfg.patience, deadline, epochs)
     epoch = 0
     n = len(train_features[0])
     with progress_bar(cfg.show_progress) as progress:
@@ -83,7 +83,7 @@ def fit_feature_model(
             progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best.loss:.4f}")
             if best.should_stop(epoch):
                 break
-    summary = best.restore(epoch, started, epochs)
+    summary = best.restore(epoch, started)
     model.fit_location_scale(train_features)
     return summary
 

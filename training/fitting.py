@@ -35,8 +35,8 @@ class FitSummary:
 class BestEpoch:
     """Keeps the weights of the epoch with the lowest validation loss and says when to stop."""
 
-    def __init__(self, model: nn.Module, patience: int, deadline: float) -> None:
-        self.model, self.patience, self.deadline = model, patience, deadline
+    def __init__(self, model: nn.Module, patience: int, deadline: float, planned_epochs: int) -> None:
+        self.model, self.patience, self.deadline, self.planned_epochs = model, patience, deadline, planned_epochs
         self.loss, self.epoch, self.state = math.inf, 0, copy_state(model)
         self.stopped_by = "epochs"
         self.history: list[float] = []
@@ -52,13 +52,13 @@ class BestEpoch:
     def should_stop(self, epoch: int) -> bool:
         if epoch - self.epoch >= self.patience:
             self.stopped_by = "early stopping"
-        elif time.monotonic() > self.deadline:
+        elif time.monotonic() > self.deadline and epoch < self.planned_epochs:  # after the last epoch nothing is cut
             self.stopped_by = "time budget"
         else:
             return False
         return True
 
-    def restore(self, last_epoch: int, started: float, planned_epochs: int | None = None) -> FitSummary:
+    def restore(self, last_epoch: int, started: float) -> FitSummary:
         """Load the best weights back into the model and summarise the fit.
 
         A fit the time budget cut short is said plainly: a busy machine must not silently trade epochs for a
@@ -66,14 +66,12 @@ class BestEpoch:
         """
         self.model.load_state_dict(self.state)
         minutes = (time.monotonic() - started) / 60
-        if planned_epochs is not None and last_epoch >= planned_epochs and self.stopped_by == "time budget":
-            self.stopped_by = "epochs"  # the deadline passed during the last epoch: nothing was cut
         if self.stopped_by == "time budget":
             log.warning(
-                "the time budget stopped training after %d%s epochs (%.1f min, best epoch %d): the model may be "
+                "the time budget stopped training after %d of %d epochs (%.1f min, best epoch %d): the model may be "
                 "undertrained; give more --max-minutes or run on a quieter machine",
                 last_epoch,
-                f" of {planned_epochs}" if planned_epochs else "",
+                self.planned_epochs,
                 minutes,
                 self.epoch,
             )

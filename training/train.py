@@ -227,7 +227,7 @@ def fit(
     )
     deadline = time.monotonic() + cfg.max_minutes * 60
     started = time.monotonic()
-    best = BestEpoch(model, cfg.patience, deadline)
+    best = BestEpoch(model, cfg.patience, deadline, cfg.epochs)  # type: ignore[arg-type]
     epoch = 0
     batches_per_epoch = max(1, len(train_images) // cfg.batch_size)
     with progress_bar(cfg.show_progress) as progress:
@@ -261,7 +261,7 @@ def fit(
             progress.update(task, advance=1, description=f"epoch {epoch} val {val_loss:.4f} best {best.loss:.4f}")
             if best.should_stop(epoch):
                 break
-    return best.restore(epoch, started, cfg.epochs)
+    return best.restore(epoch, started)
 
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -13,7 +13,7 @@ from training.fitting import BestEpoch
 
 def run(epochs: int, deadline_passes_in: int, caplog: pytest.LogCaptureFixture) -> str:
     """A fit of `epochs` whose deadline passes during epoch `deadline_passes_in`; how it says it stopped."""
-    best = BestEpoch(torch.nn.Linear(2, 1), patience=10, deadline=time.monotonic() + 3600)
+    best = BestEpoch(torch.nn.Linear(2, 1), patience=10, deadline=time.monotonic() + 3600, planned_epochs=epochs)
     epoch = 0
     with caplog.at_level(logging.WARNING, logger="training.fitting"):
         for epoch in range(1, epochs + 1):
@@ -22,7 +22,7 @@ def run(epochs: int, deadline_passes_in: int, caplog: pytest.LogCaptureFixture) 
                 best.deadline = time.monotonic() - 1
             if best.should_stop(epoch):
                 break
-        return best.restore(epoch, time.monotonic(), epochs).stopped_by
+        return best.restore(epoch, time.monotonic()).stopped_by
 
 
 def test_a_deadline_passed_in_the_last_epoch_cut_nothing(caplog: pytest.LogCaptureFixture) -> None:

@@ -224,7 +224,7 @@ def fit_sensor_model(
     started = time.monotonic()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     train_x, val_x = torch.from_numpy(train_windows), torch.from_numpy(val_windows)
-    best = BestEpoch(model, cfg.patience, started + cfg.max_minutes * 60)
+    best = BestEpoch(model, cfg.patience, started + cfg.max_minutes * 60, cfg.epochs)  # type: ignore[arg-type]
     epoch = 0
     with progress_bar(cfg.show_progress) as progress:
         task = progress.add_task("fitting", total=cfg.epochs)
