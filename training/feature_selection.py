@@ -96,21 +96,21 @@ def fit_best_feature_model(
         model = create_model(name, channels, **cfg.model_overrides(), contrast_normalize=contrast)
         assert isinstance(model, FeatureSpaceAutoencoder)
         model.to(device)
-        label = f"{name}, contrast {'on' if contrast else 'off'}"
+        setting = f"contrast {'on' if contrast else 'off'}"
         if contrast not in features:
             features[contrast] = (
                 extract_features(model, train_images, device),
                 extract_features(model, val_images, device),
             )
-            phases.lap(f"backbone features, contrast {'on' if contrast else 'off'}")
+            phases.lap(f"backbone features, {setting}")
         train_features, val_features = features[contrast]
         summary = fit_feature_model(
             model, train_features, val_features, cfg, probe_epochs, phase_deadline(deadline, probe_epochs, planned)
         )
-        phases.lap(f"fit {label}")
+        phases.lap(f"fit {name}, {setting}")
         planned -= probe_epochs
         check = synthetic_validation(model, val_images, train_images, cfg.score_pool, cfg.seed + 5)
-        phases.lap(f"validation defects {label}")
+        phases.lap(f"validation defects {name}, {setting}")
         report.append({"model": name, "contrast_normalize": contrast, "epochs": summary.epochs, **check.record()})
         log.info(
             "%s, contrast normalisation %s, after %d epochs: validation defects image AUROC %.3f (%s), pixel %.3f",
