@@ -30,9 +30,9 @@ from family_figures import reconstruction_figure, sample_figure
 
 from pipeline.inference import OnnxModel, read_metadata
 from training.config import TrainConfig
-from training.data import LabelledSet, load_test_set
-from training.decoder_export import decoder_path
-from training.metrics import image_auroc, pixel_auroc, threshold_metrics
+from training.data.images import LabelledSet, load_test_set
+from training.evaluation.detection_metrics import image_auroc, pixel_auroc, threshold_metrics
+from training.export.decoder import decoder_path
 from training.train import train
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.alerting.rules import AlertRuleConfig, AlertRules  # noqa: E402
 from pipeline.dev.simulator import synthetic_frames  # noqa: E402
-from pipeline.framestore import FrameStore  # noqa: E402
+from pipeline.frames.store import FrameStore  # noqa: E402
 from pipeline.metrics import ConsumerMetrics  # noqa: E402
 from pipeline.results import FrameResult, Source  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402

@@ -41,7 +41,7 @@ from pipeline.contract import (  # noqa: E402
 )
 from pipeline.dev.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from pipeline.dev.sensorsim import Recording, blocks, read_csv  # noqa: E402
-from pipeline.sensormodel import SensorModel  # noqa: E402
+from pipeline.sensors.model import SensorModel  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 
 SKAB = REPO.parent / "shared" / "data" / "skab" / "data" / "anomaly-free" / "anomaly-free.csv"

@@ -172,7 +172,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("pipeline.sensormodel", "training.sensors.train", "training.sensors.choose", "training.fitting"):
+    for noisy in ("pipeline.sensors.model", "training.sensors.train", "training.sensors.choose", "training.fitting"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     rows = []
     with tempfile.TemporaryDirectory(prefix="sensors-public-") as folder:

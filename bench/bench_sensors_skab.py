@@ -33,7 +33,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.sensormodel import SensorModel  # noqa: E402
+from pipeline.sensors.model import SensorModel  # noqa: E402
 from training.sensors.config import SensorTrainConfig  # noqa: E402
 from training.sensors.data import CsvColumns, read_sensor_csv, sensor_files  # noqa: E402
 from training.sensors.evaluate import Counts, point_verdicts, window_scores  # noqa: E402
@@ -125,7 +125,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("pipeline.sensormodel", "training.sensors.train"):
+    for noisy in ("pipeline.sensors.model", "training.sensors.train"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     files = labelled_files(args.data)
     results: dict[str, Any] = {

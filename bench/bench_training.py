@@ -25,8 +25,8 @@ from rich.table import Table
 
 from pipeline.inference import OnnxModel, read_metadata
 from training.config import TrainConfig
-from training.evaluate import evaluate
-from training.report import write_report
+from training.evaluation.evaluate import evaluate
+from training.evaluation.report import write_report
 from training.train import train
 
 DATA_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -14,8 +14,8 @@ import numpy as np
 
 from pipeline.inference import OnnxModel
 from pipeline.latent.runtime import Decoder
-from training.data import LabelledSet, load_test_set
-from training.decoder_export import decoder_path
+from training.data.images import LabelledSet, load_test_set
+from training.export.decoder import decoder_path
 
 
 def _show(axis: plt.Axes, image: np.ndarray, title: str = "", cmap: str = "gray") -> None:

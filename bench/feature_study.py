@@ -1,5 +1,5 @@
 """Selection study for the feature-space models: fixed epochs on cached backbone features, the validation defects
-that choose (training.synthetic_defects.validation_set), the older paste-only check, and the real test set
+that choose (training.data.synthetic_defects.validation_set), the older paste-only check, and the real test set
 (reported only; nothing is chosen on it). Prints one JSON line per model and keeps its maps for offline checks.
 
     .venv/bin/python bench/feature_study.py DATA_DIR feature-cae,reverse-distillation [--epochs 40] [--contrast]
@@ -19,15 +19,15 @@ import numpy as np
 import torch
 
 from pipeline.preprocess import InputSpec
-from training.data import detect_channels, list_images, load_images, load_test_set, split_validation
-from training.data import train_folder as find_train_folder
-from training.export import ScoringGraph
+from training.data.images import detect_channels, list_images, load_images, load_test_set, split_validation
+from training.data.images import train_folder as find_train_folder
+from training.data.synthetic_defects import corrupt_batch, validation_set
+from training.evaluation.detection_metrics import aupro, image_auroc, maximum_on_border, per_type_auroc, pixel_auroc
+from training.export.contract import ScoringGraph
 from training.feature_fit import extract_features, take
 from training.fitting import cosine_learning_rate, predict, set_learning_rate
-from training.metrics import aupro, image_auroc, maximum_on_border, per_type_auroc, pixel_auroc
 from training.models import create_model
 from training.models.feature_space import FeatureSpaceAutoencoder
-from training.synthetic_defects import corrupt_batch, validation_set
 
 SCORE_POOL = 19  # TrainConfig.score_pool at 224 px
 

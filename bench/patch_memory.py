@@ -15,13 +15,20 @@ import numpy as np
 import torch
 
 from pipeline.preprocess import InputSpec
-from training.calibrate import budget_threshold
 from training.config import TrainConfig
-from training.data import detect_channels, list_images, load_images, load_test_set, split_validation
-from training.data import train_folder as find_train_folder
-from training.export import ScoringGraph
+from training.data.images import detect_channels, list_images, load_images, load_test_set, split_validation
+from training.data.images import train_folder as find_train_folder
+from training.evaluation.calibrate import budget_threshold
+from training.evaluation.detection_metrics import (
+    aupro,
+    image_auroc,
+    maximum_on_border,
+    per_type_auroc,
+    pixel_auroc,
+    threshold_metrics,
+)
+from training.export.contract import ScoringGraph
 from training.feature_fit import extract_features
-from training.metrics import aupro, image_auroc, maximum_on_border, per_type_auroc, pixel_auroc, threshold_metrics
 from training.models.blocks import ModelOutput
 from training.models.feature_cae import FeatureCAE, FeatureCAEConfig
 from training.models.feature_space import upsample_to

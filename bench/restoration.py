@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.inference import OnnxModel
-from training.data import LabelledSet
+from training.data.images import LabelledSet
 
 NOISE_SIGMA = 0.05
 

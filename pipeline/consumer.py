@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -23,16 +24,15 @@ from pipeline.alerting.rules import AlertRuleConfig, AlertRules
 from pipeline.deadletter import DeadLetterSink
 from pipeline.decode import Decoded, try_decode
 from pipeline.errors import ConfigError, InvalidMessageError, ShutdownRequested
-from pipeline.framestore import FrameStore
-from pipeline.framesweep import RetentionSweeper
+from pipeline.frames.store import FrameStore
+from pipeline.frames.sweep import RetentionSweeper
 from pipeline.inference import ModelHolder
 from pipeline.metrics import ConsumerMetrics
 from pipeline.registry.watch import follow_registry, serving_model_path, serving_sensor_model_path
 from pipeline.results import FrameResult
-from pipeline.sensors import SensorStage, open_sensor_stage, split_records
+from pipeline.sensors.stage import SensorStage, open_sensor_stage, split_records
 from pipeline.settings import Settings
 from pipeline.source import FrameSource, next_offsets
-from pipeline.stats import ConsumerStats
 from pipeline.storage.engine import DatabaseTimeouts, open_database_when_up
 from pipeline.verdict import judge
 from pipeline.wire import FrameLimits
@@ -42,6 +42,55 @@ log = logging.getLogger(__name__)
 
 NO_IMAGE_MODEL = InvalidMessageError("a frame, but this consumer has no image model (set model_path)")
 JOIN_GRACE_S = 60.0  # with an idle exit: give up when no partition is assigned within this plus the idle time
+
+
+@dataclass
+class ConsumerStats:
+    """What one `run_consumer` call did."""
+
+    records: int = 0  # every record polled, good or not
+    frames: int = 0  # frames scored and stored
+    defects: int = 0
+    dlq: int = 0
+    alerts: int = 0
+    replayed: int = 0  # records skipped because an earlier run had already stored them
+    batches: int = 0
+    db_retries: int = 0  # batch transactions retried because the database was unavailable
+    seconds: float = 0.0  # whole call, including model load and the group join
+    active_seconds: float = 0.0  # from the first record polled to the end of the last batch
+    sensor_records: int = 0  # sensor records windowed (not dead-lettered)
+    readings: int = 0  # samples in them
+    windows: int = 0  # sensor windows scored and new to the database
+    sensor_anomalies: int = 0
+    gaps: int = 0  # gaps in devices' readings that restarted a window
+
+    @property
+    def frames_per_s(self) -> float:
+        elapsed = self.active_seconds or self.seconds
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def readings_per_s(self) -> float:
+        elapsed = self.active_seconds or self.seconds
+        return self.readings / elapsed if elapsed > 0 else 0.0
+
+    def add(self, written: Written) -> None:
+        batch = written.batch
+        sensors = batch.sensors
+        accepted = sensors.records if sensors is not None else 0
+        self.records += batch.polled
+        self.batches += 1
+        self.dlq += batch.polled - len(batch.results) - accepted + written.refused + written.refused_sensors
+        self.frames += len(written.fresh)
+        self.replayed += len(batch.results) - len(written.fresh) - written.refused
+        self.defects += written.defects
+        self.alerts += written.alerts
+        if sensors is not None:
+            self.sensor_records += accepted - written.refused_sensors
+            self.readings += sensors.readings
+            self.gaps += sensors.gaps
+        self.windows += len(written.windows)
+        self.sensor_anomalies += written.anomalies
 
 
 def run_consumer(

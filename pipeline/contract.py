@@ -1,4 +1,4 @@
-"""The ONNX contract's metadata: what `training.export` embeds in a model file and what the runtime reads back.
+"""The ONNX contract's metadata: what `training.export.contract` embeds in a model file and what the runtime reads back.
 
 Every value is stored as a string in the model's `metadata_props`; composite values are JSON.
 Two kinds: `image` (input "image", N x C x S x S in [0, 1]) and `sensor` (input "window", N x C x T of raw
@@ -53,13 +53,13 @@ class SensorSpec:
     window's `level_statistic` ("mean", or the "median", robust to a spike) from them (sensors that drift with
     warm-up, ambient or load, declared or found drifting at training).
     `calendar`: periods ("day", "week") whose phase the runtime appends as input channels after the sensor channels
-    (pipeline.sensorcalendar, from each reading's timestamp). `period_samples`: the dominant period found in the
+    (pipeline.sensors.timefeatures, from each reading's timestamp). `period_samples`: the dominant period found in the
     training data (the default window length was chosen from it), None when none was measured or found.
     `point_rule`: how a row is judged from the stride-1 windows that cover it, against the window threshold:
     "row-mean" (their mean score above it) or "all-windows" (every one above it: SKAB's notebook rule, and models
     before the field). Evaluation judges rows by it; the line judges windows.
     `adapt_rows`: 0, or the number of first rows of each run (a recording, or a stretch after a gap) whose per-channel
-    median and std the run's readings are re-expressed against before the graph (pipeline.sensoradapt); those rows
+    median and std the run's readings are re-expressed against before the graph (pipeline.sensors.adapt); those rows
     are not judged. Models before the field: 0.
     """
 
@@ -185,7 +185,8 @@ class ConditionSpec:
 @dataclass(frozen=True)
 class FalseAlarmSpec:
     """How the image (or window) threshold was set: the false-alarm budget asked for and what the tail model
-    of held-out normal scores expects at the threshold, with its interval (training.calibrate.budget_threshold).
+    of held-out normal scores expects at the threshold, with its interval
+    (training.evaluation.calibrate.budget_threshold).
 
     The runtime compares the rate it observes on frames judged normal with `expected_rate` (drift).
     """

@@ -242,7 +242,7 @@ class ModelTarget:
 
 
 class Servable(Protocol):
-    """What ModelHolder serves: an image model (OnnxModel) or a sensor model (pipeline.sensormodel.SensorModel)."""
+    """What ModelHolder serves: an image model (OnnxModel) or a sensor model (pipeline.sensors.model.SensorModel)."""
 
     metadata: ModelMetadata
 

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     sensor_model_path: Path | None = None
     # Where each scored window's reconstruction (the denoised readings) is published, sensor wire format (None: off).
     denoised_topic: str | None = None
-    # Samples further apart than this many sampling periods are a gap: no window spans it (pipeline/windows.py).
+    # Samples further apart than this many sampling periods are a gap: no window spans it (pipeline/sensors/windows.py).
     sensor_gap_periods: float = Field(default=3.0, gt=1)
     prefer_gpu: bool = True
     batch_size: int = Field(default=32, ge=1, le=4096)

@@ -18,13 +18,13 @@ from pipeline.alerting.rules import AlertRules, DriftReference
 from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.deadletter import DeadLetterSink
 from pipeline.errors import FrameStoreError, ShutdownRequested
-from pipeline.framestore import FrameStore
+from pipeline.frames.store import FrameStore
 from pipeline.inference import OnnxModel
 from pipeline.metrics import ConsumerMetrics
 from pipeline.results import FrameResult, RaisedAlert, Source, WindowResult
-from pipeline.sensormodel import SensorModel
-from pipeline.sensors import SensorBatch
-from pipeline.sensorstate import SensorWrite, write_sensor_batch
+from pipeline.sensors.model import SensorModel
+from pipeline.sensors.stage import SensorBatch
+from pipeline.sensors.state import SensorWrite, write_sensor_batch
 from pipeline.settings import Settings
 from pipeline.source import Offsets
 from pipeline.storage.isolate import store_isolating

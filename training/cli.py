@@ -142,7 +142,7 @@ def evaluate_command(
     """
     require_training_stack()
     from pipeline.inference import read_metadata
-    from training.evaluate import evaluate
+    from training.evaluation.evaluate import evaluate
 
     if read_metadata(model).kind == "sensor":
         from training.sensors.cli import evaluate_sensor_model
@@ -153,7 +153,7 @@ def evaluate_command(
 
     result, predictions = evaluate(model, data_dir)
     if report is not None:
-        from training.report import write_report
+        from training.evaluation.report import write_report
 
         write_report(result, predictions, report)
     if as_json:
@@ -185,7 +185,7 @@ def retrain_command(
     require_training_stack()
     from pipeline.settings import load_settings
     from pipeline.storage.review import parse_since
-    from training.retrain import RetrainConfig, retrain
+    from training.retraining.retrain import RetrainConfig, retrain
 
     cfg = RetrainConfig(
         # from the environment by default: a URL with its password on a command line is visible in `ps` and the pod
@@ -250,8 +250,8 @@ def export_encoder_command(
     """Write the encoder of a trained model alone (image -> embedding), for `lineguard cluster`."""
     require_training_stack()
     from pipeline.latent.contract import ENCODER_KIND, sibling
-    from training.encoder_checkpoint import rebuild_model
-    from training.encoder_export import export_encoder
+    from training.export.encoder import export_encoder
+    from training.export.encoder_checkpoint import rebuild_model
 
     torch_model, metadata = rebuild_model(model)
     target = out or sibling(model, ENCODER_KIND)

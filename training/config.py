@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from training.backbone import backbone_names
-from training.corruptions import CORRUPTIONS
+from training.data.corruptions import CORRUPTIONS
 from training.errors import ConfigError
 from training.models import (
     AUTO_MODEL,
@@ -45,7 +45,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
     defect_probability: float = 0.5  # share of training images corrupted, whatever the corruption
-    corruption: str = "synthetic"  # what denoising models learn to undo: training.corruptions.CORRUPTIONS
+    corruption: str = "synthetic"  # what denoising models learn to undo: training.data.corruptions.CORRUPTIONS
     noise_level: float = 0.1  # gaussian sigma, salt-pepper pixel share, mask area share
     widths: tuple[int, ...] = (16, 32, 64, 128)
     latent_channels: int = 64
@@ -65,10 +65,11 @@ class TrainConfig:
     condition_source: str = "camera-id"  # cvae: where the line reads the condition: camera-id or header:<name>
     condition_dropout: float = 0.2  # cvae: share of training images trained as "unknown" (index 0)
     pretrain_fraction: float = 0.3  # stacked-ae: share of the epochs and time budget for greedy layer-wise pretraining
-    # image threshold: the score normal frames exceed with this probability (training.calibrate.budget_threshold)
+    # image threshold: the score normal frames exceed with this probability
+    # (training.evaluation.calibrate.budget_threshold)
     false_alarm_rate: float = 1e-3
     labelled_val_dir: Path | None = None
-    encoder_out: Path | None = None  # also write the encoder alone here (training.encoder_export)
+    encoder_out: Path | None = None  # also write the encoder alone here (training.export.encoder)
     device: str = "auto"
     model_name: str = ""
     model_version: str = ""

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from training.config import TrainConfig
+from training.data.synthetic_defects import corrupt_batch
 from training.fitting import BestEpoch, FitSummary, cosine_learning_rate, progress_bar, set_learning_rate
 from training.losses import reconstruction_loss
 from training.models.feature_space import FeatureSpaceAutoencoder
-from training.synthetic_defects import corrupt_batch
 
 log = logging.getLogger(__name__)
 

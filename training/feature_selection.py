@@ -16,13 +16,13 @@ import numpy as np
 import torch
 
 from training.config import TrainConfig
-from training.export import ScoringGraph
+from training.data.synthetic_defects import validation_set
+from training.evaluation.detection_metrics import image_auroc, pixel_auroc
+from training.export.contract import ScoringGraph
 from training.feature_fit import FEATURE_SHARE, extract_features, fit_feature_model, fit_restorer
 from training.fitting import FitSummary, copy_state, predict
-from training.metrics import image_auroc, pixel_auroc
 from training.models import create_model
 from training.models.feature_space import FeatureSpaceAutoencoder
-from training.synthetic_defects import validation_set
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ PROBE_SHARE = 0.25
 
 @dataclass(frozen=True)
 class SyntheticCheck:
-    """How well a model finds the validation defects (training.synthetic_defects.validation_set)."""
+    """How well a model finds the validation defects (training.data.synthetic_defects.validation_set)."""
 
     image_auroc_by_kind: dict[str, float]
     pixel_auroc: float
@@ -80,7 +80,7 @@ def fit_best_feature_model(
 
     Candidates are the run's model (every feature-space model for `--model auto`) with contrast normalisation on
     and off. With several, each trains for a quarter of the epochs, the best on the validation defects
-    (training.synthetic_defects.validation_set) continues for the rest: the chosen model gets the epochs asked for.
+    (training.data.synthetic_defects.validation_set) continues for the rest: the chosen model gets the epochs asked for.
     """
     started = time.monotonic()
     deadline = started + cfg.max_minutes * 60 * FEATURE_SHARE

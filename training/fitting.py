@@ -12,7 +12,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from training.export import ScoringGraph
+from training.export.contract import ScoringGraph
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.corruptions import corrupt
+from training.data.corruptions import corrupt
 from training.losses import reconstruction_loss
 from training.models.stacked import StackedAE
 

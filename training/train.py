@@ -18,15 +18,23 @@ from pipeline.contract import ModelMetadata, ScoreStats
 from pipeline.inference import OnnxModel
 from pipeline.preprocess import InputSpec
 from training.backbone import backbone_entry, weights_digest
-from training.calibrate import budget_threshold, f1_optimal_threshold, pixel_threshold, score_stats
-from training.conditions import conditioned_files
 from training.config import NO_BACKBONE, TrainConfig
-from training.corruptions import corrupt
-from training.data import detect_channels, files_digest, list_images, load_images, load_test_set, split_validation
-from training.data import train_folder as find_train_folder
-from training.decoder_export import decoder_path, export_decoder
-from training.encoder_export import export_encoder
-from training.export import ScoringGraph, export_onnx, update_metadata
+from training.data.condition_labels import conditioned_files
+from training.data.corruptions import corrupt
+from training.data.images import (
+    detect_channels,
+    files_digest,
+    list_images,
+    load_images,
+    load_test_set,
+    split_validation,
+)
+from training.data.images import train_folder as find_train_folder
+from training.data.synthetic_defects import corrupt_batch
+from training.evaluation.calibrate import budget_threshold, f1_optimal_threshold, pixel_threshold, score_stats
+from training.export.contract import ScoringGraph, export_onnx, update_metadata
+from training.export.decoder import decoder_path, export_decoder
+from training.export.encoder import export_encoder
 from training.feature_selection import fit_best_feature_model
 from training.fitting import (
     BestEpoch,
@@ -40,7 +48,6 @@ from training.models import create_model
 from training.models.blocks import ModelOutput
 from training.models.stacked import StackedAE
 from training.pretraining import PretrainPlan, pretrain_layers
-from training.synthetic_defects import corrupt_batch
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +134,8 @@ def calibrate_exported(
     """Thresholds and normal-score statistics from the exported model's own scores on held-out normals.
 
     Image: the false-alarm budget (a tail model of the normal scores), or F1-optimal on a labelled validation
-    set. Pixel: chosen on synthetic defects pasted into the same normals (training.calibrate.pixel_threshold).
+    set. Pixel: chosen on synthetic defects pasted into the same normals
+    (training.evaluation.calibrate.pixel_threshold).
     """
     exported = OnnxModel(cfg.out)
     val = exported.score_in_chunks(val_images, conditions=val_conditions)

@@ -92,7 +92,7 @@ def defects_show(
     config: ConfigOpt = None,
 ) -> None:
     """Show one defect with its regions; optionally save its frame, heatmap overlay and restored frame."""
-    from pipeline.framestore import FrameStore, read_defect_image
+    from pipeline.frames.store import FrameStore, read_defect_image
     from pipeline.storage.engine import open_database
     from pipeline.storage.review import get_defect, summary
 
@@ -141,8 +141,8 @@ def defects_export(
     config: ConfigOpt = None,
 ) -> None:
     """Write reviewed defects as an MVTec AD data set: train/good, test/<label>, ground_truth/<label> masks."""
-    from pipeline.framestore import FrameStore
-    from pipeline.mvtec import EXPORTED_STATUSES, export_mvtec
+    from pipeline.frames.mvtec import EXPORTED_STATUSES, export_mvtec
+    from pipeline.frames.store import FrameStore
     from pipeline.storage.engine import open_database
 
     settings = settings_from(config, database_url=db)

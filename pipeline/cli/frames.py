@@ -38,8 +38,8 @@ def frames_gc(
     config: ConfigOpt = None,
 ) -> None:
     """Delete objects no defect row references (left by a crash between a batch's writes and its commit)."""
-    from pipeline.framestore import FrameStore
-    from pipeline.framesweep import collect_garbage
+    from pipeline.frames.store import FrameStore
+    from pipeline.frames.sweep import collect_garbage
     from pipeline.storage.engine import open_database
 
     age = parse_duration(older_than)
@@ -57,8 +57,8 @@ def frames_prune(
     config: ConfigOpt = None,
 ) -> None:
     """Drop the images of defects detected more than the retention ago (the verdicts and reviews stay)."""
-    from pipeline.framestore import FrameStore
-    from pipeline.framesweep import prune_frames
+    from pipeline.frames.store import FrameStore
+    from pipeline.frames.sweep import prune_frames
     from pipeline.storage.engine import open_database
 
     settings = settings_from(config, database_url=db, frame_store_url=store, frame_retention_days=days)

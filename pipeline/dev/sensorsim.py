@@ -1,5 +1,6 @@
 """Sensor simulator: replay a sensor CSV (SKAB's `datetime;Channel1;...;anomaly;changepoint`, or any layout that
-pipeline.sensorcsv reads) to Kafka in the sensor wire format, one or more samples per record, at a chosen speed."""
+pipeline.sensors.csvfile reads) to Kafka in the sensor wire format, one or more samples per record, at a chosen
+speed."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.dev.simulator import PublishStats
-from pipeline.sensorcsv import read_sensor_table
-from pipeline.sensorwire import EncodedFrame, encode_readings
+from pipeline.sensors.csvfile import read_sensor_table
+from pipeline.sensors.wire import EncodedFrame, encode_readings
 from pipeline.settings import Settings
 
 NO_TIME_PERIOD_MS = 1000.0  # a CSV without a time column: its rows are taken as one second apart, from now
@@ -29,7 +30,7 @@ class Recording:
 
 
 def read_csv(path: Path) -> Recording:
-    """The CSV by pipeline.sensorcsv's rules (delimiter, time and label columns, order, missing readings)."""
+    """The CSV by pipeline.sensors.csvfile's rules (delimiter, time and label columns, order, missing readings)."""
     table = read_sensor_table(path)
     stamps = table.timestamps_ms
     if stamps is None:

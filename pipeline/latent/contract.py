@@ -1,7 +1,7 @@
 """The encoder and decoder ONNX files beside a scoring model: their names, properties and how to find them.
 
-`training.encoder_export` writes `<model>.encoder.onnx` (input `image`, outputs `embedding` and `latent`);
-`training.decoder_export` writes `<model>.decoder.onnx` of variational models (input `latent`, output `image`).
+`training.export.encoder` writes `<model>.encoder.onnx` (input `image`, outputs `embedding` and `latent`);
+`training.export.decoder` writes `<model>.decoder.onnx` of variational models (input `latent`, output `image`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import ImageDecodeError
-from pipeline.framestore import FrameStore, read_defect_image
+from pipeline.frames.store import FrameStore, read_defect_image
 from pipeline.preprocess import decode_image
 from pipeline.storage.review import DefectFilter, defects_after
 from pipeline.storage.tables import Defect

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.framestore import FrameStore
+from pipeline.frames.store import FrameStore
 from pipeline.latent.clustering import NOISE, Clustering, cluster_embeddings, require_sklearn
 from pipeline.latent.crops import Crop, iter_crops
 from pipeline.latent.runtime import Encoder

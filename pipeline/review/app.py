@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.errors import ConfigError
-from pipeline.framestore import FrameStore, configured_store
+from pipeline.frames.store import FrameStore, configured_store
 from pipeline.review import api, health, media, pages
 from pipeline.review.auth import check_tokens
 from pipeline.review.context import ReviewConfig

@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.framestore import FrameStore
+from pipeline.frames.store import FrameStore
 from pipeline.review.attempts import FailedAttempts
 from pipeline.storage.review import utc
 

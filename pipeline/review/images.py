@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.framestore import FrameStore, read_defect_image
+from pipeline.frames.store import FrameStore, read_defect_image
 from pipeline.imageheader import ImageHeaderError, jpeg_header, png_header
 from pipeline.storage.tables import Defect
 
@@ -22,7 +22,7 @@ def defect_image(defect: Defect, kind: str, store: FrameStore) -> tuple[bytes, s
     """Bytes and content type of a defect's frame, heatmap overlay or restored frame; None when it has none.
 
     Every image the page serves comes through here: from the configured frame store by the URI its row holds, or
-    from the blob columns of rows written before the store (pipeline/framestore.py). A URI outside the store raises
+    from the blob columns of rows written before the store (pipeline/frames/store.py). A URI outside the store raises
     ForeignFrameURIError.
     """
     return read_defect_image(defect, kind, store)

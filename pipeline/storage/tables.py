@@ -63,7 +63,7 @@ class Defect(Base):
     frame: Mapped[bytes | None] = mapped_column(LargeBinary)
     overlay_png: Mapped[bytes | None] = mapped_column(LargeBinary)
     restored_png: Mapped[bytes | None] = mapped_column(LargeBinary)  # the model's restored frame
-    # Frame store references (pipeline/framestore.py); the three blobs above are only set on rows written before it.
+    # Frame store references (pipeline/frames/store.py); the three blobs above are only set on rows written before it.
     frame_uri: Mapped[str | None] = mapped_column(Text)
     overlay_uri: Mapped[str | None] = mapped_column(Text)
     restored_uri: Mapped[str | None] = mapped_column(Text)
@@ -275,7 +275,7 @@ class SensorWindowState(Base):
     last_ts_ms: Mapped[float | None] = mapped_column(Float)
     period_ms: Mapped[float | None] = mapped_column(Float)
     next_offset: Mapped[int] = mapped_column(BigInteger)  # the offset after the last record applied
-    # An adapted model's (pipeline.sensoradapt): the adapt_rows the state was kept for, and the current run's baseline
+    # An adapted model's (pipeline.sensors.adapt): the adapt_rows the state was kept for, and the current run's baseline
     # per channel (float64 little-endian) once its first rows have arrived; until then they wait in `readings`.
     adapt_rows: Mapped[int] = mapped_column(Integer, server_default="0")
     baseline_level: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from pipeline.cli import defects as defects_cli
 from pipeline.deadletter import H_REASON, H_SOURCE_OFFSET, H_SOURCE_PARTITION, H_SOURCE_TOPIC, H_VALUE_DROPPED
 from pipeline.dev.simulator import publish_frames, synthetic_frame
-from pipeline.framestore import KINDS, FrameStore, object_key, read_defect_image
+from pipeline.frames.store import KINDS, FrameStore, object_key, read_defect_image
 from pipeline.results import Source
 from pipeline.storage.engine import open_database
 from pipeline.storage.tables import Defect

@@ -10,7 +10,7 @@ import pytest
 from helpers import frame_result
 
 from pipeline.errors import ForeignFrameURIError, FrameStoreError
-from pipeline.framestore import KINDS, FrameStore, object_key, parse_key, read_defect_image, store_error
+from pipeline.frames.store import KINDS, FrameStore, object_key, parse_key, read_defect_image, store_error
 from pipeline.results import Source
 from pipeline.storage.tables import Defect
 

@@ -16,10 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from pipeline import framesweep
 from pipeline.cli import frames as frames_cli
-from pipeline.framestore import FrameStore
-from pipeline.framesweep import RetentionSweeper, prune_frames
+from pipeline.frames import sweep as framesweep
+from pipeline.frames.store import FrameStore
+from pipeline.frames.sweep import RetentionSweeper, prune_frames
 from pipeline.results import FrameResult
 from pipeline.storage.engine import open_database
 from pipeline.storage.store import ModelInfo, write_results

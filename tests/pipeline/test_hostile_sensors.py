@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from test_hostile import produce, refuse_camera
 
 from pipeline.deadletter import H_REASON, H_SOURCE_OFFSET
-from pipeline.sensorwire import MAX_SAMPLES, EncodedFrame, encode_readings
+from pipeline.sensors.wire import MAX_SAMPLES, EncodedFrame, encode_readings
 from pipeline.storage.engine import open_database
 from pipeline.storage.tables import SensorAnomaly
 from tests.pipeline.model_factory import build_tiny_sensor_model, tiny_sensor_metadata

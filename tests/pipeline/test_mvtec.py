@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import defects as defects_cli
 from pipeline.errors import LineGuardError
-from pipeline.framestore import FrameStore
-from pipeline.mvtec import export_mvtec, folder_name
+from pipeline.frames.mvtec import export_mvtec, folder_name
+from pipeline.frames.store import FrameStore
 from pipeline.results import FrameResult
 from pipeline.storage.engine import open_database
 from pipeline.storage.review import review_defect

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, func, select
 from pipeline.deadletter import H_REASON
 from pipeline.dev.broker import ensure_topics, free_port
 from pipeline.dev.simulator import publish_frames
-from pipeline.sensorwire import EncodedFrame, encode_readings, parse_readings
+from pipeline.sensors.wire import EncodedFrame, encode_readings, parse_readings
 from pipeline.settings import Settings
 from pipeline.storage.engine import migrate, open_database
 from pipeline.storage.tables import Alert, SensorAnomaly, SensorWindowState
@@ -377,7 +377,7 @@ def adapted_record(values: np.ndarray, stamps: np.ndarray, rows: tuple[int, int]
 
 def evaluate_window_scores(model: Path, values: np.ndarray, stamps: np.ndarray, tmp: Path) -> dict[int, float]:
     """What `evaluate` scores on the same readings, by window start row, at the line's stride."""
-    from pipeline.sensormodel import SensorModel
+    from pipeline.sensors.model import SensorModel
     from training.sensors.data import CsvColumns, read_sensor_csv
     from training.sensors.evaluate import evaluate_recording
 

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.contract import ModelMetadata, SensorSpec
 from pipeline.errors import MetadataError, ModelLoadError
-from pipeline.sensormodel import SensorModel
+from pipeline.sensors.model import SensorModel
 from tests.pipeline.model_factory import build_tiny_model, build_tiny_sensor_model, tiny_metadata, tiny_sensor_metadata
 
 

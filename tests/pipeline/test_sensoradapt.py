@@ -7,9 +7,9 @@ from itertools import pairwise
 import numpy as np
 
 from pipeline.contract import SensorSpec
-from pipeline.sensoradapt import RunBaseline, adapt_run, adapt_runs, feed_adapted
-from pipeline.sensorwire import SensorBlock
-from pipeline.windows import DeviceTail
+from pipeline.sensors.adapt import RunBaseline, adapt_run, adapt_runs, feed_adapted
+from pipeline.sensors.windows import DeviceTail
+from pipeline.sensors.wire import SensorBlock
 
 
 def test_a_run_at_another_operating_point_adapts_to_the_same_readings() -> None:

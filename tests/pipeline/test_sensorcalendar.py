@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from pipeline.sensorcalendar import calendar_channel_names, calendar_columns, with_calendar
+from pipeline.sensors.timefeatures import calendar_channel_names, calendar_columns, with_calendar
 
 
 def ms(text: str) -> float:

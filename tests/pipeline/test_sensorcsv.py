@@ -1,4 +1,4 @@
-"""pipeline.sensorcsv: sensor CSVs in the layouts real loggers write, and the stated rules for what is not clean."""
+"""pipeline.sensors.csvfile: sensor CSVs in the layouts real loggers write, and the stated rules for what is unclean."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.sensorcsv import SensorCsvError, read_sensor_table, segments
+from pipeline.sensors.csvfile import SensorCsvError, read_sensor_table, segments
 
 T0 = 1_764_403_200  # 2025-11-29T08:00:00Z in Unix seconds
 

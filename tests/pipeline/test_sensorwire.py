@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InvalidMessageError
-from pipeline.sensorwire import SENSOR, encode_readings, is_sensor_record, parse_readings
+from pipeline.sensors.wire import SENSOR, encode_readings, is_sensor_record, parse_readings
 from pipeline.wire import encode_frame
 
 MAX = 1 << 20

@@ -7,8 +7,8 @@ import pytest
 
 from pipeline.contract import SensorSpec
 from pipeline.errors import InvalidMessageError
-from pipeline.sensorwire import SensorBlock
-from pipeline.windows import DeviceTail, feed
+from pipeline.sensors.windows import DeviceTail, feed
+from pipeline.sensors.wire import SensorBlock
 
 SPEC = SensorSpec(("a", "b"), window_length=8, window_stride=3, channel_mean=(0.0, 0.0), channel_std=(1.0, 1.0))
 

@@ -18,8 +18,8 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.alerting.rules import AlertRuleConfig, AlertRules
-from pipeline.framestore import FrameStore
-from pipeline.framesweep import collect_garbage
+from pipeline.frames.store import FrameStore
+from pipeline.frames.sweep import collect_garbage
 from pipeline.inference import OnnxModel
 from pipeline.metrics import ConsumerMetrics
 from pipeline.results import FrameResult

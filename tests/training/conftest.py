@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from training.synthetic_data import write_synthetic_dataset
+from training.data.synthetic_set import write_synthetic_dataset
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.calibrate import budget_threshold, f1_optimal_threshold, normal_threshold, score_stats
+from training.evaluation.calibrate import budget_threshold, f1_optimal_threshold, normal_threshold, score_stats
 
 
 def test_quantile_of_uniform_scores() -> None:

@@ -19,7 +19,7 @@ from pipeline.inference import OnnxModel
 from pipeline.verdict import judge
 from pipeline.wire import PNG, FrameLimits, encode_frame
 from tests.training.test_models import SIZE, tiny_metadata
-from training.export import ScoringGraph, export_onnx
+from training.export.contract import ScoringGraph, export_onnx
 from training.models import create_model
 
 LIMITS = FrameLimits(max_bytes=1 << 20, max_pixels=1 << 20)

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from pipeline.preprocess import InputSpec, decode_image, preprocess
-from training.data import detect_channels, list_images, load_images, load_test_set, split_validation, train_folder
+from training.data.images import (
+    detect_channels,
+    list_images,
+    load_images,
+    load_test_set,
+    split_validation,
+    train_folder,
+)
 from training.errors import DatasetError
 
 

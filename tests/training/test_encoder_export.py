@@ -14,7 +14,7 @@ from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, ConditionSpec
 from pipeline.latent.contract import EMBEDDING_OUTPUT_NAME, ENCODER_KIND, LATENT_OUTPUT_NAME
 from pipeline.latent.runtime import Encoder
 from tests.training.test_models import SIZE, tiny_metadata
-from training.encoder_export import EncoderGraph, export_encoder
+from training.export.encoder import EncoderGraph, export_encoder
 from training.models import MODELS, create_model, model_entry
 
 

@@ -16,9 +16,9 @@ from pipeline.cli.app import build_app
 from pipeline.contract import CONDITION_INPUT_NAME
 from pipeline.inference import OnnxModel, read_metadata
 from training.config import TrainConfig
-from training.corruptions import CORRUPTIONS, corrupt
-from training.decoder_export import decoder_path
+from training.data.corruptions import CORRUPTIONS, corrupt
 from training.errors import ConfigError
+from training.export.decoder import decoder_path
 from training.losses import kl_warmup
 from training.models import create_model
 from training.models.stacked import StackedAE

@@ -16,11 +16,11 @@ from pipeline.contract import ModelMetadata
 from pipeline.inference import OnnxModel, read_metadata
 from training.backbone import BACKBONES, FrozenBackbone, weights_digest
 from training.config import TrainConfig
+from training.data.synthetic_defects import VALIDATION_KINDS, validation_set
 from training.errors import BackboneError, ConfigError
 from training.feature_fit import RESTORER_STEPS, extract_features, restorer_epochs
 from training.models import create_model
 from training.models.feature_space import FeatureSpaceAutoencoder
-from training.synthetic_defects import VALIDATION_KINDS, validation_set
 from training.train import train
 
 FEATURE_MODELS = ["feature-cae", "reverse-distillation"]

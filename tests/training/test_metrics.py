@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from training.metrics import aupro, image_auroc, maximum_on_border, per_type_auroc, pixel_auroc, threshold_metrics
+from training.evaluation.detection_metrics import (
+    aupro,
+    image_auroc,
+    maximum_on_border,
+    per_type_auroc,
+    pixel_auroc,
+    threshold_metrics,
+)
 
 
 def test_image_auroc_matches_sklearn() -> None:

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, OUTPUT_NAMES, ConditionSpec, ModelMetadata, ScoreStats
 from pipeline.inference import OnnxModel, scoring_subgraph
-from training.decoder_export import export_decoder
 from training.errors import ConfigError, UnknownModelError
-from training.export import ScoringGraph, export_onnx
+from training.export.contract import ScoringGraph, export_onnx
+from training.export.decoder import export_decoder
 from training.losses import LossWeights, total_loss
 from training.models import MODELS, create_model, model_entry
 from training.models.blocks import ModelOutput

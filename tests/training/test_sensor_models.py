@@ -18,7 +18,7 @@ from pipeline.contract import (
     ScoreStats,
     SensorSpec,
 )
-from pipeline.sensormodel import SensorModel
+from pipeline.sensors.model import SensorModel
 from training.errors import ConfigError, UnknownModelError
 from training.models import MODELS, SENSOR_MODELS, create_sensor_model
 from training.sensors.export import SensorScoringGraph, export_sensor_onnx

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from pipeline.cli.app import build_app
 from pipeline.inference import read_metadata
-from pipeline.sensormodel import SensorModel
+from pipeline.sensors.model import SensorModel
 from tests.training.sensor_data_factory import CHANNELS, labelled_recording, synthetic_readings, write_sensor_csv
-from training.calibrate import budget_threshold, normal_threshold
+from training.evaluation.calibrate import budget_threshold, normal_threshold
 from training.sensors.data import CsvColumns, read_sensor_csv, sliding_windows
 
 runner = CliRunner()

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli.app import build_app
 from pipeline.inference import OnnxModel, read_metadata
-from training.data import load_test_set
-from training.metrics import threshold_metrics
+from training.data.images import load_test_set
+from training.evaluation.detection_metrics import threshold_metrics
 
 runner = CliRunner()
 app = build_app()

@@ -30,7 +30,7 @@ class ModelEntry:
     summary: str
     defaults: TrainDefaults
     uses_backbone: bool = False
-    conditional: bool = False  # takes a condition index per image (training.conditions, pipeline.contract)
+    conditional: bool = False  # takes a condition index per image (training.data.condition_labels, pipeline.contract)
 
 
 @dataclass(frozen=True)

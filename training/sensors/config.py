@@ -30,9 +30,9 @@ class SensorTrainConfig:
     `point_rule`: how `evaluate` judges a row from the windows covering it (pipeline.contract.SensorSpec): "row-mean"
     (their mean above the window threshold) or "all-windows" (SKAB's notebook rule).
     `adapt_rows`: 0, or the first rows of each run (recording, or stretch after a gap) whose level and scale its
-    readings are re-expressed against, in training and evaluation alike (pipeline.sensoradapt; the line refuses it).
-    `false_alarm_rate`: the window threshold's budget on held-out normal windows (training.calibrate); None uses
-    `calibration_quantile` plus `sensitivity` std instead (the SKAB notebook protocol).
+    readings are re-expressed against, in training and evaluation alike (pipeline.sensors.adapt; the line refuses it).
+    `false_alarm_rate`: the window threshold's budget on held-out normal windows (training.evaluation.calibrate); None
+    uses `calibration_quantile` plus `sensitivity` std instead (the SKAB notebook protocol).
     """
 
     data: Path

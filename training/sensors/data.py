@@ -1,5 +1,5 @@
-"""Sensor recordings for training and evaluation: CSV files read by pipeline.sensorcsv (its rules: delimiter, time and
-label columns, missing readings, order), cut into stretches that windows may span, and into windows."""
+"""Sensor recordings for training and evaluation: CSV files read by pipeline.sensors.csvfile (its rules: delimiter,
+time and label columns, missing readings, order), cut into stretches that windows may span, and into windows."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.sensorcsv import SensorCsvError, read_sensor_table, segments
+from pipeline.sensors.csvfile import SensorCsvError, read_sensor_table, segments
 from training.errors import DatasetError
 
 DEFAULT_GAP_PERIODS = 3.0  # the consumer's sensor_gap_periods default
@@ -17,7 +17,7 @@ DEFAULT_GAP_PERIODS = 3.0  # the consumer's sensor_gap_periods default
 
 @dataclass(frozen=True)
 class CsvColumns:
-    """Which columns of the CSV files are what; None: pipeline.sensorcsv's defaults (every non-time, non-label
+    """Which columns of the CSV files are what; None: pipeline.sensors.csvfile's defaults (every non-time, non-label
     column is a reading). `gap_periods`: a time step above this many median steps splits the recording as the
     consumer does; None keeps rows consecutive whatever their timestamps (the SKAB notebooks' row protocol)."""
 

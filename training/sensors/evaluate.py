@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from pipeline.sensoradapt import adapt_run
-from pipeline.sensormodel import SensorModel
+from pipeline.sensors.adapt import adapt_run
+from pipeline.sensors.model import SensorModel
 from training.errors import DatasetError
 from training.sensors.data import CsvColumns, SensorSeries, read_sensor_data
 
@@ -167,7 +167,7 @@ def evaluate_recording(model: SensorModel, series: SensorSeries, threshold: floa
     alarmed_error = np.zeros(len(model.spec.channels))
     window, scores, window_labels = Counts(), [], []
     for whole in series.stretches:
-        # a run is judged after its adaptation rows (pipeline.sensoradapt); a shorter one is not judged at all
+        # a run is judged after its adaptation rows (pipeline.sensors.adapt); a shorter one is not judged at all
         adapted = adapt_run(inputs[whole], model.spec.adapt_rows, len(model.spec.channels))
         if adapted is None:
             continue

@@ -11,7 +11,7 @@ from torch import nn
 
 from pipeline.contract import OUTPUT_NAMES, SENSOR_INPUT_NAME, ModelMetadata
 from training.errors import ExportParityError
-from training.export import PARITY_TOLERANCE, save_onnx
+from training.export.contract import PARITY_TOLERANCE, save_onnx
 
 
 class SensorScoringGraph(nn.Module):
@@ -27,7 +27,7 @@ class SensorScoringGraph(nn.Module):
     motor or fluid temperature drifts with warm-up and the weather; a model of one short normal run reads the next
     hour's temperature as an anomaly however it is scaled.
 
-    `calendar_channels`: inputs after the sensor channels (the phase of the day and week, pipeline.sensorcalendar)
+    `calendar_channels`: inputs after the sensor channels (the phase of the day and week, pipeline.sensors.timefeatures)
     that the model reads and reconstructs but that are neither normalised nor scored, nor in the outputs.
     """
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.sensoradapt import adapt_runs
-from pipeline.sensormodel import SensorModel
+from pipeline.sensors.adapt import adapt_runs
+from pipeline.sensors.model import SensorModel
 from training.sensors.data import CsvColumns, SensorSeries
 from training.sensors.evaluate import RecordingResult, SensorEvaluation, judge_recordings
 

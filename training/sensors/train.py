@@ -16,12 +16,12 @@ from rich.table import Table
 from torch import nn
 
 from pipeline.contract import SENSOR_NORMALIZATION, SENSOR_RESIZE_MODE, ModelMetadata, ScoreStats, SensorSpec
-from pipeline.sensoradapt import adapt_runs
-from pipeline.sensorcalendar import calendar_channel_names, with_calendar
-from pipeline.sensormodel import SensorModel
-from training.calibrate import budget_threshold, normal_threshold, score_stats
+from pipeline.sensors.adapt import adapt_runs
+from pipeline.sensors.model import SensorModel
+from pipeline.sensors.timefeatures import calendar_channel_names, with_calendar
 from training.errors import DatasetError
-from training.export import update_metadata
+from training.evaluation.calibrate import budget_threshold, normal_threshold, score_stats
+from training.export.contract import update_metadata
 from training.fitting import BestEpoch, FitSummary, progress_bar
 from training.models import create_sensor_model
 from training.sensors.choose import automatic_level_free, choose_window, split_in_time
@@ -126,7 +126,7 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
 
 
 def adapted_series(series: SensorSeries, rows: int) -> SensorSeries:
-    """The recording with each stretch (a run) re-expressed against its first `rows` rows (pipeline.sensoradapt), as
+    """The recording with each stretch (a run) re-expressed against its first `rows` rows (pipeline.sensors.adapt), as
     evaluation sees it; a stretch shorter than that never gets a baseline and is left out."""
     values, kept = adapt_runs(series.values, series.stretches, rows, len(series.channels))
     if len(kept) < len(series.stretches):

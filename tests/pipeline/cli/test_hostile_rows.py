@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from pipeline.cli.app import build_app
-from pipeline.framestore import FrameStore
+from pipeline.frames.store import FrameStore
 from pipeline.storage.engine import open_database
 from pipeline.storage.store import ModelInfo, write_results
 from pipeline.storage.tables import Defect

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli.app import build_app
 from pipeline.dev.sensorsim import read_csv
-from pipeline.sensorwire import parse_readings
+from pipeline.sensors.wire import parse_readings
 
 CSV = """datetime;Accelerometer1RMS;Accelerometer2RMS;Current;anomaly;changepoint
 2020-03-09 10:14:33;0.0266;0.0402;0.77;0.0;0.0

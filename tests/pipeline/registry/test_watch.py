@@ -17,7 +17,7 @@ from pipeline.errors import ConfigError
 from pipeline.inference import ModelHolder
 from pipeline.registry.gate import PromotionRequest, promote
 from pipeline.registry.watch import ActiveModelWatcher, follow_registry, serving_model_path, serving_sensor_model_path
-from pipeline.sensormodel import SensorModel
+from pipeline.sensors.model import SensorModel
 from pipeline.settings import Settings
 from pipeline.storage.engine import open_database
 

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import ConfigError
-from pipeline.framestore import FrameStore
+from pipeline.frames.store import FrameStore
 from pipeline.review import pages
 from pipeline.review.app import SECURITY_HEADERS, create_app
 from pipeline.review.auth import new_token, token_problem

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.alerting.rules import AlertRuleConfig, AlertRules, DriftReference
 from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.errors import ConfigError
-from pipeline.framestore import FrameStore
+from pipeline.frames.store import FrameStore
 from pipeline.results import Source
 from pipeline.review.api import csv_lines
 from pipeline.review.app import create_app

@@ -15,13 +15,13 @@ from typing import Any
 from pipeline.inference import read_metadata
 from pipeline.registry.report import ComparisonReport
 from pipeline.storage.engine import open_database
-from training.comparison import compare, write_comparison
 from training.config import TrainConfig
-from training.data import list_images
-from training.data import train_folder as find_train_folder
+from training.data.images import list_images
+from training.data.images import train_folder as find_train_folder
 from training.errors import ConfigError, TrainingError
-from training.evalset import build_evaluation_set, split_normals
-from training.reviewed import CONFIRMED, FALSE_POSITIVE, export_reviewed
+from training.evaluation.comparison import compare, write_comparison
+from training.retraining.evalset import build_evaluation_set, split_normals
+from training.retraining.reviewed import CONFIRMED, FALSE_POSITIVE, export_reviewed
 from training.train import train
 
 log = logging.getLogger(__name__)

@@ -1,12 +1,12 @@
 """Sensor stage of the consumer: sensor records -> checked readings -> windows per device -> one batched inference
 -> window verdicts, plus the window state to store with the batch (and the denoised windows, when asked).
 
-Window state lives in memory between batches and in the database with every batch (pipeline/sensorstate.py); a
+Window state lives in memory between batches and in the database with every batch (pipeline/sensors/state.py); a
 partition's state is read back whenever the partition is (re)assigned, in the same step that reads its offsets,
 so a restarted or rebalanced consumer continues each device's windows exactly where the last stored batch left
 them. A record below a device's stored next offset was already applied and is skipped (no double scoring).
 
-A model adapted to each run's first rows (`adapt_rows`, pipeline.sensoradapt) scores what `evaluate` scores: a
+A model adapted to each run's first rows (`adapt_rows`, pipeline.sensors.adapt) scores what `evaluate` scores: a
 device's run starts at the first reading this group sees from it, after a gap (where its windows restart), and after
 a record refused for a NaN/inf reading (a missing reading ends a run in `evaluate`); its first `adapt_rows` readings
 are held back as the baseline, judged by no window, and stored with the window state until the baseline exists,
@@ -28,13 +28,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.errors import InvalidMessageError
 from pipeline.inference import ModelHolder
 from pipeline.results import Source, WindowResult
-from pipeline.sensoradapt import RunBaseline, feed_adapted
-from pipeline.sensormodel import SensorModel
-from pipeline.sensorstate import SavedTail, load_tails
-from pipeline.sensorwire import EncodedFrame, SensorBlock, encode_readings, is_sensor_record, parse_readings
+from pipeline.sensors.adapt import RunBaseline, feed_adapted
+from pipeline.sensors.model import SensorModel
+from pipeline.sensors.state import SavedTail, load_tails
+from pipeline.sensors.windows import DeviceTail, Window, feed
+from pipeline.sensors.wire import EncodedFrame, SensorBlock, encode_readings, is_sensor_record, parse_readings
 from pipeline.settings import Settings
 from pipeline.source import Offsets, StoredOffsets
-from pipeline.windows import DeviceTail, Window, feed
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.framestore import FrameStore, StoredObject, parse_key
+from pipeline.frames.store import FrameStore, StoredObject, parse_key
 from pipeline.results import Source
 from pipeline.storage.frames import clear_images, expired_images, lock_partitions, referenced_uris
 

@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.errors import ForeignFrameURIError, LineGuardError
-from pipeline.framestore import FrameStore, read_defect_image
+from pipeline.frames.store import FrameStore, read_defect_image
 from pipeline.storage.frames import reviewed_defects
 from pipeline.storage.tables import Defect
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from training.evaluate import EvaluationResult, Predictions
+from training.evaluation.evaluate import EvaluationResult, Predictions
 
 
 def write_report(result: EvaluationResult, predictions: Predictions, out_dir: Path) -> list[Path]:

@@ -11,7 +11,7 @@ import numpy as np
 from pipeline.contract import OUTPUT_NAMES, SENSOR_INPUT_NAME, ModelMetadata, SensorSpec
 from pipeline.errors import ModelLoadError
 from pipeline.inference import _load_proto, apply_threshold_override, open_session, thresholds_path
-from pipeline.sensorcalendar import with_calendar
+from pipeline.sensors.timefeatures import with_calendar
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class SensorModel:
 
     def inputs(self, values: np.ndarray, timestamps_ms: np.ndarray | None) -> np.ndarray:
         """Raw readings T x C (the model's channel order) as the graph takes them: with the calendar channels the
-        model was trained with appended (pipeline.sensorcalendar; ValueError without timestamps)."""
+        model was trained with appended (pipeline.sensors.timefeatures; ValueError without timestamps)."""
         return with_calendar(values, timestamps_ms, self.spec.calendar)
 
     def score(self, windows: np.ndarray) -> WindowScores:

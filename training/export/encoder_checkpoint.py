@@ -14,7 +14,7 @@ from pipeline.contract import ModelMetadata
 from pipeline.inference import read_metadata
 from training.config import TrainConfig
 from training.errors import ExportParityError, TrainingError
-from training.export import ScoringGraph, parity_check
+from training.export.contract import ScoringGraph, parity_check
 from training.models import create_model
 
 TUPLE_FIELDS = ("widths",)  # JSON hands lists back

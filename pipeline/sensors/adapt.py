@@ -9,8 +9,8 @@ drop) stays visible, in units of the run's own spread. The adaptation rows thems
 there is no baseline until they have arrived.
 
 Training (training.sensors.train) and evaluation (training.sensors.evaluate) call `adapt_run`; the consumer calls
-`feed_adapted`, which cuts a device's runs where pipeline.windows cuts its windows (a gap), holds each run's first
-rows back as the baseline and hands out the windows after them with it; both apply `RunBaseline.adapt`.
+`feed_adapted`, which cuts a device's runs where pipeline.sensors.windows cuts its windows (a gap), holds each run's
+first rows back as the baseline and hands out the windows after them with it; both apply `RunBaseline.adapt`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from itertools import pairwise
 import numpy as np
 
 from pipeline.contract import SensorSpec
-from pipeline.sensorwire import SensorBlock
-from pipeline.windows import DeviceTail, Window, feed, period_of
+from pipeline.sensors.windows import DeviceTail, Window, feed, period_of
+from pipeline.sensors.wire import SensorBlock
 
 SCALE_FLOOR = 1e-3  # of the channel's level: a channel still in the first rows (a quantised flow meter) gets this
 

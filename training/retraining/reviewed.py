@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pipeline.framestore import read_defect_image
+from pipeline.frames.store import read_defect_image
 from pipeline.storage.tables import Defect
 
 log = logging.getLogger(__name__)

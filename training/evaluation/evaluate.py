@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.inference import OnnxModel
-from training.data import LabelledSet, load_test_set
-from training.metrics import (
+from training.data.images import LabelledSet, load_test_set
+from training.evaluation.detection_metrics import (
     aupro,
     image_auroc,
     maximum_on_border,

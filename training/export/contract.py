@@ -120,7 +120,7 @@ def parity_check(
 ) -> float:
     """Run torch and onnxruntime on the same random batch; raise if any output differs beyond tolerance.
 
-    `graph` wraps the model as `graph.model` (the scoring graph, or the encoder's: training.encoder_export)."""
+    `graph` wraps the model as `graph.model` (the scoring graph, or the encoder's: training.export.encoder)."""
     spec_input = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     shape = spec_input.get_inputs()[0].shape
     channels, height, width = (int(d) for d in shape[1:])

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from training.synthetic_defects import corrupt_batch
+from training.data.synthetic_defects import corrupt_batch
 
 Corrupted = tuple[np.ndarray, np.ndarray]
 
@@ -76,7 +76,7 @@ CORRUPTIONS = ("synthetic", *NOISES)  # `synthetic` also takes donor images, so 
 def corrupt(
     kind: str, clean: np.ndarray, donors: np.ndarray, rng: np.random.Generator, probability: float, level: float
 ) -> Corrupted:
-    """Corrupt each image with `probability`; `synthetic` pastes defects (training/synthetic_defects.py)."""
+    """Corrupt each image with `probability`; `synthetic` pastes defects (training/data/synthetic_defects.py)."""
     if kind == "synthetic":  # needs the donor images other corruptions do not
         return corrupt_batch(clean, donors, rng, probability)
     return NOISES[kind](clean, rng, probability, level)

@@ -9,7 +9,7 @@ sample-rate-hz, seq. Same version, size and identifier rules as frames (pipeline
 The record-level bad-reading rule is here: a block with a NaN/inf reading, timestamps that do not strictly
 increase, or a value that does not fit its channels is dead-lettered whole, with the reason; nothing is repaired
 or scored from it. The rules across records of one device (channels against the model, order, gaps) are in
-pipeline/windows.py.
+pipeline/sensors/windows.py.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from torch import nn
 
 from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, ModelMetadata
 from pipeline.latent.contract import EMBEDDING_OUTPUT_NAME, ENCODER_KIND, LATENT_OUTPUT_NAME, POOLING
-from training.decoder_export import decoder_props
-from training.export import parity_check, save_onnx
+from training.export.contract import parity_check, save_onnx
+from training.export.decoder import decoder_props
 from training.models.cvae import ConditionalVAE, broadcast
 from training.models.feature_cae import FeatureCAE
 from training.models.feature_space import FeatureSpaceAutoencoder

@@ -15,7 +15,7 @@ from torch import nn
 from pipeline.contract import CONDITION_INPUT_NAME, ModelMetadata
 from pipeline.latent.contract import DECODER_KIND, IMAGE_OUTPUT_NAME, LATENT_INPUT_NAME, sibling
 from training.errors import ExportParityError
-from training.export import PARITY_TOLERANCE, save_onnx
+from training.export.contract import PARITY_TOLERANCE, save_onnx
 
 # not a scoring model (the line runtime refuses kind "decoder"); `lineguard generate` reads it (pipeline.latent)
 

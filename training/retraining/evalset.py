@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from training.errors import DatasetError
-from training.reviewed import ReviewedFrame
+from training.retraining.reviewed import ReviewedFrame
 
 HELD_OUT_NORMAL = "held_out_normal"
 CONFIRMED_DEFECT = "confirmed_defect"

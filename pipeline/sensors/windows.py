@@ -1,7 +1,7 @@
 """Sliding windows over each device's readings: the model's window_length and stride, continued across records,
 batches and restarts from a stored tail (the readings after the last emitted window's stride).
 
-The rules across records of one device (each record's own checks are in pipeline/sensorwire.py):
+The rules across records of one device (each record's own checks are in pipeline/sensors/wire.py):
 - channels: the model's channels must all be in the record (else dead-lettered, naming the missing ones); they are
   taken in the model's order (a different order is repaired) and extra channels are ignored;
 - order: a record whose first sample is not after the device's last sample (out of order or a duplicate) is
@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.contract import SensorSpec
 from pipeline.errors import InvalidMessageError
-from pipeline.sensorwire import SensorBlock
+from pipeline.sensors.wire import SensorBlock
 
 
 @dataclass

@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 from pipeline.alerting.rules import AlertRules
 from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.results import FrameResult, Source, WindowResult
-from pipeline.sensoradapt import RunBaseline
+from pipeline.sensors.adapt import RunBaseline
+from pipeline.sensors.windows import DeviceTail
 from pipeline.storage.engine import dialect_insert
 from pipeline.storage.isolate import store_isolating
 from pipeline.storage.store import ModelInfo, stored_offsets, write_results
 from pipeline.storage.tables import SensorAnomaly, SensorWindowState
-from pipeline.windows import DeviceTail
 
 PartitionKey = tuple[str, int]
 

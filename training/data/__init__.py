@@ -1,0 +1,1 @@
+"""Training data: image folders, condition labels, corruptions, synthetic defects and the synthetic demo set."""

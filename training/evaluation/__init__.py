@@ -1,0 +1,1 @@
+"""Thresholds, metrics, evaluation of an exported model, model comparison and the evaluation report."""
