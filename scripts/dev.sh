@@ -51,9 +51,10 @@ install() {
 case "${1:-}" in
     install) install ;;
     demo) install; shift; exec "$VENV/bin/lineguard" demo "$@" ;;
+    # lint-imports: the architecture's contracts in pyproject.toml ([tool.importlinter])
     # A temp folder of its own: pytest's shared /tmp/pytest-of-$USER keeps only the last three sessions' folders,
     # so a second test session started meanwhile deletes the folders (PostgreSQL data included) of a running one.
-    test) install; ensure_chromium; "$VENV/bin/ruff" check .; shift
+    test) install; ensure_chromium; "$VENV/bin/ruff" check .; "$VENV/bin/lint-imports" --no-cache; shift
           exec "$VENV/bin/python" -m pytest -q --basetemp "$(mktemp -d -t lineguard-tests.XXXXXX)" "$@" ;;
     *) echo "usage: bash scripts/dev.sh install|demo|test" >&2; exit 2 ;;
 esac
