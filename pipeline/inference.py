@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import BinaryIO, Generic, Protocol, TypeVar
 
 import numpy as np
 import onnx
@@ -38,12 +38,67 @@ class BatchScores:
 
 
 def read_metadata(path: Path) -> ModelMetadata:
-    """Read and validate the metadata of a model file without building an inference session."""
-    model = _load_proto(path)
-    return ModelMetadata.from_props({p.key: p.value for p in model.metadata_props})
+    """Read and validate the metadata of a model file without loading its graph or building an inference session."""
+    return ModelMetadata.from_props(read_props(path))
 
 
-def _load_proto(path: Path) -> onnx.ModelProto:
+# ModelProto's metadata_props field: the one top-level field `read_props` decodes.
+METADATA_PROPS_FIELD = onnx.ModelProto.DESCRIPTOR.fields_by_name["metadata_props"].number
+
+
+def read_props(path: Path) -> dict[str, str]:
+    """The metadata_props of an ONNX file, read without its graph.
+
+    A model's weights are usually inline in its graph, so even `onnx.load(..., load_external_data=False)` reads and
+    copies all of them; and an onnxruntime session (`get_modelmeta`) also optimises the graph. This walks the file's
+    top-level protobuf fields instead, seeking past every one but the metadata entries, which protobuf decodes.
+    """
+    if not Path(path).is_file():
+        raise ModelLoadError(str(path), "file not found")
+    props: dict[str, str] = {}
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            while file.tell() < size:
+                key = _read_varint(file)
+                number, wire_type = key >> 3, key & 7
+                if number == 0:
+                    raise ValueError("field number 0")
+                if wire_type == 0:
+                    _read_varint(file)
+                    continue
+                length = {1: 8, 5: 4}.get(wire_type)
+                if length is None and wire_type == 2:
+                    length = _read_varint(file)
+                if length is None:
+                    raise ValueError(f"wire type {wire_type} at byte {file.tell()}")
+                if file.tell() + length > size:
+                    raise ValueError(f"field {number} runs past the end of the file")
+                if number == METADATA_PROPS_FIELD and wire_type == 2:
+                    entry = onnx.StringStringEntryProto.FromString(file.read(length))
+                    props[entry.key] = entry.value
+                else:
+                    file.seek(length, os.SEEK_CUR)
+    except Exception as exc:  # ValueError from the walk, DecodeError from protobuf, for a corrupt file
+        raise ModelLoadError(str(path), f"not a readable ONNX file ({type(exc).__name__})") from exc
+    return props
+
+
+def _read_varint(file: BinaryIO) -> int:
+    value = shift = 0
+    while True:
+        byte = file.read(1)
+        if not byte or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+
+
+def load_proto(path: Path) -> onnx.ModelProto:
+    """A model file's whole proto (graph, weights and metadata; external weight files are left unread), for the
+    callers that build a session from it."""
     if not Path(path).is_file():
         raise ModelLoadError(str(path), "file not found")
     try:
@@ -108,7 +163,7 @@ class OnnxModel:
 
     def __init__(self, path: Path, prefer_gpu: bool = True, intra_op_threads: int = 0) -> None:
         self.path = Path(path)
-        proto = _load_proto(self.path)
+        proto = load_proto(self.path)
         self.metadata = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
         self._check_signature(proto)
         # Every frame needs the map and the score; only kept (defective) frames need the restored image. onnxruntime

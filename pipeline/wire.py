@@ -134,33 +134,35 @@ def _to_bgr(image: np.ndarray) -> np.ndarray:
 
 def parse_headers(headers: Headers | None) -> FrameMeta:
     """Read and check a record's headers; raise InvalidMessageError naming the bad header."""
-    values = _header_values(headers or [])
+    values = header_values(headers or [])
     for name in (H_CONTENT_TYPE, H_CAMERA, H_CAPTURED, H_SHAPE, H_DTYPE):
         if not values.get(name):
             raise InvalidMessageError(f"missing header {name!r}")
     if values.get(H_VERSION, WIRE_VERSION) != WIRE_VERSION:
-        raise InvalidMessageError(f"unsupported wire version {_shown(values[H_VERSION])}")
+        raise InvalidMessageError(f"unsupported wire version {shown(values[H_VERSION])}")
     content_type = values[H_CONTENT_TYPE]
     if content_type not in CONTENT_TYPES:
-        raise InvalidMessageError(f"unsupported content-type {_shown(content_type)}")
+        raise InvalidMessageError(f"unsupported content-type {shown(content_type)}")
     dtype = values[H_DTYPE]
     if dtype not in RAW_DTYPES:
-        raise InvalidMessageError(f"unsupported dtype {_shown(dtype)}")
+        raise InvalidMessageError(f"unsupported dtype {shown(dtype)}")
     truth = values.get(H_TRUTH)
     return FrameMeta(
         content_type=content_type,
-        camera_id=_identifier(values, H_CAMERA, MAX_ID_CHARS),
-        line_id=_identifier(values, H_LINE, MAX_ID_CHARS) if values.get(H_LINE) else "unknown",
+        camera_id=identifier_header(values, H_CAMERA, MAX_ID_CHARS),
+        line_id=identifier_header(values, H_LINE, MAX_ID_CHARS) if values.get(H_LINE) else "unknown",
         captured_at=_captured_at(values[H_CAPTURED]),
         shape=_parse_shape(values[H_SHAPE]),
         dtype=dtype,
-        seq=_seq(values.get(H_SEQ, "0")),
-        ground_truth=_identifier(values, H_TRUTH, MAX_TRUTH_CHARS) if truth is not None else None,
+        seq=seq_header(values.get(H_SEQ, "0")),
+        ground_truth=identifier_header(values, H_TRUTH, MAX_TRUTH_CHARS) if truth is not None else None,
         ground_truth_bbox=_parse_bbox(values.get(H_TRUTH_BOX)),
     )
 
 
-def _header_values(headers: Headers) -> dict[str, str]:
+def header_values(headers: Headers) -> dict[str, str]:
+    """A record's headers as text, after the checks every record kind shares (count, total size, UTF-8); a name
+    given twice keeps its last value. Frames and sensor blocks (pipeline.sensors.wire) both read theirs here."""
     if len(headers) > MAX_HEADERS:
         raise InvalidMessageError(f"{len(headers)} headers, at most {MAX_HEADERS} allowed")
     size = sum(len(name) + len(raw or b"") for name, raw in headers)
@@ -171,21 +173,23 @@ def _header_values(headers: Headers) -> dict[str, str]:
         try:
             values[name] = raw.decode("utf-8") if raw is not None else ""
         except UnicodeDecodeError as exc:
-            raise InvalidMessageError(f"header {_shown(name)} is not UTF-8") from exc
+            raise InvalidMessageError(f"header {shown(name)} is not UTF-8") from exc
     return values
 
 
-def _shown(text: str, limit: int = 40) -> str:
+def shown(text: str, limit: int = 40) -> str:
     """A header value quoted for an error message, cut short: a hostile header must not flood the DLQ reason."""
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
-def _identifier(values: dict[str, str], name: str, max_chars: int) -> str:
+def identifier_header(values: dict[str, str], name: str, max_chars: int) -> str:
+    """The identifier in header `name` (a camera, line or device id), refused if longer than the database column
+    or not printable text without surrounding spaces."""
     text = values[name]
     if len(text) > max_chars:
         raise InvalidMessageError(f"header {name!r} has {len(text)} characters, at most {max_chars} allowed")
     if not text.isprintable() or text != text.strip():
-        raise InvalidMessageError(f"header {name!r} has control characters or surrounding spaces: {_shown(text)}")
+        raise InvalidMessageError(f"header {name!r} has control characters or surrounding spaces: {shown(text)}")
     return text
 
 
@@ -193,16 +197,17 @@ def _captured_at(text: str) -> datetime:
     try:
         return datetime.fromtimestamp(int(text) / 1000, UTC)
     except (ValueError, OverflowError, OSError) as exc:
-        raise InvalidMessageError(f"bad header {H_CAPTURED!r}: {_shown(text)}") from exc
+        raise InvalidMessageError(f"bad header {H_CAPTURED!r}: {shown(text)}") from exc
 
 
-def _seq(text: str) -> int:
+def seq_header(text: str) -> int:
+    """The `seq` header's value: an integer the database's BIGINT holds."""
     try:
         seq = int(text)
     except ValueError as exc:
-        raise InvalidMessageError(f"bad header {H_SEQ!r}: {_shown(text)}") from exc
+        raise InvalidMessageError(f"bad header {H_SEQ!r}: {shown(text)}") from exc
     if not 0 <= seq <= MAX_SEQ:
-        raise InvalidMessageError(f"header {H_SEQ!r} out of range 0..2**63-1: {_shown(text)}")
+        raise InvalidMessageError(f"header {H_SEQ!r} out of range 0..2**63-1: {shown(text)}")
     return seq
 
 
@@ -210,10 +215,10 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(part) for part in text.split("x"))
     except ValueError as exc:
-        raise InvalidMessageError(f"bad header {H_SHAPE!r}: {_shown(text)}") from exc
+        raise InvalidMessageError(f"bad header {H_SHAPE!r}: {shown(text)}") from exc
     valid = len(shape) in (2, 3) and all(0 < d <= 65535 for d in shape) and (len(shape) == 2 or shape[2] in (1, 3))
     if not valid:
-        raise InvalidMessageError(f"bad header {H_SHAPE!r}: {_shown(text)} (want HxW or HxWxC with C 1 or 3)")
+        raise InvalidMessageError(f"bad header {H_SHAPE!r}: {shown(text)} (want HxW or HxWxC with C 1 or 3)")
     return shape
 
 

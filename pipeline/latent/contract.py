@@ -10,10 +10,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
-
 from pipeline.contract import ConditionSpec
 from pipeline.errors import LineGuardError, ModelLoadError
+from pipeline.inference import read_props
 from pipeline.preprocess import InputSpec
 
 ENCODER_KIND = "encoder"
@@ -48,17 +47,6 @@ class LatentSpec:
     @property
     def condition_values(self) -> tuple[str, ...]:
         return self.condition.values if self.condition is not None else ()
-
-
-def read_props(path: Path) -> dict[str, str]:
-    """metadata_props of an ONNX file, without loading its weights' external data."""
-    if not Path(path).is_file():
-        raise ModelLoadError(str(path), "file not found")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # DecodeError, ValueError, ... for a corrupt file
-        raise ModelLoadError(str(path), f"not a readable ONNX file ({type(exc).__name__})") from exc
-    return {p.key: p.value for p in proto.metadata_props}
 
 
 def parse_spec(path: Path, props: dict[str, str]) -> LatentSpec:

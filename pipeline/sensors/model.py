@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline.contract import OUTPUT_NAMES, SENSOR_INPUT_NAME, ModelMetadata, SensorSpec
 from pipeline.errors import ModelLoadError
-from pipeline.inference import _load_proto, apply_threshold_override, open_session, thresholds_path
+from pipeline.inference import apply_threshold_override, load_proto, open_session, thresholds_path
 from pipeline.sensors.timefeatures import with_calendar
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class SensorModel:
 
     def __init__(self, path: Path, prefer_gpu: bool = True) -> None:
         self.path = Path(path)
-        proto = _load_proto(self.path)
+        proto = load_proto(self.path)
         metadata = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
         if metadata.kind != "sensor" or metadata.sensor is None:
             raise ModelLoadError(str(path), f"not a sensor model (kind {metadata.kind!r})")

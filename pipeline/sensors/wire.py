@@ -31,10 +31,10 @@ from pipeline.wire import (
     WIRE_VERSION,
     EncodedFrame,
     Headers,
-    _header_values,
-    _identifier,
-    _seq,
-    _shown,
+    header_values,
+    identifier_header,
+    seq_header,
+    shown,
 )
 
 SENSOR = "application/x-sensor"
@@ -112,17 +112,17 @@ def _number(value: float) -> str:
 
 def parse_readings(value: bytes | None, headers: Headers | None, max_bytes: int) -> SensorBlock:
     """Check and read one sensor record; InvalidMessageError (-> dead-letter topic) names what is wrong."""
-    values = _header_values(headers or [])
+    values = header_values(headers or [])
     for name in (H_DEVICE, H_CHANNELS, H_CAPTURED):
         if not values.get(name):
             raise InvalidMessageError(f"missing header {name!r}")
     if values.get(H_VERSION, WIRE_VERSION) != WIRE_VERSION:
-        raise InvalidMessageError(f"unsupported wire version {_shown(values[H_VERSION])}")
+        raise InvalidMessageError(f"unsupported wire version {shown(values[H_VERSION])}")
     channels = tuple(values[H_CHANNELS].split(","))
     if len(channels) > MAX_CHANNELS or any(not c or c != c.strip() or not c.isprintable() for c in channels):
-        raise InvalidMessageError(f"bad header {H_CHANNELS!r}: {_shown(values[H_CHANNELS])}")
+        raise InvalidMessageError(f"bad header {H_CHANNELS!r}: {shown(values[H_CHANNELS])}")
     if len(set(channels)) != len(channels):
-        raise InvalidMessageError(f"header {H_CHANNELS!r} names a channel twice: {_shown(values[H_CHANNELS])}")
+        raise InvalidMessageError(f"header {H_CHANNELS!r} names a channel twice: {shown(values[H_CHANNELS])}")
     if not value:
         raise InvalidMessageError("empty value")
     if len(value) > max_bytes:
@@ -139,21 +139,21 @@ def parse_readings(value: bytes | None, headers: Headers | None, max_bytes: int)
         sample, channel = (int(v) for v in np.argwhere(bad)[0])
         raise InvalidMessageError(
             f"non-finite reading (NaN/inf): {int(bad.sum())} of them, first at sample {sample} channel "
-            f"{_shown(channels[channel])}"
+            f"{shown(channels[channel])}"
         )
     start = _float(values, H_CAPTURED)
     period = _float(values, H_PERIOD) if values.get(H_PERIOD) else None
     timestamps = _timestamps(values, start, period, samples)
     rate = _float(values, H_RATE) if values.get(H_RATE) else None
     if rate is not None and rate <= 0:
-        raise InvalidMessageError(f"header {H_RATE!r} must be positive: {_shown(values[H_RATE])}")
+        raise InvalidMessageError(f"header {H_RATE!r} must be positive: {shown(values[H_RATE])}")
     return SensorBlock(
-        device_id=_identifier(values, H_DEVICE, MAX_ID_CHARS),
-        line_id=_identifier(values, H_LINE, MAX_ID_CHARS) if values.get(H_LINE) else "unknown",
+        device_id=identifier_header(values, H_DEVICE, MAX_ID_CHARS),
+        line_id=identifier_header(values, H_LINE, MAX_ID_CHARS) if values.get(H_LINE) else "unknown",
         channels=channels,
         timestamps_ms=timestamps,
         values=readings.astype(np.float32),
-        seq=_seq(values.get(H_SEQ, "0")),
+        seq=seq_header(values.get(H_SEQ, "0")),
         period_ms=period,
         sample_rate_hz=rate,
     )
@@ -164,7 +164,7 @@ def _timestamps(values: dict[str, str], start: float, period: float | None, samp
         raise InvalidMessageError(f"headers {H_PERIOD!r} and {H_OFFSETS!r} both given; send one")
     if period is not None:
         if period <= 0:
-            raise InvalidMessageError(f"header {H_PERIOD!r} must be positive: {_shown(values[H_PERIOD])}")
+            raise InvalidMessageError(f"header {H_PERIOD!r} must be positive: {shown(values[H_PERIOD])}")
         return _checked(start + period * np.arange(samples, dtype=np.float64))
     if not values.get(H_OFFSETS):
         if samples == 1:
@@ -173,7 +173,7 @@ def _timestamps(values: dict[str, str], start: float, period: float | None, samp
     try:
         offsets = np.array([float(v) for v in values[H_OFFSETS].split(",")], dtype=np.float64)
     except ValueError as exc:
-        raise InvalidMessageError(f"bad header {H_OFFSETS!r}: {_shown(values[H_OFFSETS])}") from exc
+        raise InvalidMessageError(f"bad header {H_OFFSETS!r}: {shown(values[H_OFFSETS])}") from exc
     if len(offsets) != samples:
         raise InvalidMessageError(f"header {H_OFFSETS!r} has {len(offsets)} offsets for {samples} samples")
     if not np.isfinite(offsets).all() or offsets[0] != 0:
@@ -205,8 +205,8 @@ def _float(values: dict[str, str], name: str) -> float:
     try:
         number = float(text)
     except ValueError as exc:
-        raise InvalidMessageError(f"bad header {name!r}: {_shown(text)}") from exc
+        raise InvalidMessageError(f"bad header {name!r}: {shown(text)}") from exc
     # Unix ms up to year 9999 (what a datetime holds); inf/NaN never.
     if not math.isfinite(number) or abs(number) > MAX_MS:
-        raise InvalidMessageError(f"header {name!r} out of range: {_shown(text)}")
+        raise InvalidMessageError(f"header {name!r} out of range: {shown(text)}")
     return number

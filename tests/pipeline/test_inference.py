@@ -7,11 +7,14 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from model_factory import build_tiny_model, tiny_metadata
+from onnx import numpy_helper
 
+from pipeline.contract import ModelMetadata
 from pipeline.errors import ModelLoadError
-from pipeline.inference import ModelHolder, OnnxModel, thresholds_path
+from pipeline.inference import ModelHolder, OnnxModel, read_metadata, read_props, thresholds_path
 
 
 def bump_mtime(path: Path) -> None:
@@ -61,3 +64,25 @@ def test_a_model_that_answers_nan_at_warm_up_is_refused(tmp_path: Path) -> None:
     path = build_tiny_model(tmp_path / "nan.onnx", tiny_metadata(size=32), nan_below=0.5)
     with pytest.raises(ModelLoadError, match="non-finite"):
         ModelHolder(path, prefer_gpu=False)
+
+
+def test_metadata_is_read_without_the_graph_and_matches_a_full_load(tmp_path: Path) -> None:
+    path = build_tiny_model(tmp_path / "m.onnx", tiny_metadata(size=32))
+    proto = onnx.load(str(path))
+    weights = np.random.default_rng(0).random(1 << 20, dtype=np.float32)  # 4 MiB inline, never read back
+    proto.graph.initializer.append(numpy_helper.from_array(weights, "unused_weights"))
+    proto.metadata_props.add(key="note", value="after the graph")  # fields in any order
+    onnx.save(proto, str(path))
+    assert read_props(path) == {p.key: p.value for p in proto.metadata_props}
+    assert read_metadata(path) == ModelMetadata.from_props(read_props(path)) == tiny_metadata(size=32)
+
+
+@pytest.mark.parametrize("cut", [1, 100, -3])
+def test_a_corrupt_or_truncated_file_is_a_model_load_error(tmp_path: Path, cut: int) -> None:
+    data = build_tiny_model(tmp_path / "m.onnx").read_bytes()
+    for bad in (b"\x00garbage", b"not an onnx file at all", data[:cut]):
+        (tmp_path / "bad.onnx").write_bytes(bad)
+        with pytest.raises(ModelLoadError, match="not a readable ONNX file"):
+            read_props(tmp_path / "bad.onnx")
+    with pytest.raises(ModelLoadError, match="file not found"):
+        read_props(tmp_path / "missing.onnx")
