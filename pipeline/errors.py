@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import overload
+
 
 class LineGuardError(Exception):
     """Base class for every error LineGuard raises on purpose."""
@@ -47,7 +49,25 @@ class BrokerError(LineGuardError):
 
 
 class ConfigError(LineGuardError):
-    """A setting that is missing or inconsistent for the command being run."""
+    """A setting that is missing or inconsistent for the command being run, or a field of a typed config (training's
+    run configs) with a bad value.
+
+    `ConfigError(message)`; `ConfigError(field, value, reason)` names the field and the bad value in its message and
+    keeps both (`field` and `value` are None for the first form).
+    """
+
+    @overload
+    def __init__(self, message: str, /) -> None: ...
+
+    @overload
+    def __init__(self, field: str, value: object, reason: str, /) -> None: ...
+
+    def __init__(self, message_or_field: str, value: object = None, reason: str | None = None, /) -> None:
+        self.field: str | None = None if reason is None else message_or_field
+        self.value = value
+        super().__init__(
+            message_or_field if reason is None else f"config field {message_or_field!r} = {value!r}: {reason}"
+        )
 
 
 class NotFoundError(LineGuardError):

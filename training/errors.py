@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pipeline.errors import LineGuardError
+# One ConfigError for both packages: training's configs raise pipeline's, with the field and the bad value
+# (`ConfigError(field, value, reason)`); imported here so that `from training.errors import ConfigError` names it too.
+from pipeline.errors import ConfigError, LineGuardError
+
+__all__ = ["BackboneError", "ConfigError", "DatasetError", "ExportParityError", "TrainingError", "UnknownModelError"]
 
 
 class TrainingError(LineGuardError):
@@ -16,15 +20,6 @@ class DatasetError(TrainingError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
-
-
-class ConfigError(TrainingError):
-    """A configuration field with a bad value."""
-
-    def __init__(self, field: str, value: object, reason: str) -> None:
-        self.field = field
-        self.value = value
-        super().__init__(f"config field {field!r} = {value!r}: {reason}")
 
 
 class UnknownModelError(TrainingError):

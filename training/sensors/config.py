@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.contract import SENSOR_CALENDAR_KINDS, SENSOR_LEVEL_STATISTICS, SENSOR_POINT_RULES
-from training.errors import ConfigError
+from pipeline.errors import ConfigError
 from training.models import DEFAULT_SENSOR_MODEL, sensor_model_entry
 from training.sensors.data import CsvColumns
 
