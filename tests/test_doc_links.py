@@ -1,0 +1,76 @@
+"""The READMEs and docs/ point only at what exists: every relative Markdown link, every repository path they name
+(`pipeline/verdict.py`, `scripts/stack.sh`, `docs/models/vae.md`) and every module they name
+(`pipeline.sensors.model.SensorModel`), so a move that forgets a doc fails here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOCS = sorted(
+    [REPO_ROOT / "README.md", REPO_ROOT / "pipeline" / "README.md", *(REPO_ROOT / "docs").rglob("*.md")],
+    key=lambda path: str(path),
+)
+# Paths are checked when they start in one of the repository's own folders; anything else (a data set's
+# `train/good/`, a file of another project) is not the repository's to keep.
+ROOTS = ("pipeline", "training", "tests", "scripts", "bench", "deploy", "docs")
+# Named on purpose but not in the repository: benchmark outputs, and certificates each site supplies.
+NOT_KEPT = ("bench/results/", "deploy/tls/")
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+PATH = re.compile(r"(?<![\w./-])((?:[\w-]+/)+[\w.*-]*\w)")
+MODULE = re.compile(r"(?<![\w./-])((?:pipeline|training)(?:\.\w+)+)")
+
+
+def relative_links(text: str) -> list[str]:
+    links = [target.split("#")[0] for target in LINK.findall(text)]
+    return [link for link in links if link and not re.match(r"^[a-z]+:", link)]
+
+
+def named_paths(doc: Path, text: str) -> list[str]:
+    """Paths written in the text that start in a top-level folder, or in a folder beside the document
+    (pipeline/README.md names `storage/tables.py`)."""
+    text = LINK.sub(lambda m: m.group(0).split("](")[0], text)  # link targets are checked as links
+    beside = {child.name for child in doc.parent.iterdir() if child.is_dir()}
+    found = []
+    for path in PATH.findall(text):
+        top, last = path.split("/")[0], path.split("/")[-1]
+        # beside the document only file names count: "frames/s" is a rate, `frames/store.py` a file
+        if (top in ROOTS or (top in beside and "." in last)) and not path.startswith(NOT_KEPT):
+            found.append(path)
+    return found
+
+
+def exists(doc: Path, path: str) -> bool:
+    for base in (REPO_ROOT, doc.parent):
+        if "*" in path and any(base.glob(path)):
+            return True
+        # a module with an attribute: tests/pipeline/model_factory.build_tiny_sensor_model
+        if (base / path).exists() or (base / (path.split(".")[0] + ".py")).exists():
+            return True
+    return False
+
+
+def module_resolves(dotted: str) -> bool:
+    """Each part is a subpackage or module while there is one, then a name the package or module defines."""
+    here = REPO_ROOT / dotted.split(".")[0]
+    for part in dotted.split(".")[1:]:
+        if here.is_dir() and (here / part).is_dir():
+            here = here / part
+        elif here.is_dir() and (here / f"{part}.py").exists():
+            here = here / f"{part}.py"
+        else:
+            source = here / "__init__.py" if here.is_dir() else here
+            return source.exists() and re.search(rf"\b{part}\b", source.read_text(encoding="utf-8")) is not None
+    return True
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda path: str(path.relative_to(REPO_ROOT)))
+def test_links_and_named_paths_exist(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    broken = [f"link {link}" for link in relative_links(text) if not (doc.parent / link).exists()]
+    broken += [f"path {path}" for path in named_paths(doc, text) if not exists(doc, path)]
+    broken += [f"module {name}" for name in MODULE.findall(text) if not module_resolves(name)]
+    assert not broken, f"{doc.relative_to(REPO_ROOT)} points at what does not exist: {sorted(set(broken))}"
