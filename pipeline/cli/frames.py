@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict
-from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -16,16 +14,6 @@ from pipeline.errors import LineGuardError
 frames_app = typer.Typer(help="Frame store upkeep: orphan sweep and retention.", no_args_is_help=True)
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="frame store URL (default: setting frame_store_url)")]
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def parse_duration(text: str) -> timedelta:
-    """ "90s", "30m", "2h", "7d"."""
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise LineGuardError(f"duration {text!r}: use 90s, 30m, 2h or 7d")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
 @frames_app.command("gc")
@@ -41,8 +29,9 @@ def frames_gc(
     from pipeline.frames.store import FrameStore
     from pipeline.frames.sweep import collect_garbage
     from pipeline.storage.engine import open_database
+    from pipeline.storage.review import parse_duration
 
-    age = parse_duration(older_than)
+    age = parse_duration(older_than, "--older-than")
     settings = settings_from(config, database_url=db, frame_store_url=store)
     _, sessions = open_database(settings.db_url)
     stats = collect_garbage(FrameStore(settings.frame_store_url), sessions, age)

@@ -15,23 +15,35 @@ from pipeline.errors import LineGuardError, NotFoundError
 from pipeline.storage.tables import Defect, ModelVersion
 
 REVIEW_STATUSES = ("new", "confirmed", "rejected")
-_RELATIVE = re.compile(r"^([0-9]{1,9})([smhd])$")
+# A number (decimals allowed, at most 9 digits before the point) and a unit: "90s", "30m", "1.5h", "7d".
+DURATION = re.compile(r"^([0-9]{1,9}(?:\.[0-9]{1,9})?)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 # Times a filter may name: nothing on a line predates 1970, and far-future years overflow date arithmetic.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 # Listing never needs the images: each row would otherwise carry up to three blobs of several MB.
 _WITHOUT_IMAGES = (defer(Defect.frame), defer(Defect.overlay_png), defer(Defect.restored_png))
 
 
-def parse_since(text: str, now: datetime | None = None, name: str = "--since") -> datetime:
-    """ "30m", "2h", "7d" (ago) or an ISO 8601 time (UTC when it has no zone); `name` is the option in errors."""
-    usage = f"{name} {text[:64]!r}: use 30m, 2h, 7d or an ISO time like 2026-11-28T10:00"
-    match = _RELATIVE.match(text.strip())
+def parse_duration(text: str, name: str = "duration") -> timedelta:
+    """ "90s", "30m", "1.5h", "7d": the one duration syntax of the CLI and the review page; `name` is the option in
+    errors."""
+    match = DURATION.match(text.strip())
     try:
-        if match:
-            amount, unit = int(match.group(1)), _UNITS[match.group(2)]
-            parsed = (now or datetime.now(UTC)) - timedelta(**{unit: amount})
+        if match is None:
+            raise ValueError(text)
+        return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    except (ValueError, OverflowError) as exc:
+        raise LineGuardError(f"{name} {text[:64]!r}: use 90s, 30m, 2h or 7d (or a decimal: 1.5h)") from exc
+
+
+def parse_since(text: str, now: datetime | None = None, name: str = "--since") -> datetime:
+    """A duration ago ("30m", "1.5h", "7d": `parse_duration`) or an ISO 8601 time (UTC when it has no zone); `name`
+    is the option in errors."""
+    usage = f"{name} {text[:64]!r}: use 30m, 2h, 7d or an ISO time like 2026-11-28T10:00"
+    try:
+        if DURATION.match(text.strip()):
+            parsed = (now or datetime.now(UTC)) - parse_duration(text, name)
         else:
             parsed = datetime.fromisoformat(text.strip())
             parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)

@@ -13,9 +13,10 @@ from sqlalchemy import func, select, text
 
 from pipeline.alerting.rules import AlertRuleConfig, AlertRules
 from pipeline.alerting.state import load_rule_state, save_rule_state
+from pipeline.errors import LineGuardError
 from pipeline.results import FrameResult
 from pipeline.storage.engine import DatabaseTimeouts, migrate, open_database
-from pipeline.storage.review import list_defects, parse_since
+from pipeline.storage.review import list_defects, parse_duration, parse_since
 from pipeline.storage.store import ModelInfo, fresh_results, write_batch
 from pipeline.storage.tables import Alert, AlertDelivery, Base, Defect, InspectionCount, SourceOffset
 
@@ -103,3 +104,26 @@ def test_postgresql_sessions_carry_timeouts_and_the_sqlite_writer_takes_the_writ
             other.rollback()
             other.close()
         reader.dispose()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("30m", timedelta(minutes=30)),
+        ("1.5h", timedelta(hours=1, minutes=30)),
+        (" 7d ", timedelta(days=7)),
+        ("0s", timedelta(0)),
+        ("0.25d", timedelta(hours=6)),
+    ],
+)
+def test_one_duration_syntax_with_decimals(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    assert parse_since(text, now) == now - expected  # --since and the review page read the same syntax
+
+
+@pytest.mark.parametrize("text", ["soon", "1.5", "h", "-1h", "1.h", "1e3s", "2 h", "1234567890d"])
+def test_a_bad_duration_names_the_option_and_the_syntax(text: str) -> None:
+    with pytest.raises(LineGuardError, match=r"--older-than .*use 90s, 30m, 2h or 7d"):
+        parse_duration(text, "--older-than")
