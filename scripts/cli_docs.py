@@ -1,4 +1,5 @@
-"""Write docs/CLI.md, the command reference, from the `lineguard` app itself (Typer's own Markdown generator).
+"""Write docs/CLI.md, the command reference, from the `lineguard` app itself: the click command tree Typer builds,
+each command's help, usage and the argument and option records its `--help` prints.
 
 Run `.venv/bin/python scripts/cli_docs.py` after changing a command or an option;
 `tests/pipeline/cli/test_cli_docs.py` fails while docs/CLI.md differs from what this writes.
@@ -19,7 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CLI_MD = REPO_ROOT / "docs" / "CLI.md"
 REGENERATE = ".venv/bin/python scripts/cli_docs.py"
 
-# The same text on every machine: no terminal width, colour or rich markup leaks into the help strings.
+# The same text on every machine: nothing the terminal says (width, colour support) may reach the help text; the
+# records are read from the click objects, never from rich's rendering, and these keep any import that looks quiet.
 FIXED_ENVIRONMENT = {"COLUMNS": "100", "TERM": "dumb", "NO_COLOR": "1", "_TYPER_FORCE_DISABLE_TERMINAL": "1"}
 
 HEADER = f"""# `lineguard` command reference
