@@ -33,7 +33,8 @@ def named_paths(doc: Path, text: str) -> list[str]:
     """Paths written in the text that start in a top-level folder, or in a folder beside the document
     (pipeline/README.md names `storage/tables.py`)."""
     text = LINK.sub(lambda m: m.group(0).split("](")[0], text)  # link targets are checked as links
-    beside = {child.name for child in doc.parent.iterdir() if child.is_dir()}
+    # (at the top, only the repository's own folders: `runs/demo/model.onnx` is what a reader makes)
+    beside = {child.name for child in doc.parent.iterdir() if child.is_dir()} if doc.parent != REPO_ROOT else set()
     found = []
     for path in PATH.findall(text):
         top, last = path.split("/")[0], path.split("/")[-1]
