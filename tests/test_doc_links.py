@@ -1,6 +1,8 @@
 """The READMEs and docs/ point only at what exists: every relative Markdown link, every repository path they name
-(`pipeline/verdict.py`, `scripts/stack.sh`, `docs/models/vae.md`) and every module they name
-(`pipeline.sensors.model.SensorModel`), so a move that forgets a doc fails here."""
+(`pipeline/verdict.py`, `scripts/stack.sh`, `docs/models/vae.md`), every module they name
+(`pipeline.sensors.model.SensorModel`) and every `lineguard` command and option they show (checked against
+docs/CLI.md, which tests/pipeline/cli/test_cli_docs.py keeps equal to the app), so a change that forgets a doc fails
+here."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ ROOTS = ("pipeline", "training", "tests", "scripts", "bench", "deploy", "docs")
 NOT_KEPT = ("bench/results/", "deploy/tls/")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 PATH = re.compile(r"(?<![\w./-])((?:[\w-]+/)+[\w.*-]*\w)")
+COMMAND = re.compile(r"(?<![\w-])lineguard ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?([^`\n|#;]*)")
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 MODULE = re.compile(r"(?<![\w./-])((?:pipeline|training)(?:\.\w+)+)")
 
 
@@ -75,3 +79,50 @@ def test_links_and_named_paths_exist(doc: Path) -> None:
     broken += [f"path {path}" for path in named_paths(doc, text) if not exists(doc, path)]
     broken += [f"module {name}" for name in MODULE.findall(text) if not module_resolves(name)]
     assert not broken, f"{doc.relative_to(REPO_ROOT)} points at what does not exist: {sorted(set(broken))}"
+
+
+def cli_reference() -> dict[str, set[str]]:
+    """Each command path of docs/CLI.md (`defects list`) with the options its section lists."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in (REPO_ROOT / "docs" / "CLI.md").read_text(encoding="utf-8").splitlines():
+        heading = re.match(r"^#+ `lineguard ?([a-z -]*)`$", line)
+        if heading:
+            current = heading.group(1)
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    return {path: set(OPTION.findall("\n".join(lines))) for path, lines in sections.items()}
+
+
+def shown_commands(text: str) -> list[tuple[str, str, bool]]:
+    """(command path, the rest of its line, whether it is in code) for every `lineguard CMD [SUB] ...` in the text."""
+    shown, in_block = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            in_block = not in_block
+            continue
+        for match in COMMAND.finditer(line):
+            if line[: match.start()].endswith("--entrypoint "):
+                continue  # `docker compose run --entrypoint lineguard train ...`: `train` is a compose service
+            in_code = in_block or line[: match.start()].count("`") % 2 == 1
+            command, sub = match.group(1), match.group(2)
+            shown.append((f"{command} {sub}" if sub else command, f"{sub or ''} {match.group(3)}", in_code))
+    return shown
+
+
+@pytest.mark.parametrize(
+    "doc", [doc for doc in DOCS if doc.name != "CLI.md"], ids=lambda path: str(path.relative_to(REPO_ROOT))
+)
+def test_commands_and_options_shown_exist(doc: Path) -> None:
+    reference = cli_reference()
+    wrong = []
+    for path, rest, in_code in shown_commands(doc.read_text(encoding="utf-8")):
+        command = path if path in reference else path.split()[0]
+        if command not in reference:
+            if in_code:
+                wrong.append(f"lineguard {path}")
+            continue
+        unknown = [option for option in OPTION.findall(rest) if option not in reference[command]]
+        wrong += [f"lineguard {command} {option}" for option in unknown]
+    assert not wrong, f"{doc.relative_to(REPO_ROOT)} shows what docs/CLI.md does not have: {sorted(set(wrong))}"
