@@ -25,6 +25,7 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 PATH = re.compile(r"(?<![\w./-])((?:[\w-]+/)+[\w.*-]*\w)")
 COMMAND = re.compile(r"(?<![\w-])lineguard ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?([^`\n|#;]*)")
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+RELATIVE_MODULE = re.compile(r"(?<![\w./-])([a-z_]+(?:\.[A-Za-z_]\w*)+)")
 MODULE = re.compile(r"(?<![\w./-])((?:pipeline|training)(?:\.\w+)+)")
 
 
@@ -58,6 +59,26 @@ def exists(doc: Path, path: str) -> bool:
     return False
 
 
+def package_names(doc: Path, text: str) -> list[tuple[str, bool]]:
+    """In a package's own README, its modules named relative to it (`writer.BatchWriter.submit`, `sensors/` rooms'
+    `sensors.model.SensorModel`, `consumer.py`), each with whether it exists."""
+    package = doc.parent
+    if not (package / "__init__.py").exists():
+        return []
+    modules = {path.stem for path in package.glob("*.py")}
+    modules |= {path.name for path in package.iterdir() if (path / "__init__.py").exists()}
+    prefix = package.relative_to(REPO_ROOT).as_posix().replace("/", ".")
+    named = []
+    for name in RELATIVE_MODULE.findall(text):
+        if name.split(".")[0] not in modules:
+            continue
+        if name.endswith(".py"):
+            named.append((name, (package / name).exists()))
+        else:
+            named.append((name, module_resolves(f"{prefix}.{name}")))
+    return named
+
+
 def module_resolves(dotted: str) -> bool:
     """Each part is a subpackage or module while there is one, then a name the package or module defines."""
     here = REPO_ROOT / dotted.split(".")[0]
@@ -78,6 +99,7 @@ def test_links_and_named_paths_exist(doc: Path) -> None:
     broken = [f"link {link}" for link in relative_links(text) if not (doc.parent / link).exists()]
     broken += [f"path {path}" for path in named_paths(doc, text) if not exists(doc, path)]
     broken += [f"module {name}" for name in MODULE.findall(text) if not module_resolves(name)]
+    broken += [f"module {name}" for name, found in package_names(doc, text) if not found]
     assert not broken, f"{doc.relative_to(REPO_ROOT)} points at what does not exist: {sorted(set(broken))}"
 
 
