@@ -148,3 +148,13 @@ def test_commands_and_options_shown_exist(doc: Path) -> None:
         unknown = [option for option in OPTION.findall(rest) if option not in reference[command]]
         wrong += [f"lineguard {command} {option}" for option in unknown]
     assert not wrong, f"{doc.relative_to(REPO_ROOT)} shows what docs/CLI.md does not have: {sorted(set(wrong))}"
+
+
+def test_pipeline_readme_lists_every_module_and_room() -> None:
+    package = REPO_ROOT / "pipeline"
+    text = (package / "README.md").read_text(encoding="utf-8")
+    layout = text.split("```")[1]  # the first code block: the package's layout
+    modules = [path.name for path in package.glob("*.py") if path.stem not in ("__init__", "__main__")]
+    rooms = [f"{path.name}/" for path in package.iterdir() if (path / "__init__.py").exists()]
+    missing = [name for name in sorted(modules + rooms) if not re.search(rf"(?<![\w/]){re.escape(name)}", layout)]
+    assert not missing, f"pipeline/README.md's layout does not name {missing}"
