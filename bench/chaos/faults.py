@@ -17,7 +17,8 @@ from pipeline.dev.broker import free_port
 from pipeline.dev.receiver import AlertReceiver
 from pipeline.storage.tables import SourceOffset
 
-SECRET = "chaos-secret"
+# Settings require 32+ characters since 761e241 (the chaos run had kept a shorter one and stopped at start).
+SECRET = "chaos-run-webhook-secret-0123456789"
 
 log = logging.getLogger("chaos")
 
