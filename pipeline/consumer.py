@@ -30,13 +30,14 @@ from pipeline.inference import ModelHolder
 from pipeline.metrics import ConsumerMetrics
 from pipeline.registry.watch import follow_registry, serving_model_path, serving_sensor_model_path
 from pipeline.results import FrameResult
+from pipeline.retry import Backoff
 from pipeline.sensors.stage import SensorStage, open_sensor_stage, split_records
 from pipeline.settings import Settings
 from pipeline.source import FrameSource, next_offsets
-from pipeline.storage.engine import DatabaseTimeouts, open_database_when_up
+from pipeline.storage.engine import DatabaseTimeouts
 from pipeline.verdict import judge
 from pipeline.wire import FrameLimits
-from pipeline.writer import Batch, BatchTransaction, BatchWriter, Written
+from pipeline.writer import Batch, BatchTransaction, BatchWriter, Written, open_database_when_up
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +254,8 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
         timeouts = DatabaseTimeouts(
             settings.db_connect_timeout_s, settings.db_statement_timeout_s, settings.db_lock_timeout_s
         )
-        _, sessions = open_database_when_up(
-            settings.db_url, timeouts, stop, settings.db_retry_initial_s, settings.db_retry_max_s
-        )
+        backoff = Backoff(settings.db_retry_initial_s, settings.db_retry_max_s)
+        _, sessions = open_database_when_up(settings.db_url, timeouts, stop, backoff)
         image_path = serving_model_path(settings, sessions)
         model = ModelHolder(image_path, settings.prefer_gpu, settings.batch_size) if image_path is not None else None
         stack.callback(follow_registry(settings, sessions, model))  # model_source=registry: its active version

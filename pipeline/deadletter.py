@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any
 
 from pipeline.errors import ShutdownRequested
 from pipeline.results import Source
+from pipeline.retry import Backoff, retry
 from pipeline.settings import HEADER_HEADROOM_BYTES, Settings
 
 log = logging.getLogger(__name__)
@@ -119,10 +121,21 @@ class _Send:
         return self.error if self.future is None else self.future.exception
 
 
+class _Undelivered(Exception):
+    """A flush round that left letters out of the DLQ topic (failed, or still in flight at its end)."""
+
+    def __init__(self, left: int, failed: int, cause: BaseException | None, oldest_s: float) -> None:
+        shown = f"{type(cause).__name__}: {cause}" if cause is not None else "-"
+        super().__init__(
+            f"{left} of the batch's letters not delivered ({failed} failed: {shown}; {left - failed} still in flight,"
+            f" for up to {oldest_s:.0f}s)"
+        )
+
+
 class DeadLetterSink:
     """`add` sends asynchronously; `flush` returns once every dead letter is in the DLQ topic.
 
-    Sends that fail (topic missing, no ACL, broker down) are retried with exponential backoff while `flush`
+    Sends that fail (topic missing, no ACL, broker down) are retried with backoff (`pipeline.retry`) while `flush`
     holds the batch (its offsets are not committed), and only those: a letter that landed is never sent again by
     the retry. `stop` set during the backoff raises ShutdownRequested; the batch is then replayed by the next run,
     which sends its letters again (DLQ readers dedupe on the dlq-source-* headers).
@@ -192,37 +205,45 @@ class DeadLetterSink:
         if not self._sends:
             return
         self._check_thread()
-        delay = self.retry_initial_s
-        while self._sends:
+        rounds = itertools.count()
+
+        def deliver() -> None:
+            if next(rounds):
+                self._resend([s for s in self._sends if s.failed])
             self._wait_for_sends()
             self._sends = [s for s in self._sends if not (s.future is not None and s.future.succeeded())]
-            if not self._sends:
-                return
-            failed = [s for s in self._sends if s.failed]
-            cause = next((s.cause for s in failed), None)
-            # kafka-python 3.0.12's idempotent producer can stall for good (it stops sending once a batch it had
-            # sent expires): a send in flight far beyond the producer's delivery timeout says so; restart then.
-            oldest = max((time.monotonic() - s.started for s in self._sends if not s.failed), default=0.0)
-            self.retries += 1
-            if self.on_retry is not None:
-                self.on_retry()
-            log.warning(
-                "dead-letter topic %s: %d of the batch's letters not delivered (%d failed: %s; %d still in flight,"
-                " for up to %.0fs); batch held, offsets not committed, retry in %.1fs",
-                self.topic,
-                len(self._sends),
-                len(failed),
-                f"{type(cause).__name__}: {cause}" if cause is not None else "-",
-                len(self._sends) - len(failed),
-                oldest,
-                delay,
+            if self._sends:
+                failed = [s for s in self._sends if s.failed]
+                cause = next((s.cause for s in failed), None)
+                # kafka-python 3.0.12's idempotent producer can stall for good (it stops sending once a batch it had
+                # sent expires): a send in flight far beyond the producer's delivery timeout says so; restart then.
+                oldest = max((time.monotonic() - s.started for s in self._sends if not s.failed), default=0.0)
+                raise _Undelivered(len(self._sends), len(failed), cause, oldest) from cause
+
+        try:
+            retry(
+                deliver,
+                transient=lambda exc: isinstance(exc, _Undelivered),
+                backoff=Backoff(self.retry_initial_s, self.retry_max_s),
+                stop=self.stop,
+                stopped="stopped while the dead-letter topic was unavailable",
+                on_retry=self._retrying,
             )
-            if self.stop.wait(delay):
-                self._sends = []
-                log.warning("stopped while the dead-letter topic was unavailable: the batch will be replayed")
-                raise ShutdownRequested("stopped while the dead-letter topic was unavailable") from cause
-            delay = min(delay * 2, self.retry_max_s)
-            self._resend(failed)
+        except ShutdownRequested:
+            self._sends = []
+            log.warning("stopped while the dead-letter topic was unavailable: the batch will be replayed")
+            raise
+
+    def _retrying(self, undelivered: BaseException, wait_s: float) -> None:
+        self.retries += 1
+        if self.on_retry is not None:
+            self.on_retry()
+        log.warning(
+            "dead-letter topic %s: %s; batch held, offsets not committed, retry in %.1fs",
+            self.topic,
+            undelivered,
+            wait_s,
+        )
 
     def _start(self, send: _Send) -> None:
         from kafka.errors import KafkaError

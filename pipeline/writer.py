@@ -11,22 +11,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.alerting.rules import AlertRules, DriftReference
 from pipeline.alerting.state import load_rule_state, save_rule_state
 from pipeline.deadletter import DeadLetterSink
-from pipeline.errors import FrameStoreError, ShutdownRequested
+from pipeline.errors import FrameStoreError
 from pipeline.frames.store import FrameStore
 from pipeline.inference import OnnxModel
 from pipeline.metrics import ConsumerMetrics
 from pipeline.results import FrameResult, RaisedAlert, Source, WindowResult
+from pipeline.retry import Backoff, retry
 from pipeline.sensors.model import SensorModel
 from pipeline.sensors.stage import SensorBatch
 from pipeline.sensors.state import SensorWrite, write_sensor_batch
 from pipeline.settings import Settings
 from pipeline.source import Offsets
+from pipeline.storage.engine import DatabaseTimeouts, open_database
 from pipeline.storage.isolate import store_isolating
 from pipeline.storage.store import (
     ModelInfo,
@@ -67,7 +70,7 @@ class Written:
     refused_sensors: int = 0  # sensor records whose windows the database refused, dead-lettered instead
 
 
-def _transient(exc: Exception) -> bool:
+def _transient(exc: BaseException) -> bool:
     if isinstance(exc, FrameStoreError):
         return exc.transient  # an object store outage waits like a database outage; a bad path or permission stops
     if isinstance(exc, OperationalError | InterfaceError):
@@ -75,10 +78,31 @@ def _transient(exc: Exception) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
-def _outage(exc: Exception) -> str:
+def _outage(exc: BaseException) -> str:
     if isinstance(exc, FrameStoreError):
         return f"frame store unavailable ({exc})"
     return f"database unavailable ({type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__})"
+
+
+def open_database_when_up(
+    url: str, timeouts: DatabaseTimeouts, stop: threading.Event, backoff: Backoff
+) -> tuple[Engine, sessionmaker[Session]]:
+    """`open_database` for the consumer, waiting with backoff while the database is unreachable: a line restarted
+    during a database outage waits for it (as a running one does), instead of exiting into a crash loop.
+    Raises ShutdownRequested if `stop` is set meanwhile."""
+
+    def waiting(exc: BaseException, wait_s: float) -> None:
+        reason = type(getattr(exc, "orig", exc)).__name__
+        log.warning("database unreachable at start-up (%s); retrying in %.1fs", reason, wait_s)
+
+    return retry(
+        lambda: open_database(url, timeouts=timeouts, writer=True),
+        transient=lambda exc: isinstance(exc, OperationalError | InterfaceError),
+        backoff=backoff,
+        stop=stop,
+        stopped="stopped while the database was unreachable",
+        on_retry=waiting,
+    )
 
 
 class BatchTransaction:
@@ -116,19 +140,20 @@ class BatchTransaction:
 
     def write(self, batch: Batch) -> Written:
         """Raises ShutdownRequested if stopped while the database is down (the batch stays uncommitted)."""
-        delay = self.settings.db_retry_initial_s
-        while True:
-            try:
-                return self._write_once(batch)
-            except Exception as exc:
-                if not _transient(exc):
-                    raise
-                self.retries += 1
-                self.metrics.db_retries.inc()
-                log.warning("%s; batch kept, offsets not committed, retry in %.1fs", _outage(exc), delay)
-                if self.stop.wait(delay):
-                    raise ShutdownRequested("stopped while the database was unavailable") from exc
-                delay = min(delay * 2, self.settings.db_retry_max_s)
+
+        def waiting(exc: BaseException, wait_s: float) -> None:
+            self.retries += 1
+            self.metrics.db_retries.inc()
+            log.warning("%s; batch kept, offsets not committed, retry in %.1fs", _outage(exc), wait_s)
+
+        return retry(
+            lambda: self._write_once(batch),
+            transient=_transient,
+            backoff=Backoff(self.settings.db_retry_initial_s, self.settings.db_retry_max_s),
+            stop=self.stop,
+            stopped="stopped while the database was unavailable",
+            on_retry=waiting,
+        )
 
     def _write_once(self, batch: Batch) -> Written:
         meta = batch.model.metadata if batch.model is not None else None

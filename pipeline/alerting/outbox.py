@@ -18,16 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.alerting.channels import Channel, build_channels
 from pipeline.metrics import ConsumerMetrics
+from pipeline.retry import Backoff
 from pipeline.settings import Settings
 from pipeline.storage.tables import Alert, AlertDelivery
 
 log = logging.getLogger(__name__)
-
-
-def backoff_s(attempt: int, initial_s: float, max_s: float) -> float:
-    """Delay after the `attempt`-th failure in a row: doubling from `initial_s`, at most `max_s`."""
-    # The exponent is bounded: a webhook down for a day reaches attempt 1,500, and 2**1500 overflows a float.
-    return min(initial_s * 2 ** min(attempt - 1, 32), max_s)
 
 
 def deliver_due(
@@ -47,6 +42,7 @@ def deliver_due(
     alert it was sending when its lease runs out, not every alert of the round.
     """
     by_name = {channel.name: channel for channel in channels}
+    backoff = Backoff(retry_initial_s, retry_max_s)
     delivered = 0
     tried: list[int] = []  # once per round, even when a short backoff makes a failed one due again meanwhile
     for _ in range(limit):
@@ -57,7 +53,7 @@ def deliver_due(
         try:
             by_name[claim.channel].send(claim.alert_id, claim.payload)
         except Exception as exc:  # any channel failure: keep it pending and back off
-            delay = backoff_s(claim.attempts, retry_initial_s, retry_max_s)
+            delay = backoff.delay_s(claim.attempts)
             error = f"{type(exc).__name__}: {exc}"[:500]
             _settle(sessions, claim.delivery_id, "pending", datetime.now(UTC) + timedelta(seconds=delay), error)
             log.warning(
@@ -169,12 +165,12 @@ class AlertDispatcher:
 
     def _run(self) -> None:
         failures = 0  # rounds failed in a row
+        backoff = Backoff(self.settings.alert_retry_initial_s, self.settings.alert_retry_max_s)
         while not self._stop.is_set():
             failures = 0 if self.drain_once() is not None else failures + 1
             pause = self.settings.alert_poll_s
             if failures:
-                retry = backoff_s(failures, self.settings.alert_retry_initial_s, self.settings.alert_retry_max_s)
-                pause = max(pause, retry)
+                pause = max(pause, backoff.delay_s(failures))
             self._stop.wait(pause)
 
     def drain_once(self) -> int | None:

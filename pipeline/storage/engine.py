@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.errors import ConfigError, ShutdownRequested
+from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -154,24 +152,3 @@ def dialect_insert(session: Session, table: Any) -> Any:
     if name == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"database dialect {name!r} is not supported (use SQLite or PostgreSQL)")
-
-
-def open_database_when_up(
-    url: str, timeouts: DatabaseTimeouts, stop: threading.Event, retry_initial_s: float, retry_max_s: float
-) -> tuple[Engine, sessionmaker[Session]]:
-    """`open_database` for the consumer, waiting with backoff while the database is unreachable: a line restarted
-    during a database outage waits for it (as a running one does), instead of exiting into a crash loop.
-    Raises ShutdownRequested if `stop` is set meanwhile."""
-    delay = retry_initial_s
-    while True:
-        try:
-            return open_database(url, timeouts=timeouts, writer=True)
-        except (OperationalError, InterfaceError) as exc:
-            log.warning(
-                "database unreachable at start-up (%s); retrying in %.1fs",
-                type(getattr(exc, "orig", exc)).__name__,
-                delay,
-            )
-            if stop.wait(delay):
-                raise ShutdownRequested("stopped while the database was unreachable") from exc
-            delay = min(delay * 2, retry_max_s)

@@ -12,9 +12,10 @@ from helpers import frame_result, wait_for
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.alerting.outbox import AlertDispatcher, backoff_s, deliver_due
+from pipeline.alerting.outbox import AlertDispatcher, deliver_due
 from pipeline.metrics import ConsumerMetrics
 from pipeline.results import RaisedAlert
+from pipeline.retry import JITTER, Backoff
 from pipeline.settings import Settings
 from pipeline.storage.engine import open_database
 from pipeline.storage.store import ModelInfo, write_batch
@@ -126,7 +127,9 @@ def test_backlog_gauges_show_pending_deliveries_and_the_oldest_age(db_url: str) 
 
 
 def test_backoff_is_bounded_for_any_number_of_attempts() -> None:
-    assert [backoff_s(n, 1.0, 60.0) for n in (1, 2, 3, 7, 5000)] == [1.0, 2.0, 4.0, 60.0, 60.0]
+    backoff = Backoff(1.0, 60.0)
+    assert [backoff.step_s(n) for n in (1, 2, 3, 7, 5000)] == [1.0, 2.0, 4.0, 60.0, 60.0]
+    assert all(30.0 < backoff.delay_s(5000) <= 60.0 for _ in range(1000))  # jittered below the step, never above
 
 
 @pytest.mark.integration
@@ -141,7 +144,7 @@ def test_a_delivery_failing_for_days_keeps_its_backoff(tmp_path: Path) -> None:
         delivery = session.scalars(select(AlertDelivery)).one()
     assert delivery.attempts == 5001 and delivery.last_error == "RuntimeError: unexpected"
     delay = delivery.next_attempt_at.replace(tzinfo=UTC) - datetime.now(UTC)
-    assert timedelta(seconds=50) < delay <= timedelta(seconds=60)
+    assert timedelta(seconds=60 * (1 - JITTER) - 5) < delay <= timedelta(seconds=60)
 
 
 class Killed(BaseException):
