@@ -20,7 +20,8 @@ def test_the_contracts_name_the_rules() -> None:
     assert set(config["root_packages"]) == {"pipeline", "training"}
     kinds = {contract["id"]: contract["type"] for contract in config["contracts"]}
     assert kinds["pipeline-layers"] == "layers" and kinds["no-cycles"] == "acyclic_siblings"
-    assert {"runtime-without-training", "runtime-without-dev-tools", "cli-on-top", "storage-alone"} <= kinds.keys()
+    rules = {"runtime-without-training", "runtime-without-dev-tools", "cli-on-top", "commands-on-top", "storage-alone"}
+    assert rules <= kinds.keys()
 
 
 def test_import_contracts_are_kept() -> None:
