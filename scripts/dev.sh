@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Developer entry point that needs nothing but bash and Python 3.11 on Debian:
 #   bash scripts/dev.sh demo    the whole job on embedded defaults, with a summary
-#   bash scripts/dev.sh test    lint + the test suite (real broker, SQLite and PostgreSQL, headless Chromium)
+#   bash scripts/dev.sh test    lint (ruff, the import contracts) + the test suite (real broker, SQLite and
+#                               PostgreSQL, headless Chromium)
 # The first call creates .venv through scripts/install.sh dev: torch==2.13.0 (a CPU build) is installed first and
 # explicitly, because letting pip resolve torch on its own pulls a multi-GB CUDA build.
 set -euo pipefail
