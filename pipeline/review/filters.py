@@ -6,7 +6,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated, Any
 from urllib.parse import urlencode
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 from pipeline.errors import LineGuardError
 from pipeline.storage.review import REVIEW_STATUSES, DefectFilter, parse_since
@@ -51,66 +55,58 @@ class ListQuery:
         return self.link(page=None, per_page=None, **dict.fromkeys(dropped))
 
 
-def parse_list_query(params: Mapping[str, str], now: datetime | None = None) -> ListQuery:
-    """Every problem is reported (the page shows them) instead of silently widening the view."""
-    values = {name: params[name].strip() for name in FIELDS if (params.get(name) or "").strip()}
-    errors: list[str] = []
-    for name, value in list(values.items()):
-        # PostgreSQL refuses NUL in text, and no id holds control characters: say so instead of a failed query.
-        if len(value) > MAX_VALUE_CHARS or not value.isprintable():
-            errors.append(f"{name}: at most {MAX_VALUE_CHARS} printable characters")
-            del values[name]
-    times: dict[str, datetime] = {}
-    for name in ("since", "until"):
-        if name in values:
-            try:
-                times[name] = parse_since(values[name], now, name=name)
-            except LineGuardError as exc:
-                errors.append(str(exc))
-    scores = {name: _number(values, name, errors) for name in ("min_score", "max_score")}
-    status = values.get("status")
-    if status is not None and status not in REVIEW_STATUSES:
-        errors.append(f"status {status[:32]!r}: use one of {', '.join(REVIEW_STATUSES)}")
-        status = None
-    cluster = _cluster(values, errors)
-    page = _whole(params, "page", 1, 1, MAX_PAGE, errors)
-    per_page = _whole(params, "per_page", PER_PAGE, 1, MAX_PER_PAGE, errors)
-    where = DefectFilter(
-        camera=values.get("camera"),
-        line=values.get("line"),
-        since=times.get("since"),
-        until=times.get("until"),
-        min_score=scores["min_score"],
-        max_score=scores["max_score"],
-        status=status,
-        label=values.get("label"),
-        model_version=values.get("model_version"),
-        cluster=cluster,
-    )
-    return ListQuery(where, values, page, per_page, tuple(errors))
+def _text(value: Any, info: ValidationInfo) -> str | None:
+    """A filter as typed, stripped; None when empty. PostgreSQL refuses NUL in text, and no id holds control
+    characters: say so instead of a failed query."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
+        return None
+    if len(text) > MAX_VALUE_CHARS or not text.isprintable():
+        raise PydanticCustomError(
+            "unprintable",
+            "{name}: at most {chars} printable characters",
+            {"name": info.field_name, "chars": MAX_VALUE_CHARS},
+        )
+    return text
 
 
-def _number(values: dict[str, str], name: str, errors: list[str]) -> float | None:
-    if name not in values:
+def _time(value: Any, info: ValidationInfo) -> datetime | None:
+    text = _text(value, info)
+    if text is None:
         return None
     try:
-        number = float(values[name])
+        return parse_since(text, (info.context or {}).get("now"), name=str(info.field_name))
+    except LineGuardError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _score(value: Any, info: ValidationInfo) -> float | None:
+    text = _text(value, info)
+    if text is None:
+        return None
+    try:
+        number = float(text)
     except ValueError:
         number = math.nan
     if not math.isfinite(number):
-        errors.append(f"{name} {values[name][:32]!r}: use a number like 0.25")
-        return None
+        raise ValueError(f"{info.field_name} {text[:32]!r}: use a number like 0.25")
     return number
 
 
-def _cluster(values: dict[str, str], errors: list[str]) -> int | None:
+def _status(value: Any, info: ValidationInfo) -> str | None:
+    text = _text(value, info)
+    if text is not None and text not in REVIEW_STATUSES:
+        raise ValueError(f"status {text[:32]!r}: use one of {', '.join(REVIEW_STATUSES)}")
+    return text
+
+
+def _cluster(value: Any, info: ValidationInfo) -> int | None:
     """`lineguard cluster`'s id: a whole number, -1 for DBSCAN's noise."""
-    text = values.get("cluster")
+    text = _text(value, info)
     if text is None:
         return None
     if not _is_whole(text.removeprefix("-"), len(str(MAX_CLUSTER))) or not -1 <= int(text) <= MAX_CLUSTER:
-        errors.append(f"cluster {text[:32]!r}: use a cluster id from `lineguard cluster` (-1: noise)")
-        return None
+        raise ValueError(f"cluster {text[:32]!r}: use a cluster id from `lineguard cluster` (-1: noise)")
     return int(text)
 
 
@@ -119,11 +115,57 @@ def _is_whole(text: str, digits: int) -> bool:
     return 0 < len(text) <= digits and text.isascii() and text.isdigit()
 
 
-def _whole(params: Mapping[str, str], name: str, default: int, low: int, high: int, errors: list[str]) -> int:
-    text = (params.get(name) or "").strip()
-    if not text:
-        return default
-    if not _is_whole(text, len(str(high))) or not low <= int(text) <= high:
-        errors.append(f"{name} {text[:32]!r}: use a whole number from {low} to {high}")
-        return default
-    return int(text)
+def _whole(default: int, low: int, high: int) -> BeforeValidator:
+    def parse(value: Any, info: ValidationInfo) -> int:
+        text = value.strip() if isinstance(value, str) else ""
+        if not text:
+            return default
+        if not _is_whole(text, len(str(high))) or not low <= int(text) <= high:
+            raise ValueError(f"{info.field_name} {text[:32]!r}: use a whole number from {low} to {high}")
+        return int(text)
+
+    return BeforeValidator(parse)
+
+
+Text = Annotated[str | None, BeforeValidator(_text)]
+
+
+class ListParams(BaseModel):
+    """The list's query parameters, each parsed and checked where it is declared (context: `now`, for relative
+    times). Every value comes in as typed text; a bad one is an error with the message the page shows."""
+
+    model_config = ConfigDict(frozen=True)
+
+    camera: Text = None
+    line: Text = None
+    since: Annotated[datetime | None, BeforeValidator(_time)] = None
+    until: Annotated[datetime | None, BeforeValidator(_time)] = None
+    min_score: Annotated[float | None, BeforeValidator(_score)] = None
+    max_score: Annotated[float | None, BeforeValidator(_score)] = None
+    status: Annotated[str | None, BeforeValidator(_status)] = None
+    label: Text = None
+    model_version: Text = None
+    cluster: Annotated[int | None, BeforeValidator(_cluster)] = None
+    page: Annotated[int, _whole(1, 1, MAX_PAGE)] = 1
+    per_page: Annotated[int, _whole(PER_PAGE, 1, MAX_PER_PAGE)] = PER_PAGE
+
+
+def parse_list_query(params: Mapping[str, str], now: datetime | None = None) -> ListQuery:
+    """Every problem is reported (the page shows them) instead of silently widening the view: a bad parameter is
+    left out of the query, and of the links too when it is not printable text."""
+    raw = {name: params[name] for name in ListParams.model_fields if name in params}
+    context = {"now": now}
+    errors: list[str] = []
+    unprintable: set[str] = set()
+    try:
+        parsed = ListParams.model_validate(raw, context=context)
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False)
+        errors = [str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"] for e in problems]
+        unprintable = {str(e["loc"][0]) for e in problems if e["type"] == "unprintable"}
+        bad = {str(e["loc"][0]) for e in problems}
+        parsed = ListParams.model_validate({k: v for k, v in raw.items() if k not in bad}, context=context)
+    values = {name: params[name].strip() for name in FIELDS if (params.get(name) or "").strip()}
+    values = {name: value for name, value in values.items() if name not in unprintable}
+    where = DefectFilter(**parsed.model_dump(exclude={"page", "per_page"}))
+    return ListQuery(where, values, parsed.page, parsed.per_page, tuple(errors))
