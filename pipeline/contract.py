@@ -1,6 +1,9 @@
 """The ONNX contract's metadata: what `training.export.contract` embeds in a model file and what the runtime reads back.
 
-Every value is stored as a string in the model's `metadata_props`; composite values are JSON.
+Every value is stored as a string in the model's `metadata_props`; composite values are JSON. The classes below are
+pydantic dataclasses: each field's type, bounds and meaning are written once, on the field; a bad value is a
+MetadataError naming the field (`sensor.window_length`), and docs/contract.schema.json is generated from them
+(`python -m pipeline.dev.contract_schema`).
 Two kinds: `image` (input "image", N x C x S x S in [0, 1]) and `sensor` (input "window", N x C x T of raw
 readings, normalised per channel inside the graph; the `sensor` block says which channels, in which order).
 """
@@ -8,9 +11,20 @@ readings, normalised per channel inside the graph; the `sensor` block says which
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, fields, replace
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
+
+from pydantic import (
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
 
 from pipeline.errors import MetadataError
 from pipeline.preprocess import RESIZE_MODES, InputSpec
@@ -30,160 +44,217 @@ SENSOR_NORMALIZATION = "channel-zscore-in-graph"
 SENSOR_RESIZE_MODE = "none"
 
 
-@dataclass(frozen=True)
+# What a sensor model may declare; training's configs check their own fields against these.
+LevelStatistic = Literal["mean", "median"]
+CalendarKind = Literal["day", "week"]
+PointRule = Literal["all-windows", "row-mean"]
+# gpd-tail: peaks over threshold with a generalised Pareto fit; empirical: enough normals to read the quantile;
+# gaussian: too few normals for a tail fit, mean + z * std (the warning says how many are needed)
+FalseAlarmMethod = Literal["gpd-tail", "empirical", "gaussian"]
+ModelKind = Literal["image", "sensor"]
+SENSOR_LEVEL_STATISTICS: tuple[str, ...] = get_args(LevelStatistic)
+SENSOR_CALENDAR_KINDS: tuple[str, ...] = get_args(CalendarKind)
+SENSOR_POINT_RULES: tuple[str, ...] = get_args(PointRule)
+FALSE_ALARM_METHODS: tuple[str, ...] = get_args(FalseAlarmMethod)
+MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+def _metadata_error(exc: ValidationError, block: str, names: list[str]) -> MetadataError:
+    """The first of pydantic's errors as a MetadataError naming the field as the props do (`sensor.window_length`);
+    `names`: the fields in order, for an argument given by position."""
+    error = exc.errors(include_url=False)[0]
+    loc = [str(part) for part in error["loc"]]
+    if loc and isinstance(error["loc"][0], int):
+        loc[0] = names[int(loc[0])]
+    inner = " ".join(f"item {part}" if isinstance(part, int) else part for part in error["loc"][1:])
+    field_name = ".".join(part for part in (block, *loc[:1]) if part) or "metadata"
+    if error["type"] == "missing":
+        reason = "missing"
+    elif error["type"] == "value_error":
+        reason = str(error["ctx"]["error"])
+    else:
+        reason = f"{error['msg'][:1].lower()}{error['msg'][1:]}, got {error['input']!r}"
+    return MetadataError(field_name, f"{inner}: {reason}" if inner else reason)
+
+
+class _Block:
+    """What the contract's classes share: pydantic's errors come out as MetadataError, named under `_block`.
+
+    A MetadataError raised by a validator passes through pydantic as it is (it is not a ValueError), so a block
+    inside the metadata keeps its own field names."""
+
+    _block: ClassVar[str] = ""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_metadata_error(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise _metadata_error(exc, cls._block, [item.name for item in fields(cls)]) from None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        """Validate a block read back from its JSON (a dict); MetadataError names the bad field."""
+        return TypeAdapter(cls).validate_python(data)
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class ScoreStats:
     """Summary of scores on the normal validation images the thresholds were calibrated from."""
 
-    n: int
-    mean: float
-    std: float
-    quantiles: dict[str, float] = field(default_factory=dict)
-
-
-SENSOR_LEVEL_STATISTICS = ("mean", "median")
-SENSOR_CALENDAR_KINDS = ("day", "week")
-SENSOR_POINT_RULES = ("all-windows", "row-mean")
+    n: int = Field(description="how many normal validation scores")
+    mean: float = Field(description="their mean")
+    std: float = Field(description="their standard deviation")
+    quantiles: dict[str, float] = Field(default_factory=dict, description='quantiles by level, e.g. {"0.99": 0.05}')
 
 
 @dataclass(frozen=True)
-class SensorSpec:
-    """The `sensor` block of a sensor model: its channels in input order, its window and its training statistics.
+class SensorSpec(_Block):
+    """The `sensor` block of a sensor model: its channels in input order, its window and its training statistics."""
 
-    `level_free_channels` are scored on their shape within a window, not their level: the graph removes each
-    window's `level_statistic` ("mean", or the "median", robust to a spike) from them (sensors that drift with
-    warm-up, ambient or load, declared or found drifting at training).
-    `calendar`: periods ("day", "week") whose phase the runtime appends as input channels after the sensor channels
-    (pipeline.sensors.timefeatures, from each reading's timestamp). `period_samples`: the dominant period found in the
-    training data (the default window length was chosen from it), None when none was measured or found.
-    `point_rule`: how a row is judged from the stride-1 windows that cover it, against the window threshold:
-    "row-mean" (their mean score above it) or "all-windows" (every one above it: SKAB's notebook rule, and models
-    before the field). Evaluation judges rows by it; the line judges windows.
-    `adapt_rows`: 0, or the number of first rows of each run (a recording, or a stretch after a gap) whose per-channel
-    median and std the run's readings are re-expressed against before the graph (pipeline.sensors.adapt); those rows
-    are not judged. Models before the field: 0.
-    """
+    _block: ClassVar[str] = "sensor"
 
-    channels: tuple[str, ...]
-    window_length: int
-    window_stride: int
-    channel_mean: tuple[float, ...]
-    channel_std: tuple[float, ...]
-    sample_rate_hz: float | None = None
-    level_free_channels: tuple[str, ...] = ()
-    level_statistic: str = "mean"
-    calendar: tuple[str, ...] = ()
-    period_samples: int | None = None
-    point_rule: str = "all-windows"
-    adapt_rows: int = 0
+    channels: tuple[str, ...] = Field(
+        description="sensor names in the input's channel order: unique, non-empty, no commas (the wire format's "
+        "channels header lists them comma-separated)"
+    )
+    window_length: int = Field(ge=2, description="samples per window: the input's T")
+    window_stride: int = Field(description="samples between window starts on the line, 1..window_length")
+    channel_mean: tuple[FiniteFloat, ...] = Field(
+        description="training mean per channel; the graph subtracts it itself (kept for humans and checks)"
+    )
+    channel_std: tuple[Annotated[float, Field(gt=0.0, allow_inf_nan=False)], ...] = Field(
+        description="training standard deviation per channel, > 0; the graph divides by it itself"
+    )
+    sample_rate_hz: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = Field(
+        default=None, description="readings per second in training, null when unknown"
+    )
+    level_free_channels: tuple[str, ...] = Field(
+        default=(),
+        description="channels scored on their shape within a window, not their level: the graph removes each "
+        "window's level_statistic from them (sensors that drift with warm-up, ambient or load)",
+    )
+    level_statistic: LevelStatistic = Field(
+        default="mean",
+        description="what is removed from level-free channels: the mean, or the median (robust to a spike)",
+    )
+    calendar: tuple[CalendarKind, ...] = Field(
+        default=(),
+        description="periods whose phase the runtime appends as two input channels each, after the sensor channels "
+        "(pipeline.sensors.timefeatures, from each reading's timestamp)",
+    )
+    period_samples: Annotated[int, Field(ge=2)] | None = Field(
+        default=None,
+        description="the dominant period found in the training data (the default window length was chosen from "
+        "it); null when none was measured or found",
+    )
+    point_rule: PointRule = Field(
+        default="all-windows",
+        description="how a row is judged from the stride-1 windows that cover it, against the window threshold: "
+        "row-mean (their mean score above it) or all-windows (every one above it: SKAB's notebook rule, and models "
+        "before the field). Evaluation judges rows by it; the line judges windows",
+    )
+    adapt_rows: int = Field(
+        default=0,
+        strict=True,
+        ge=0,
+        description="0, or the number (>= 2) of first rows of each run (a recording, or a stretch after a gap) whose "
+        "per-channel median and std the run's readings are re-expressed against before the graph "
+        "(pipeline.sensors.adapt); those rows are not judged. Models before the field: 0",
+    )
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "calendar", tuple(self.calendar))
-        object.__setattr__(self, "channels", tuple(self.channels))
-        object.__setattr__(self, "channel_mean", tuple(float(v) for v in self.channel_mean))
-        object.__setattr__(self, "channel_std", tuple(float(v) for v in self.channel_std))
-        object.__setattr__(self, "level_free_channels", tuple(self.level_free_channels))
-        names = self.channels
-        if not names or any(not isinstance(n, str) or not n.strip() or "," in n for n in names):
-            raise MetadataError("sensor.channels", f"need non-empty names without commas, got {list(names)!r}")
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if not names or any(not n.strip() or "," in n for n in names):
+            raise ValueError(f"need non-empty names without commas, got {list(names)!r}")
         if len(set(names)) != len(names):
-            raise MetadataError("sensor.channels", f"names must be unique, got {list(names)!r}")
-        if self.window_length < 2:
-            raise MetadataError("sensor.window_length", f"must be >= 2, got {self.window_length}")
-        if not 1 <= self.window_stride <= self.window_length:
-            raise MetadataError(
-                "sensor.window_stride", f"must be in 1..window_length ({self.window_length}), got {self.window_stride}"
-            )
-        for name in ("channel_mean", "channel_std"):
-            values = getattr(self, name)
-            if len(values) != len(names) or not all(math.isfinite(v) for v in values):
-                raise MetadataError(f"sensor.{name}", f"need {len(names)} finite numbers, got {list(values)!r}")
-        if any(v <= 0 for v in self.channel_std):
-            raise MetadataError("sensor.channel_std", f"must be > 0, got {list(self.channel_std)!r}")
-        rate = self.sample_rate_hz
-        if rate is not None and not (math.isfinite(rate) and rate > 0):
-            raise MetadataError("sensor.sample_rate_hz", f"must be null or a positive number, got {rate}")
-        unknown = sorted(set(self.level_free_channels) - set(names))
-        if unknown or len(set(self.level_free_channels)) != len(self.level_free_channels):
-            raise MetadataError(
-                "sensor.level_free_channels",
-                f"must be distinct names of channels {list(names)!r}, got {list(self.level_free_channels)!r}",
-            )
-        if self.level_statistic not in SENSOR_LEVEL_STATISTICS:
-            raise MetadataError(
-                "sensor.level_statistic", f"must be one of {SENSOR_LEVEL_STATISTICS}, got {self.level_statistic!r}"
-            )
-        if not set(self.calendar) <= set(SENSOR_CALENDAR_KINDS) or len(set(self.calendar)) != len(self.calendar):
-            raise MetadataError(
-                "sensor.calendar", f"must be distinct names from {SENSOR_CALENDAR_KINDS}, got {list(self.calendar)!r}"
-            )
-        period = self.period_samples
-        if period is not None and not (isinstance(period, int) and period >= 2):
-            raise MetadataError("sensor.period_samples", f"must be null or an integer >= 2, got {period!r}")
-        if self.point_rule not in SENSOR_POINT_RULES:
-            raise MetadataError("sensor.point_rule", f"must be one of {SENSOR_POINT_RULES}, got {self.point_rule!r}")
-        adapt = self.adapt_rows
-        if not (isinstance(adapt, int) and not isinstance(adapt, bool) and (adapt == 0 or adapt >= 2)):
-            raise MetadataError("sensor.adapt_rows", f"must be 0 (off) or an integer >= 2, got {adapt!r}")
+            raise ValueError(f"names must be unique, got {list(names)!r}")
+        return names
+
+    @field_validator("window_stride")
+    @classmethod
+    def _stride(cls, stride: int, info: ValidationInfo) -> int:
+        length = info.data.get("window_length")
+        if length is not None and not 1 <= stride <= length:
+            raise ValueError(f"must be in 1..window_length ({length}), got {stride}")
+        return stride
+
+    @field_validator("channel_mean", "channel_std")
+    @classmethod
+    def _per_channel(cls, values: tuple[float, ...], info: ValidationInfo) -> tuple[float, ...]:
+        names = info.data.get("channels")
+        if names is not None and len(values) != len(names):
+            raise ValueError(f"need {len(names)} finite numbers, got {list(values)!r}")
+        return values
+
+    @field_validator("level_free_channels")
+    @classmethod
+    def _level_free(cls, chosen: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        names = info.data.get("channels") or ()
+        if set(chosen) - set(names) or len(set(chosen)) != len(chosen):
+            raise ValueError(f"must be distinct names of channels {list(names)!r}, got {list(chosen)!r}")
+        return chosen
+
+    @field_validator("calendar")
+    @classmethod
+    def _calendar(cls, periods: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(periods)) != len(periods):
+            raise ValueError(f"must be distinct names from {SENSOR_CALENDAR_KINDS}, got {list(periods)!r}")
+        return periods
+
+    @field_validator("adapt_rows")
+    @classmethod
+    def _adapt_rows(cls, rows: int) -> int:
+        if rows == 1:
+            raise ValueError(f"must be 0 (off) or an integer >= 2, got {rows!r}")
+        return rows
 
     @property
     def input_channels(self) -> int:
         """Channels of the graph's input: the sensors, then two per calendar period."""
         return len(self.channels) + 2 * len(self.calendar)
 
-    @classmethod
-    def from_json(cls, data: Any) -> SensorSpec:
-        try:
-            return cls(
-                channels=tuple(data["channels"]),
-                window_length=int(data["window_length"]),
-                window_stride=int(data["window_stride"]),
-                channel_mean=tuple(data["channel_mean"]),
-                channel_std=tuple(data["channel_std"]),
-                sample_rate_hz=None if data.get("sample_rate_hz") is None else float(data["sample_rate_hz"]),
-                level_free_channels=tuple(data.get("level_free_channels", ())),
-                level_statistic=str(data.get("level_statistic", "mean")),
-                calendar=tuple(data.get("calendar", ())),
-                period_samples=None if data.get("period_samples") is None else int(data["period_samples"]),
-                point_rule=str(data.get("point_rule", "all-windows")),
-                adapt_rows=data.get("adapt_rows", 0),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise MetadataError("sensor", f"bad sensor block: {type(exc).__name__}: {exc}") from exc
-
 
 @dataclass(frozen=True)
-class ConditionSpec:
+class ConditionSpec(_Block):
     """The `condition` block of a conditional model: where the runtime reads a frame's condition and its vocabulary.
 
     `values[i]` is condition index i + 1; index 0 is the unconditional path the model was trained on by
     condition dropout, which every value not in the vocabulary falls back to.
     """
 
-    source: str
-    values: tuple[str, ...]
+    _block: ClassVar[str] = "condition"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "values", tuple(self.values))
-        if self.source != "camera-id" and not (self.source.startswith("header:") and len(self.source) > 7):
-            raise MetadataError("condition.source", f"must be 'camera-id' or 'header:<name>', got {self.source!r}")
-        if any(not isinstance(v, str) or not v for v in self.values) or len(set(self.values)) != len(self.values):
-            raise MetadataError("condition.values", f"need unique non-empty strings, got {list(self.values)!r}")
+    source: str = Field(description="where a frame's condition comes from: 'camera-id' or 'header:<name>'")
+    values: tuple[str, ...] = Field(description="the vocabulary, unique non-empty strings; values[i] is index i + 1")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, source: str) -> str:
+        if source != "camera-id" and not (source.startswith("header:") and len(source) > 7):
+            raise ValueError(f"must be 'camera-id' or 'header:<name>', got {source!r}")
+        return source
+
+    @field_validator("values")
+    @classmethod
+    def _values(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not v for v in values) or len(set(values)) != len(values):
+            raise ValueError(f"need unique non-empty strings, got {list(values)!r}")
+        return values
 
     @property
     def header(self) -> str | None:
         """The Kafka header the condition comes from; None: the camera id."""
         return self.source.removeprefix("header:") if self.source.startswith("header:") else None
 
-    @classmethod
-    def from_json(cls, data: Any) -> ConditionSpec:
-        try:
-            return cls(source=str(data["source"]), values=tuple(data["values"]))
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise MetadataError("condition", f"bad condition block: {type(exc).__name__}: {exc}") from exc
-
 
 @dataclass(frozen=True)
-class FalseAlarmSpec:
+class FalseAlarmSpec(_Block):
     """How the image (or window) threshold was set: the false-alarm budget asked for and what the tail model
     of held-out normal scores expects at the threshold, with its interval
     (training.evaluation.calibrate.budget_threshold).
@@ -191,92 +262,72 @@ class FalseAlarmSpec:
     The runtime compares the rate it observes on frames judged normal with `expected_rate` (drift).
     """
 
-    rate: float
-    expected_rate: float
-    interval_low: float
-    interval_high: float
-    n_normals: int
-    method: str
-    warning: str | None = None
+    _block: ClassVar[str] = "false_alarm"
 
-    def __post_init__(self) -> None:
-        for name in ("rate", "expected_rate", "interval_low", "interval_high"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and 0.0 <= value <= 1.0):
-                raise MetadataError(f"false_alarm.{name}", f"must be a number in [0, 1], got {value!r}")
-        if not 0.0 < self.rate < 1.0:
-            raise MetadataError("false_alarm.rate", f"must be in (0, 1), got {self.rate!r}")
+    rate: float = Field(gt=0.0, lt=1.0, allow_inf_nan=False, description="the budget: false alarms per frame asked for")
+    expected_rate: Probability = Field(description="the rate the tail model expects at the threshold")
+    interval_low: Probability = Field(description="lower end of the expected rate's interval")
+    interval_high: Probability = Field(description="upper end of the expected rate's interval")
+    n_normals: int = Field(ge=1, description="held-out normal scores the threshold was set from")
+    method: FalseAlarmMethod = Field(
+        description="gpd-tail: a generalised Pareto fit over a high threshold; empirical: the quantile read from "
+        "enough normals; gaussian: too few normals for a tail fit, mean + z * std"
+    )
+    warning: str | None = Field(default=None, description="what to be wary of (e.g. how many normals are needed)")
+
+    @model_validator(mode="after")
+    def _interval(self) -> Self:
         if self.interval_low > self.interval_high:
             raise MetadataError("false_alarm.interval_low", "must not exceed interval_high")
-        if not isinstance(self.n_normals, int) or self.n_normals < 1:
-            raise MetadataError("false_alarm.n_normals", f"must be a positive integer, got {self.n_normals!r}")
-        if self.method not in FALSE_ALARM_METHODS:
-            raise MetadataError("false_alarm.method", f"must be one of {FALSE_ALARM_METHODS}, got {self.method!r}")
-
-    @classmethod
-    def from_json(cls, data: Any) -> FalseAlarmSpec:
-        try:
-            return cls(
-                rate=float(data["rate"]),
-                expected_rate=float(data["expected_rate"]),
-                interval_low=float(data["interval_low"]),
-                interval_high=float(data["interval_high"]),
-                n_normals=int(data["n_normals"]),
-                method=str(data["method"]),
-                warning=None if data.get("warning") is None else str(data["warning"]),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise MetadataError("false_alarm", f"bad false_alarm block: {type(exc).__name__}: {exc}") from exc
-
-
-# gpd-tail: peaks over threshold with a generalised Pareto fit; empirical: enough normals to read the quantile;
-# gaussian: too few normals for a tail fit, mean + z * std (the warning says how many are needed)
-FALSE_ALARM_METHODS = ("gpd-tail", "empirical", "gaussian")
+        return self
 
 
 @dataclass(frozen=True)
-class ModelMetadata:
+class ModelMetadata(_Block):
     """Everything the line runtime needs to run a model and judge its output."""
 
-    model_name: str
-    model_version: str
-    architecture: str
-    kind: str
-    input_size: int
-    input_channels: int
-    resize_mode: str
-    image_threshold: float
-    pixel_threshold: float
-    image_score_stats: ScoreStats
-    pixel_score_stats: ScoreStats
-    train_data_digest: str
-    created_at: str
-    format_version: int = FORMAT_VERSION
-    input_dtype: str = "float32"
-    normalization: str = NORMALIZATION
-    training_config: dict[str, Any] = field(default_factory=dict)
+    model_name: str = Field(description="the model's name; the registry keeps versions per name")
+    model_version: str = Field(description="its version")
+    architecture: str = Field(description="the registry name of the network (training.models)")
+    kind: ModelKind = Field(description="image: input 'image', N x C x S x S; sensor: input 'window', N x C x T")
+    input_size: int = Field(description="image: S, the square side (>= 16); sensor: T, sensor.window_length")
+    input_channels: int = Field(description="image: 1 (gray) or 3 (RGB); sensor: the sensors, then two per period")
+    resize_mode: str = Field(description=f"image: one of {RESIZE_MODES}; sensor: {SENSOR_RESIZE_MODE!r}")
+    image_threshold: FiniteFloat = Field(description="score above which a frame (or window) is a defect")
+    pixel_threshold: FiniteFloat = Field(description="anomaly-map value above which a pixel belongs to a region")
+    image_score_stats: ScoreStats = Field(description="normal validation image scores the threshold came from")
+    pixel_score_stats: ScoreStats = Field(description="normal validation pixel scores the threshold came from")
+    train_data_digest: str = Field(description="digest of the training data")
+    created_at: str = Field(description="when the file was exported, ISO 8601")
+    format_version: int = Field(default=FORMAT_VERSION, description="the contract's version this runtime reads")
+    input_dtype: Literal["float32"] = Field(default="float32", description="the input tensor's type")
+    normalization: str = Field(
+        default=NORMALIZATION, description=f"image: {NORMALIZATION!r}; sensor: {SENSOR_NORMALIZATION!r}"
+    )
+    training_config: dict[str, Any] = Field(default_factory=dict, description="the run's configuration, for retraining")
     # Sensor models only; image models leave it None and their metadata_props stay exactly as before.
-    sensor: SensorSpec | None = None
+    sensor: SensorSpec | None = Field(default=None, description="sensor models only")
     # Conditional image models only (input "condition"); None keeps the props of every other model unchanged.
-    condition: ConditionSpec | None = None
+    condition: ConditionSpec | None = Field(default=None, description="conditional image models only")
     # How the threshold came from a false-alarm budget; None for models calibrated before budgets existed.
-    false_alarm: FalseAlarmSpec | None = None
+    false_alarm: FalseAlarmSpec | None = Field(
+        default=None, description="how the threshold came from a false-alarm budget; absent in older models"
+    )
 
-    def __post_init__(self) -> None:
-        if self.format_version != FORMAT_VERSION:
-            raise MetadataError("format_version", f"this runtime reads {FORMAT_VERSION}, got {self.format_version}")
-        if self.kind not in MODEL_KINDS:
-            raise MetadataError("kind", f"must be one of {MODEL_KINDS}, got {self.kind!r}")
-        if self.input_dtype != "float32":
-            raise MetadataError("input_dtype", f"only float32 is supported, got {self.input_dtype!r}")
-        for name in ("image_threshold", "pixel_threshold"):
-            value = getattr(self, name)
-            if not math.isfinite(value):
-                raise MetadataError(name, f"must be a finite number, got {value}")
+    @field_validator("format_version")
+    @classmethod
+    def _format_version(cls, version: int) -> int:
+        if version != FORMAT_VERSION:
+            raise ValueError(f"this runtime reads {FORMAT_VERSION}, got {version}")
+        return version
+
+    @model_validator(mode="after")
+    def _kind(self) -> Self:
         if self.kind == "sensor":
             self._check_sensor()
         else:
             self._check_image()
+        return self
 
     def _check_sensor(self) -> None:
         spec = self.sensor
@@ -319,9 +370,9 @@ class ModelMetadata:
         """Flatten into the string map stored in the ONNX file's metadata_props."""
         props: dict[str, str] = {}
         for key, value in asdict(self).items():
-            if key in _OPTIONAL_BLOCKS and value is None:
+            if key in OPTIONAL_BLOCKS and value is None:
                 continue
-            props[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            props[key] = value if key in TEXT_PROPS else json.dumps(value, sort_keys=True)
         return props
 
     @classmethod
@@ -330,28 +381,15 @@ class ModelMetadata:
         if "format_version" not in props:
             raise MetadataError("format_version", "missing: not a LineGuard model")
         values: dict[str, Any] = {}
-        for name, kind in _FIELD_TYPES.items():
-            if name not in props:
-                if name in _OPTIONAL_FIELDS:
-                    continue
-                raise MetadataError(name, "missing")
-            raw = props[name]
+        for item in fields(cls):
+            if item.name not in props:
+                continue  # a required one is refused as missing by the validation
+            raw = props[item.name]
             try:
-                values[name] = raw if kind is str else kind(json.loads(raw))
-            except (ValueError, TypeError) as exc:
-                raise MetadataError(name, f"unreadable value {raw[:80]!r}") from exc
-        for name in ("image_score_stats", "pixel_score_stats"):
-            try:
-                values[name] = ScoreStats(**values[name])
-            except TypeError as exc:
-                raise MetadataError(name, f"bad statistics: {exc}") from exc
-        if "sensor" in values:
-            values["sensor"] = SensorSpec.from_json(values["sensor"])
-        if "condition" in values:
-            values["condition"] = ConditionSpec.from_json(values["condition"])
-        if "false_alarm" in values:
-            values["false_alarm"] = FalseAlarmSpec.from_json(values["false_alarm"])
-        return cls(**values)
+                values[item.name] = raw if item.name in TEXT_PROPS else json.loads(raw)
+            except ValueError as exc:
+                raise MetadataError(item.name, f"unreadable value {raw[:80]!r}") from exc
+        return cls.from_json(values)
 
     def with_thresholds(
         self, image_threshold: float, pixel_threshold: float, false_alarm: FalseAlarmSpec | None = None
@@ -362,38 +400,40 @@ class ModelMetadata:
         """
         if false_alarm is None and image_threshold == self.image_threshold:
             false_alarm = self.false_alarm
-        data = asdict(self)
-        data.update(image_threshold=float(image_threshold), pixel_threshold=float(pixel_threshold))
-        data["image_score_stats"] = self.image_score_stats
-        data["pixel_score_stats"] = self.pixel_score_stats
-        data["sensor"] = self.sensor
-        data["condition"] = self.condition
-        data["false_alarm"] = false_alarm
-        return ModelMetadata(**data)
+        return replace(
+            self,
+            image_threshold=float(image_threshold),
+            pixel_threshold=float(pixel_threshold),
+            false_alarm=false_alarm,
+        )
 
 
-_FIELD_TYPES: dict[str, Any] = {
-    "model_name": str,
-    "model_version": str,
-    "architecture": str,
-    "kind": str,
-    "input_size": int,
-    "input_channels": int,
-    "resize_mode": str,
-    "image_threshold": float,
-    "pixel_threshold": float,
-    "image_score_stats": dict,
-    "pixel_score_stats": dict,
-    "train_data_digest": str,
-    "created_at": str,
-    "format_version": int,
-    "input_dtype": str,
-    "normalization": str,
-    "training_config": dict,
-    "sensor": dict,
-    "condition": dict,
-    "false_alarm": dict,
-}
+# The props stored as they are; every other value is JSON.
+TEXT_PROPS = frozenset(
+    (
+        "model_name",
+        "model_version",
+        "architecture",
+        "kind",
+        "resize_mode",
+        "train_data_digest",
+        "created_at",
+        "input_dtype",
+        "normalization",
+    )
+)
 # Blocks that only some models carry: absent from metadata_props when None, so older files keep their props.
-_OPTIONAL_BLOCKS = ("sensor", "condition", "false_alarm")
-_OPTIONAL_FIELDS = frozenset({"training_config", *_OPTIONAL_BLOCKS})
+OPTIONAL_BLOCKS = ("sensor", "condition", "false_alarm")
+
+
+def contract_schema() -> dict[str, Any]:
+    """The JSON schema of a model's metadata (docs/contract.schema.json): each field's type, bounds and meaning."""
+    schema = TypeAdapter(ModelMetadata).json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "LineGuard ONNX model metadata"
+    schema["description"] = (
+        f"The metadata_props of a LineGuard .onnx file (format_version {FORMAT_VERSION}), as pipeline/contract.py "
+        "validates them. Every value is stored as a string: the text fields as they are, every other one as its "
+        "JSON. Generated by `python -m pipeline.dev.contract_schema`; do not edit."
+    )
+    return schema
