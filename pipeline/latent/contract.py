@@ -7,11 +7,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import fields
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
 from pipeline.contract import ConditionSpec
-from pipeline.errors import LineGuardError, ModelLoadError
+from pipeline.errors import LineGuardError, MetadataError, ModelLoadError
 from pipeline.inference import read_props
 from pipeline.preprocess import InputSpec
 
@@ -27,18 +31,21 @@ MAKE_ENCODER = "lineguard export-encoder MODEL.onnx (from its checkpoint), or tr
 
 @dataclass(frozen=True)
 class LatentSpec:
-    """The properties of an encoder or decoder file that a caller needs (sizes, layout, condition vocabulary)."""
+    """The properties of an encoder or decoder file that a caller needs (sizes, layout, condition vocabulary).
 
-    kind: str
-    model_name: str
-    model_version: str
-    architecture: str
-    input_size: int
-    input_channels: int
-    resize_mode: str
-    latent_size: int
-    embedding_size: int | None
-    condition: ConditionSpec | None
+    A pydantic dataclass like the scoring model's metadata (pipeline.contract): the props are text, read into these
+    types here."""
+
+    kind: Literal["encoder", "decoder"] = Field(description="which half of the model the file holds")
+    model_name: str = Field(default="", description="the scoring model's name")
+    model_version: str = Field(default="", description="the scoring model's version")
+    architecture: str = Field(default="", description="the scoring model's network")
+    input_size: int = Field(ge=1, description="the encoder's image side (the decoder's output side)")
+    input_channels: int = Field(ge=1, description="the encoder's image channels")
+    resize_mode: str = Field(default="stretch", description="how images are brought to input_size")
+    latent_size: int = Field(ge=1, description="length of the flattened spatial code")
+    embedding_size: int | None = Field(default=None, ge=1, description="length of the embedding (encoders only)")
+    condition: ConditionSpec | None = Field(default=None, description="conditional models' vocabulary")
 
     @property
     def input_spec(self) -> InputSpec:
@@ -49,23 +56,24 @@ class LatentSpec:
         return self.condition.values if self.condition is not None else ()
 
 
+LATENT_PROPS = tuple(item.name for item in fields(LatentSpec))
+
+
 def parse_spec(path: Path, props: dict[str, str]) -> LatentSpec:
+    """The spec of an encoder or decoder file from its props; ModelLoadError naming the bad property."""
+    what = f"bad {props.get('kind', 'latent')} properties"
+    values: dict[str, Any] = {name: props[name] for name in LATENT_PROPS if name in props}
     try:
-        condition = ConditionSpec.from_json(json.loads(props["condition"])) if "condition" in props else None
-        return LatentSpec(
-            kind=props["kind"],
-            model_name=props.get("model_name", ""),
-            model_version=props.get("model_version", ""),
-            architecture=props.get("architecture", ""),
-            input_size=int(props["input_size"]),
-            input_channels=int(props["input_channels"]),
-            resize_mode=props.get("resize_mode", "stretch"),
-            latent_size=int(props["latent_size"]),
-            embedding_size=int(props["embedding_size"]) if "embedding_size" in props else None,
-            condition=condition,
-        )
-    except (KeyError, ValueError) as exc:
-        raise ModelLoadError(str(path), f"bad {props.get('kind', 'latent')} properties: {exc}") from exc
+        if "condition" in values:
+            values["condition"] = json.loads(values["condition"])
+        return TypeAdapter(LatentSpec).validate_python(values)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in error["loc"])
+        reason = "missing" if error["type"] == "missing" else f"{error['msg']}, got {error['input']!r}"
+        raise ModelLoadError(str(path), f"{what}: {where}: {reason}") from exc
+    except (ValueError, MetadataError) as exc:  # unreadable condition JSON, a bad condition block
+        raise ModelLoadError(str(path), f"{what}: {exc}") from exc
 
 
 def sibling(model_path: Path, kind: str) -> Path:
