@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import onnx
@@ -38,62 +38,26 @@ class BatchScores:
 
 
 def read_metadata(path: Path) -> ModelMetadata:
-    """Read and validate the metadata of a model file without loading its graph or building an inference session."""
+    """Read and validate the metadata of a model file."""
     return ModelMetadata.from_props(read_props(path))
 
 
-# ModelProto's metadata_props field: the one top-level field `read_props` decodes.
-METADATA_PROPS_FIELD = onnx.ModelProto.DESCRIPTOR.fields_by_name["metadata_props"].number
-
-
 def read_props(path: Path) -> dict[str, str]:
-    """The metadata_props of an ONNX file, read without its graph.
+    """The metadata_props of an ONNX file, from onnxruntime's model metadata (`get_modelmeta`).
 
-    A model's weights are usually inline in its graph, so even `onnx.load(..., load_external_data=False)` reads and
-    copies all of them; and an onnxruntime session (`get_modelmeta`) also optimises the graph. This walks the file's
-    top-level protobuf fields instead, seeking past every one but the metadata entries, which protobuf decodes.
+    The session is built on the CPU with graph optimisations off, so reading the props of a file costs little more
+    than parsing it, and a file onnxruntime cannot load is refused here rather than on the line.
     """
     if not Path(path).is_file():
         raise ModelLoadError(str(path), "file not found")
-    props: dict[str, str] = {}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3  # a corrupt file is reported below, not as onnxruntime's own error log
     try:
-        with open(path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            while file.tell() < size:
-                key = _read_varint(file)
-                number, wire_type = key >> 3, key & 7
-                if number == 0:
-                    raise ValueError("field number 0")
-                if wire_type == 0:
-                    _read_varint(file)
-                    continue
-                length = {1: 8, 5: 4}.get(wire_type)
-                if length is None and wire_type == 2:
-                    length = _read_varint(file)
-                if length is None:
-                    raise ValueError(f"wire type {wire_type} at byte {file.tell()}")
-                if file.tell() + length > size:
-                    raise ValueError(f"field {number} runs past the end of the file")
-                if number == METADATA_PROPS_FIELD and wire_type == 2:
-                    entry = onnx.StringStringEntryProto.FromString(file.read(length))
-                    props[entry.key] = entry.value
-                else:
-                    file.seek(length, os.SEEK_CUR)
-    except Exception as exc:  # ValueError from the walk, DecodeError from protobuf, for a corrupt file
+        session = ort.InferenceSession(str(path), sess_options=options, providers=[CPU])
+    except Exception as exc:  # onnxruntime raises InvalidProtobuf, Fail, ... for a corrupt file
         raise ModelLoadError(str(path), f"not a readable ONNX file ({type(exc).__name__})") from exc
-    return props
-
-
-def _read_varint(file: BinaryIO) -> int:
-    value = shift = 0
-    while True:
-        byte = file.read(1)
-        if not byte or shift > 63:
-            raise ValueError("truncated or overlong varint")
-        value |= (byte[0] & 0x7F) << shift
-        if byte[0] < 0x80:
-            return value
-        shift += 7
+    return dict(session.get_modelmeta().custom_metadata_map)
 
 
 def load_proto(path: Path) -> onnx.ModelProto:

