@@ -14,6 +14,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -23,11 +24,11 @@ from training.data.images import detect_channels, list_images, load_images, load
 from training.data.images import train_folder as find_train_folder
 from training.data.synthetic_defects import corrupt_batch, validation_set
 from training.evaluation.detection_metrics import aupro, image_auroc, maximum_on_border, per_type_auroc, pixel_auroc
-from training.export.contract import ScoringGraph
-from training.feature_fit import extract_features, take
-from training.fitting import cosine_learning_rate, predict, set_learning_rate
+from training.fitting import cosine_learning_rate, set_learning_rate
 from training.models import create_model
-from training.models.feature_space import FeatureSpaceAutoencoder
+from training.models.feature_space.fit import extract_features, take
+from training.models.feature_space.model import FeatureSpaceAutoencoder
+from training.models.scoring import ScoringGraph, predict
 
 SCORE_POOL = 19  # TrainConfig.score_pool at 224 px
 
@@ -82,8 +83,10 @@ def main() -> None:
     for name in args.models.split(","):
         started = time.time()
         torch.manual_seed(0)
-        model = create_model(name, spec.channels, contrast_normalize=args.contrast, **json.loads(args.overrides))
-        assert isinstance(model, FeatureSpaceAutoencoder)
+        model = cast(
+            FeatureSpaceAutoencoder,
+            create_model(name, spec.channels, contrast_normalize=args.contrast, **json.loads(args.overrides)),
+        )
         if features is None:  # the same backbone and contrast for every model: extracted once
             features = extract_features(model, images[train_idx], torch.device("cpu"))
         fit(model, features, args.epochs, not args.no_location_scale)

@@ -27,11 +27,11 @@ from training.evaluation.detection_metrics import (
     pixel_auroc,
     threshold_metrics,
 )
-from training.export.contract import ScoringGraph
-from training.feature_fit import extract_features
 from training.models.blocks import ModelOutput
-from training.models.feature_cae import FeatureCAE, FeatureCAEConfig
-from training.models.feature_space import upsample_to
+from training.models.feature_cae.model import FeatureCAE, FeatureCAEConfig
+from training.models.feature_space.fit import extract_features
+from training.models.feature_space.model import upsample_to
+from training.models.scoring import ScoringGraph
 from training.ssim import gaussian_blur
 
 MEMORY_PATCHES = 60_000

@@ -1,10 +1,17 @@
-"""The frozen configuration of one training run, checked field by field."""
+"""The frozen configuration of one training run: a pydantic dataclass that declares each field's type, bounds and
+meaning once; pydantic's errors come out as ConfigError naming the field and the bad value
+(`config field 'epochs' = 0: must be >= 1`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
+
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import ConfigDict, Field, ModelWrapValidatorHandler, ValidationError, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+from torch import nn
 
 from training.backbone import backbone_names
 from training.data.corruptions import CORRUPTIONS
@@ -15,14 +22,19 @@ from training.models import (
     DEFAULT_SCRATCH_MODEL,
     FEATURE_MODEL_NAMES,
     ModelEntry,
+    create_model,
     model_entry,
 )
 from training.models.blocks import SCORE_MODES
+from training.models.family import ImageFamily
 
 NO_BACKBONE = "none"
+Contrast = Literal["auto", "on", "off"]
+ResizeMode = Literal["stretch", "letterbox"]
+Device = Literal["auto", "cpu", "cuda"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class TrainConfig:
     """Everything `train()` needs; defaults are sized for a 2-core CPU and a few minutes.
 
@@ -30,96 +42,148 @@ class TrainConfig:
     the default model, or the default from-scratch model when `backbone` is "none".
     """
 
-    data_dir: Path
-    out: Path
-    model: str | None = None
-    backbone: str = "efficientnet-lite0"
-    size: int | None = None
-    resize_mode: str = "stretch"
-    epochs: int | None = None
-    max_minutes: float = 15.0  # a safety net: the epochs decide; a budget that cuts a phase short is a warning
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    weight_decay: float = 1e-5
-    patience: int = 15
-    val_fraction: float = 0.1
-    seed: int = 0
-    defect_probability: float = 0.5  # share of training images corrupted, whatever the corruption
-    corruption: str = "synthetic"  # what denoising models learn to undo: training.data.corruptions.CORRUPTIONS
-    noise_level: float = 0.1  # gaussian sigma, salt-pepper pixel share, mask area share
-    widths: tuple[int, ...] = (16, 32, 64, 128)
-    latent_channels: int = 64
-    dropout: float = 0.1
-    head_width: int = 8
+    data_dir: Path = Field(description="MVTec-layout folder (train/good) or a folder of normal images")
+    out: Path = Field(description="where the .onnx model is written; its checkpoint <out>.ckpt.pt lies beside it")
+    model: str | None = Field(
+        default=None,
+        description="registered model (training.models), or auto: every feature-space model, the best on the "
+        "validation defects kept; None: feature-cae, or cae when backbone is none",
+    )
+    backbone: str = Field(
+        default="efficientnet-lite0",
+        description="pretrained backbone of feature-space models (training.backbone); none trains from scratch",
+    )
+    size: int | None = Field(
+        default=None,
+        description="square model input in pixels, >= 32 and divisible by size_multiple; None: the model's",
+    )
+    resize_mode: ResizeMode = Field(default="stretch", description="stretch, or letterbox (keeps the aspect ratio)")
+    epochs: int | None = Field(default=None, ge=1, description="the epoch cap of every phase; None: the model's")
+    max_minutes: float = Field(
+        default=15.0, gt=0, description="a safety net: the epochs decide; a budget that cuts a phase short is a warning"
+    )
+    batch_size: int | None = Field(
+        default=None, ge=2, description="images per step, >= 2 (batch norm needs two samples); None: the model's"
+    )
+    learning_rate: float | None = Field(
+        default=None, gt=0, lt=1, description="peak rate, cosine decay over the budget; None: the model's"
+    )
+    weight_decay: float = Field(default=1e-5, ge=0, description="AdamW weight decay")
+    patience: int = Field(default=15, ge=1, description="epochs without a better validation loss before stopping")
+    val_fraction: float = Field(
+        default=0.1, gt=0, lt=0.5, description="share of the normal images held out (best epoch, calibration)"
+    )
+    seed: int = Field(default=0, description="seeds the split, the initial weights, the batch order and corruptions")
+    defect_probability: float = Field(
+        default=0.5, ge=0, le=1, description="share of training images corrupted, whatever the corruption"
+    )
+    corruption: str = Field(
+        default="synthetic",
+        description="what denoising models learn to undo: one of training.data.corruptions.CORRUPTIONS",
+    )
+    noise_level: float = Field(
+        default=0.1, gt=0, lt=1, description="gaussian sigma, salt-pepper pixel share, mask area share"
+    )
+    widths: tuple[int, ...] = Field(
+        default=(16, 32, 64, 128), description="from-scratch models: encoder widths, each halving the resolution"
+    )
+    latent_channels: int = Field(default=64, ge=1, description="from-scratch models: bottleneck channels")
+    dropout: float = Field(default=0.1, ge=0, lt=1, description="from-scratch models: bottleneck dropout")
+    head_width: int = Field(default=8, description="cae: width of the defect-segmentation head")
     # None: enough epochs for RESTORER_STEPS optimiser steps. The anomaly map does not depend on the restorer, and at
     # 224 px one of its epochs costs about four of the map's: a fixed 10 epochs were 45 % of a 14-minute run on
-    # magnetic tile's 630 images, while 4 left bottle's 188 with a blurred restoration (training.feature_fit)
-    restorer_epochs: int | None = None
-    contrast: str = "auto"  # per-frame contrast normalisation of feature-space models: auto, on or off
-    ssim_weight: float = 1.0
-    segmentation_weight: float = 1.0
-    kl_weight: float = 1e-3
-    kl_warmup_epochs: int = 10  # KL weight rises from 0 to kl_weight over these epochs (vae, cvae)
-    score: str = "reconstruction"  # vae, cvae: "reconstruction" or "elbo" (plus the per-location KL)
-    kl_map_weight: float = 0.05  # weight of the KL in the "elbo" anomaly map
-    condition_source: str = "camera-id"  # cvae: where the line reads the condition: camera-id or header:<name>
-    condition_dropout: float = 0.2  # cvae: share of training images trained as "unknown" (index 0)
-    pretrain_fraction: float = 0.3  # stacked-ae: share of the epochs and time budget for greedy layer-wise pretraining
-    # image threshold: the score normal frames exceed with this probability
-    # (training.evaluation.calibrate.budget_threshold)
-    false_alarm_rate: float = 1e-3
-    labelled_val_dir: Path | None = None
-    encoder_out: Path | None = None  # also write the encoder alone here (training.export.encoder)
-    device: str = "auto"
-    model_name: str = ""
-    model_version: str = ""
-    show_progress: bool = True
+    # magnetic tile's 630 images, while 4 left bottle's 188 with a blurred restoration
+    # (training.models.feature_space.fit)
+    restorer_epochs: int | None = Field(
+        default=None, ge=0, description="feature-space models: the image restorer's epochs; None: RESTORER_STEPS steps"
+    )
+    contrast: Contrast = Field(
+        default="auto",
+        description="feature-space models: per-frame contrast normalisation: auto (chosen on the validation "
+        "defects), on or off",
+    )
+    ssim_weight: float = Field(default=1.0, description="weight of the structural (1 - SSIM) loss term")
+    segmentation_weight: float = Field(default=1.0, description="cae: weight of the segmentation head's loss")
+    kl_weight: float = Field(default=1e-3, ge=0, description="vae, cvae: KL weight against reconstruction")
+    kl_warmup_epochs: int = Field(
+        default=10, ge=0, description="vae, cvae: epochs over which the KL weight rises from 0 to kl_weight"
+    )
+    score: str = Field(
+        default="reconstruction", description="vae, cvae: the anomaly map, reconstruction or elbo (plus the KL)"
+    )
+    kl_map_weight: float = Field(default=0.05, ge=0, description="vae, cvae: weight of the KL in the elbo map")
+    condition_source: str = Field(
+        default="camera-id", description="cvae: where the line reads the condition: camera-id or header:<name>"
+    )
+    condition_dropout: float = Field(
+        default=0.2, ge=0, lt=1, description="cvae: share of training images trained as unknown (index 0)"
+    )
+    pretrain_fraction: float = Field(
+        default=0.3,
+        ge=0,
+        lt=1,
+        description="stacked-ae: share of the epochs and time budget for greedy layer-wise pretraining",
+    )
+    false_alarm_rate: float = Field(
+        default=1e-3,
+        gt=0,
+        lt=0.5,
+        description="the image threshold: the score normal frames exceed with this probability "
+        "(training.evaluation.calibrate.budget_threshold)",
+    )
+    labelled_val_dir: Path | None = Field(
+        default=None, description="labelled validation set (MVTec test/ layout) for an F1-optimal threshold"
+    )
+    encoder_out: Path | None = Field(
+        default=None, description="also write the encoder alone here (training.export.encoder)"
+    )
+    device: Device = Field(default="auto", description="auto, cpu or cuda")
+    model_name: str = Field(default="", description="model name; empty: the data folder's name")
+    model_version: str = Field(default="", description="model version; empty: a UTC timestamp")
+    show_progress: bool = Field(default=True, description="progress bars and the summary table")
 
-    def __post_init__(self) -> None:
-        self._resolve_model_defaults()
-        checks: list[tuple[str, bool, str]] = [
-            (
-                "size",
-                self.size >= 32 and self.size % self.size_multiple == 0,
-                f"must be >= 32 and divisible by {self.size_multiple}",
-            ),
-            ("restorer_epochs", self.restorer_epochs is None or self.restorer_epochs >= 0, "must be >= 0"),
-            ("contrast", self.contrast in ("auto", "on", "off"), "must be 'auto', 'on' or 'off'"),
-            ("resize_mode", self.resize_mode in ("stretch", "letterbox"), "must be 'stretch' or 'letterbox'"),
-            ("epochs", self.epochs >= 1, "must be >= 1"),
-            ("max_minutes", self.max_minutes > 0, "must be > 0"),
-            ("batch_size", self.batch_size >= 2, "must be >= 2 (batch norm needs two samples)"),
-            ("learning_rate", 0 < self.learning_rate < 1, "must be in (0, 1)"),
-            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
-            ("patience", self.patience >= 1, "must be >= 1"),
-            ("val_fraction", 0 < self.val_fraction < 0.5, "must be in (0, 0.5)"),
-            ("defect_probability", 0 <= self.defect_probability <= 1, "must be in [0, 1]"),
-            ("corruption", self.corruption in CORRUPTIONS, f"must be one of {', '.join(CORRUPTIONS)}"),
-            ("noise_level", 0 < self.noise_level < 1, "must be in (0, 1)"),
-            ("kl_weight", self.kl_weight >= 0, "must be >= 0"),
-            ("kl_warmup_epochs", self.kl_warmup_epochs >= 0, "must be >= 0"),
-            ("score", self.score in SCORE_MODES, f"must be one of {', '.join(SCORE_MODES)}"),
-            ("kl_map_weight", self.kl_map_weight >= 0, "must be >= 0"),
-            (
-                "condition_source",
-                self.condition_source == "camera-id" or self.condition_source.startswith("header:"),
-                "must be 'camera-id' or 'header:<name>'",
-            ),
-            ("condition_dropout", 0 <= self.condition_dropout < 1, "must be in [0, 1)"),
-            ("pretrain_fraction", 0 <= self.pretrain_fraction < 1, "must be in [0, 1)"),
-            ("latent_channels", self.latent_channels >= 1, "must be >= 1"),
-            ("dropout", 0 <= self.dropout < 1, "must be in [0, 1)"),
-            ("false_alarm_rate", 0 < self.false_alarm_rate < 0.5, "must be in (0, 0.5)"),
-            ("device", self.device in ("auto", "cpu", "cuda"), "must be 'auto', 'cpu' or 'cuda'"),
-        ]
-        for name, ok, reason in checks:
-            if not ok:
-                raise ConfigError(name, getattr(self, name), reason)
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_config_error(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        """pydantic's first error as a ConfigError naming the field and the bad value; a ConfigError raised by a
+        check below passes as it is."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise _config_error(exc) from None
 
-    def _resolve_model_defaults(self) -> None:
-        valid_backbones = [*backbone_names(), NO_BACKBONE]
-        if self.backbone not in valid_backbones:
-            raise ConfigError("backbone", self.backbone, f"must be one of {', '.join(valid_backbones)}")
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        valid = [*backbone_names(), NO_BACKBONE]
+        if value not in valid:
+            raise ValueError(f"must be one of {', '.join(valid)}")
+        return value
+
+    @field_validator("corruption")
+    @classmethod
+    def _known_corruption(cls, value: str) -> str:
+        if value not in CORRUPTIONS:
+            raise ValueError(f"must be one of {', '.join(CORRUPTIONS)}")
+        return value
+
+    @field_validator("score")
+    @classmethod
+    def _known_score(cls, value: str) -> str:
+        if value not in SCORE_MODES:
+            raise ValueError(f"must be one of {', '.join(SCORE_MODES)}")
+        return value
+
+    @field_validator("condition_source")
+    @classmethod
+    def _condition_source(cls, value: str) -> str:
+        if value != "camera-id" and not (value.startswith("header:") and len(value) > len("header:")):
+            raise ValueError("must be 'camera-id' or 'header:<name>'")
+        return value
+
+    @model_validator(mode="after")
+    def _model_defaults(self) -> TrainConfig:
+        """The model's defaults where a field is None, then the checks that depend on the model."""
         if self.model is None:
             object.__setattr__(self, "model", DEFAULT_SCRATCH_MODEL if self.backbone == NO_BACKBONE else DEFAULT_MODEL)
         entry = self.entry
@@ -128,9 +192,12 @@ class TrainConfig:
         for name in ("size", "batch_size", "learning_rate", "epochs"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(entry.defaults, name))
+        if not (self.size >= 32 and self.size % self.size_multiple == 0):  # type: ignore[operator]
+            raise ConfigError("size", self.size, f"must be >= 32 and divisible by {self.size_multiple}")
+        return self
 
     @property
-    def entry(self) -> ModelEntry:
+    def entry(self) -> ModelEntry[ImageFamily[Any]]:
         """The registry entry of the model (for `auto`, of the default: the candidates share its defaults)."""
         return model_entry(DEFAULT_MODEL if self.model == AUTO_MODEL else self.model)  # type: ignore[arg-type]
 
@@ -153,6 +220,15 @@ class TrainConfig:
         """Odd window (about 1/12 of the image) over which the anomaly map is averaged for the image score."""
         return max(3, (self.size // 12) | 1)
 
+    @property
+    def checkpoint(self) -> Path:
+        """Where the best weights are kept beside the model (training.export.encoder_checkpoint reads them)."""
+        return self.out.with_suffix(".ckpt.pt")
+
+    def create_model(self, name: str, channels: int, **extra: Any) -> nn.Module:
+        """The registered model `name` with this run's config fields (`model_overrides`) and `extra` ones."""
+        return create_model(name, channels, **self.model_overrides(), **extra)
+
     def model_overrides(self) -> dict[str, Any]:
         if self.uses_backbone:
             return {"backbone": self.backbone, "image_size": self.size}
@@ -173,3 +249,41 @@ class TrainConfig:
 
     def to_json_dict(self) -> dict[str, Any]:
         return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    """The first of pydantic's errors as ConfigError(field, bad value, reason), the reason in the config's words."""
+    error = exc.errors(include_url=False)[0]
+    name = str(error["loc"][0]) if error["loc"] else "config"
+    if error["type"] == "missing":
+        return ConfigError(name, None, "missing")
+    if error["type"] == "value_error":
+        reason = str(error["ctx"]["error"])
+    elif error["type"] == "literal_error":
+        choices = [repr(choice) for choice in get_args(_field_type(name))]
+        reason = "must be " + (", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0])
+    elif error["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        reason = _bounds(name)
+    else:
+        reason = f"{error['msg'][:1].lower()}{error['msg'][1:]}"
+    return ConfigError(name, error.get("input"), reason)
+
+
+def _field_type(name: str) -> Any:
+    return {"contrast": Contrast, "resize_mode": ResizeMode, "device": Device}.get(name)
+
+
+def _bounds(name: str) -> str:
+    """A field's bounds as the config states them: `must be >= 1`, `must be in (0, 0.5)`."""
+    low = high = None
+    for bound in TrainConfig.__pydantic_fields__[name].metadata:
+        if isinstance(bound, Ge | Gt):
+            low = ("[" if isinstance(bound, Ge) else "(", bound.ge if isinstance(bound, Ge) else bound.gt)
+        elif isinstance(bound, Le | Lt):
+            high = ("]" if isinstance(bound, Le) else ")", bound.le if isinstance(bound, Le) else bound.lt)
+    if low and high:
+        return f"must be in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+    if low:
+        return f"must be {'>=' if low[0] == '[' else '>'} {low[1]:g}"
+    assert high is not None
+    return f"must be {'<=' if high[0] == ']' else '<'} {high[1]:g}"

@@ -47,5 +47,5 @@ def test_encoder_export_parity_and_runtime(name: str, tmp_path: Path) -> None:
     batch = torch.from_numpy(preprocess_batch(frames, encoder.spec.input_spec))
     condition = torch.tensor([1, 0, 0, 1, 0]) if conditional else None
     with torch.no_grad():
-        expected = EncoderGraph(model)(batch, condition)[0].numpy()
+        expected = EncoderGraph(model, model_entry(name).family)(batch, condition)[0].numpy()
     assert np.abs(expected - embeddings).max() < 1e-3

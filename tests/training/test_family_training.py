@@ -19,10 +19,16 @@ from training.config import TrainConfig
 from training.data.corruptions import CORRUPTIONS, corrupt
 from training.errors import ConfigError
 from training.export.decoder import decoder_path
-from training.losses import kl_warmup
 from training.models import create_model
+from training.models.losses import kl_warmup
 from training.models.stacked import StackedAE
-from training.pretraining import PretrainPlan, freeze_for_layer, layer_loss, pretrain_layers, unfreeze_all
+from training.models.stacked.pretraining import (
+    PretrainPlan,
+    freeze_for_layer,
+    layer_loss,
+    pretrain_layers,
+    unfreeze_all,
+)
 from training.train import train
 
 TINY = {"widths": (8, 8, 16, 16), "latent_channels": 8}

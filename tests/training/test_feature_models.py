@@ -18,9 +18,9 @@ from training.backbone import BACKBONES, FrozenBackbone, weights_digest
 from training.config import TrainConfig
 from training.data.synthetic_defects import VALIDATION_KINDS, validation_set
 from training.errors import BackboneError, ConfigError
-from training.feature_fit import RESTORER_STEPS, extract_features, restorer_epochs
 from training.models import create_model
-from training.models.feature_space import FeatureSpaceAutoencoder
+from training.models.feature_space.fit import RESTORER_STEPS, extract_features, restorer_epochs
+from training.models.feature_space.model import FeatureSpaceAutoencoder
 from training.train import train
 
 FEATURE_MODELS = ["feature-cae", "reverse-distillation"]

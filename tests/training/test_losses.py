@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from training.losses import focal_loss, soft_dice_loss
+from training.models.losses import focal_loss, soft_dice_loss
 
 
 def confident_logits(mask: torch.Tensor, sign: float = 1.0) -> torch.Tensor:

@@ -21,8 +21,8 @@ from pipeline.contract import (
 from pipeline.sensors.model import SensorModel
 from training.errors import ConfigError, UnknownModelError
 from training.models import MODELS, SENSOR_MODELS, create_sensor_model
+from training.models.sensor.family import sensor_loss
 from training.sensors.export import SensorScoringGraph, export_sensor_onnx
-from training.sensors.train import sensor_loss
 
 WINDOW = 16
 MEAN = np.array([0.0, 1.0, 230.0], dtype=np.float32)

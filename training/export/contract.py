@@ -1,4 +1,7 @@
-"""The ONNX contract: fixed input/output names, dynamic batch, pinned opset, metadata, parity check."""
+"""The ONNX contract: fixed input/output names, dynamic batch, pinned opset, metadata, parity check.
+
+The scoring graph itself (model outputs plus the image score) is training.models.scoring.ScoringGraph.
+"""
 
 from __future__ import annotations
 
@@ -10,42 +13,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from training.errors import ExportParityError
+from training.models.scoring import ScoringGraph
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-3
-
-
-class ScoringGraph(nn.Module):
-    """What the line runs: model outputs plus the image score (max of the locally averaged map).
-
-    Averaging before the max makes the score follow defect area and intensity, not one noisy pixel.
-    """
-
-    def __init__(self, model: nn.Module, score_pool: int) -> None:
-        super().__init__()
-        self.model = model
-        self.score_pool = score_pool
-
-    def forward(
-        self, image: torch.Tensor, condition: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        output = self.model(image) if condition is None else self.model(image, condition)
-        return output.reconstruction, output.anomaly_map, self.image_score(output.anomaly_map)
-
-    def image_score(self, anomaly_map: torch.Tensor) -> torch.Tensor:
-        """One score per frame from its anomaly map (N x 1 x H x W)."""
-        k = self.score_pool
-        pad = k // 2
-        # the box average done as rows then columns: the same numbers (the divisor without padding is the product of
-        # the two counts) at 2k instead of k^2 additions per pixel; the 2-D pool was a quarter of the graph's time
-        rows = F.avg_pool2d(anomaly_map, (1, k), stride=1, padding=(0, pad), count_include_pad=False)
-        pooled = F.avg_pool2d(rows, (k, 1), stride=1, padding=(pad, 0), count_include_pad=False)
-        return pooled.flatten(1).amax(dim=1)
 
 
 def export_onnx(graph: ScoringGraph, metadata: ModelMetadata, out: Path) -> float:
@@ -56,8 +31,16 @@ def export_onnx(graph: ScoringGraph, metadata: ModelMetadata, out: Path) -> floa
     if metadata.condition is None:
         save_onnx(graph, image, INPUT_NAME, metadata, out)
     else:  # conditional models: second input, one int64 condition index per frame (pipeline.contract)
-        save_onnx(graph, (image, torch.tensor([0, 1])), (INPUT_NAME, CONDITION_INPUT_NAME), metadata, out)
+        example = (image, example_conditions(metadata, len(image)))
+        save_onnx(graph, example, (INPUT_NAME, CONDITION_INPUT_NAME), metadata, out)
     return parity_check(graph, out, batch=3)
+
+
+def example_conditions(metadata: ModelMetadata, count: int) -> torch.Tensor:
+    """`count` condition indices the model knows, for tracing: 0 (unknown), 1, ... in turn, within the vocabulary
+    (a folder without condition subfolders has index 0 alone)."""
+    assert metadata.condition is not None
+    return torch.arange(count) % (len(metadata.condition.values) + 1)
 
 
 def save_onnx(

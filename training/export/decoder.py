@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -15,7 +16,9 @@ from torch import nn
 from pipeline.contract import CONDITION_INPUT_NAME, ModelMetadata
 from pipeline.latent.contract import DECODER_KIND, IMAGE_OUTPUT_NAME, LATENT_INPUT_NAME, sibling
 from training.errors import ExportParityError
-from training.export.contract import PARITY_TOLERANCE, save_onnx
+from training.export.contract import PARITY_TOLERANCE, example_conditions, save_onnx
+from training.models import model_entry
+from training.models.family import ImageFamily
 
 # not a scoring model (the line runtime refuses kind "decoder"); `lineguard generate` reads it (pipeline.latent)
 
@@ -25,23 +28,18 @@ def decoder_path(model_path: Path) -> Path:
     return sibling(model_path, DECODER_KIND)
 
 
-def latent_shape(model: nn.Module, image_size: int) -> tuple[int, int, int]:
-    """The spatial latent of the model at this input size: latent_channels x h x w."""
-    side = image_size // 2 ** len(model.config.widths)
-    return (model.config.latent_channels, side, side)
-
-
 class DecoderGraph(nn.Module):
-    """Flat latent N x D -> the model's spatial latent -> decoded image (conditional models take the condition too)."""
+    """Flat latent N x D -> the model's spatial latent -> decoded image (conditional models take the condition too),
+    through the family's decoder hook (training.models.family.ImageFamily.decode)."""
 
-    def __init__(self, model: nn.Module, shape: tuple[int, int, int]) -> None:
+    def __init__(self, model: nn.Module, family: ImageFamily[Any], shape: tuple[int, int, int]) -> None:
         super().__init__()
         self.model = model
+        self.family = family
         self.shape = shape
 
     def forward(self, latent: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        spatial = latent.reshape(-1, *self.shape)
-        return self.model.decode(spatial) if condition is None else self.model.decode(spatial, condition)
+        return self.family.decode(self.model, latent.reshape(-1, *self.shape), condition)
 
 
 def decoder_props(metadata: ModelMetadata, shape: tuple[int, int, int]) -> dict[str, str]:
@@ -64,12 +62,16 @@ def decoder_props(metadata: ModelMetadata, shape: tuple[int, int, int]) -> dict[
 
 
 def export_decoder(model: nn.Module, metadata: ModelMetadata, out: Path) -> float:
-    """Write the decoder of `model` (ConvVAE or ConditionalVAE) to `out`; returns the parity check's max abs diff."""
-    shape = latent_shape(model, metadata.input_size)
-    graph = DecoderGraph(model.eval().cpu(), shape).eval()
-    conditional = metadata.condition is not None
-    names = [LATENT_INPUT_NAME, CONDITION_INPUT_NAME] if conditional else [LATENT_INPUT_NAME]
-    example = (torch.randn(2, math.prod(shape)), torch.tensor([0, 1]))[: len(names)]
+    """Write the decoder of `model` (registered as `metadata.architecture`, a family with `has_decoder`) to `out`;
+    returns the parity check's max abs diff."""
+    family = model_entry(metadata.architecture).family
+    shape = family.latent_shape(model, metadata.input_size)
+    graph = DecoderGraph(model.eval().cpu(), family, shape).eval()
+    latent = torch.randn(2, math.prod(shape))
+    if metadata.condition is None:
+        names, example = [LATENT_INPUT_NAME], (latent,)
+    else:
+        names, example = [LATENT_INPUT_NAME, CONDITION_INPUT_NAME], (latent, example_conditions(metadata, len(latent)))
     save_onnx(graph, example, tuple(names), decoder_props(metadata, shape), out, output_names=(IMAGE_OUTPUT_NAME,))
     return _parity(graph, out, names, math.prod(shape))
 

@@ -14,8 +14,9 @@ from pipeline.contract import ModelMetadata
 from pipeline.inference import read_metadata
 from training.config import TrainConfig
 from training.errors import ExportParityError, TrainingError
-from training.export.contract import ScoringGraph, parity_check
-from training.models import create_model
+from training.export.contract import parity_check
+from training.models import model_entry
+from training.models.scoring import ScoringGraph
 
 TUPLE_FIELDS = ("widths",)  # JSON hands lists back
 
@@ -41,18 +42,6 @@ def config_of(metadata: ModelMetadata) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def chosen_contrast(selection: list[dict[str, Any]]) -> bool:
-    """Which contrast setting feature_selection kept: the row marked chosen (older models: the first with the best
-    mean synthetic AUROC)."""
-    marked = [row for row in selection if row.get("chosen")]
-    best = (
-        marked[0]
-        if marked
-        else max(selection, key=lambda row: (row["synthetic_image_auroc"] + row["synthetic_pixel_auroc"]) / 2)
-    )
-    return bool(best["contrast_normalize"])
-
-
 def rebuild_model(model_path: Path) -> tuple[nn.Module, ModelMetadata]:
     """The trained torch model behind `model_path`; an error when its checkpoint is missing or is another model's."""
     metadata = read_metadata(model_path)
@@ -62,12 +51,8 @@ def rebuild_model(model_path: Path) -> tuple[nn.Module, ModelMetadata]:
             f"{model_path} has no checkpoint beside it ({checkpoint.name}): train it again with --encoder-only-out"
         )
     cfg = config_of(metadata)
-    overrides = cfg.model_overrides()
-    if metadata.condition is not None:
-        overrides["num_conditions"] = len(metadata.condition.values) + 1
-    if cfg.uses_backbone and metadata.training_config.get("selection"):
-        overrides["contrast_normalize"] = chosen_contrast(metadata.training_config["selection"])
-    model = create_model(metadata.architecture, metadata.input_channels, **overrides)
+    family = model_entry(metadata.architecture).family
+    model = cfg.create_model(metadata.architecture, metadata.input_channels, **family.rebuild_overrides(metadata))
     try:
         model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
         parity_check(ScoringGraph(model.eval(), cfg.score_pool), model_path)

@@ -1,36 +1,53 @@
-"""The model registry: an explicit map from name to (config class, constructor)."""
+"""The model registry: an explicit map from each registered name to its config class, constructor, defaults and
+family (training.models.family: how it trains and exports).
+
+One folder per family holds its torch module, config and family: feature_cae/, reverse_distillation/ (both on
+feature_space/, their shared base and training), cae/ (cae, cae-plain), vae/, cvae/, stacked/ (all on
+from_scratch.py, the shared denoising step), sensor/ (sensor-cae, sensor-dae, sensor-vae). Shared pieces sit beside
+them: blocks.py (layers, ModelOutput), losses.py, scoring.py (ScoringGraph, what the line runs), family.py (the
+interface).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from torch import nn
 
 from training.errors import ConfigError, UnknownModelError
-from training.models.cae import CAEConfig, DenoisingSegmentingCAE
-from training.models.cae_plain import PlainCAE, PlainCAEConfig
-from training.models.cvae import ConditionalVAE, CVAEConfig
-from training.models.feature_cae import FeatureCAE, FeatureCAEConfig
-from training.models.reverse_distillation import ReverseDistillation, ReverseDistillationConfig
-from training.models.sensor_cae import SensorCAE, SensorCAEConfig, SensorDAEConfig
-from training.models.sensor_vae import SensorVAE, SensorVAEConfig
-from training.models.stacked import StackedAE, StackedAEConfig
-from training.models.vae import ConvVAE, VAEConfig
+from training.models.cae import CAE, CAEConfig, DenoisingSegmentingCAE, PlainCAE, PlainCAEConfig
+from training.models.cvae import CVAE, ConditionalVAE, CVAEConfig
+from training.models.family import ImageFamily, ModelFamily, SensorFamily
+from training.models.feature_cae import FEATURE_CAE, FeatureCAE, FeatureCAEConfig
+from training.models.reverse_distillation import REVERSE_DISTILLATION, ReverseDistillation, ReverseDistillationConfig
+from training.models.sensor import SENSOR, SensorCAE, SensorCAEConfig, SensorDAEConfig, SensorVAE, SensorVAEConfig
+from training.models.stacked import STACKED, StackedAE, StackedAEConfig
+from training.models.vae import VAE, ConvVAE, VAEConfig
+
+F = TypeVar("F", bound=ModelFamily)
 
 
 @dataclass(frozen=True)
-class ModelEntry:
-    """A registered model: its config dataclass, its constructor and what it is."""
+class ModelEntry(Generic[F]):
+    """A registered model: its config dataclass, its constructor, what it is, its defaults and its family."""
 
     config_class: type
     build: Callable[[Any], nn.Module]
     summary: str
     defaults: TrainDefaults
-    uses_backbone: bool = False
-    conditional: bool = False  # takes a condition index per image (training.data.condition_labels, pipeline.contract)
+    family: F
+
+    @property
+    def uses_backbone(self) -> bool:
+        return self.family.uses_backbone
+
+    @property
+    def conditional(self) -> bool:
+        """Takes a condition index per image (training.data.condition_labels, pipeline.contract)."""
+        return self.family.conditional
 
 
 @dataclass(frozen=True)
@@ -47,40 +64,43 @@ FROM_SCRATCH = TrainDefaults(size=128, batch_size=8, learning_rate=2e-3, epochs=
 # Feature-space models train on cached features: many cheap epochs, larger batches.
 IN_FEATURE_SPACE = TrainDefaults(size=224, batch_size=16, learning_rate=1e-3, epochs=40)
 
-MODELS: dict[str, ModelEntry] = {
+MODELS: dict[str, ModelEntry[ImageFamily[Any]]] = {
     "feature-cae": ModelEntry(
         FeatureCAEConfig,
         FeatureCAE,
         "convolutional autoencoder with a spatial bottleneck reconstructing frozen pretrained features (default)",
         IN_FEATURE_SPACE,
-        uses_backbone=True,
+        FEATURE_CAE,
     ),
     "reverse-distillation": ModelEntry(
         ReverseDistillationConfig,
         ReverseDistillation,
         "frozen pretrained encoder, one-class bottleneck, student decoder; cosine distance",
         IN_FEATURE_SPACE,
-        uses_backbone=True,
+        REVERSE_DISTILLATION,
     ),
     "cae": ModelEntry(
-        CAEConfig, DenoisingSegmentingCAE, "denoising CAE + defect-segmentation head, from scratch", FROM_SCRATCH
+        CAEConfig, DenoisingSegmentingCAE, "denoising CAE + defect-segmentation head, from scratch", FROM_SCRATCH, CAE
     ),
     "cae-plain": ModelEntry(
-        PlainCAEConfig, PlainCAE, "plain convolutional autoencoder, reconstruction error", FROM_SCRATCH
+        PlainCAEConfig, PlainCAE, "plain convolutional autoencoder, reconstruction error", FROM_SCRATCH, CAE
     ),
-    "vae": ModelEntry(VAEConfig, ConvVAE, "variational convolutional autoencoder, reconstruction error", FROM_SCRATCH),
+    "vae": ModelEntry(
+        VAEConfig, ConvVAE, "variational convolutional autoencoder, reconstruction error", FROM_SCRATCH, VAE
+    ),
     "cvae": ModelEntry(
         CVAEConfig,
         ConditionalVAE,
         "conditional VAE: camera or variant enters encoder and decoder; unknown values use the unconditional path",
         FROM_SCRATCH,
-        conditional=True,
+        CVAE,
     ),
     "stacked-ae": ModelEntry(
         StackedAEConfig,
         StackedAE,
         "stacked autoencoder: greedy layer-wise pretraining, then end-to-end fine-tuning (pretrain_fraction)",
         FROM_SCRATCH,
+        STACKED,
     ),
 }
 DEFAULT_MODEL = "feature-cae"
@@ -91,15 +111,19 @@ FEATURE_MODEL_NAMES = tuple(sorted(name for name, entry in MODELS.items() if ent
 # Sensor models take N x C x T windows of readings (`size` is the window length in samples) and are kept
 # apart from MODELS: `lineguard train` must not accept them for images, nor `train-sensors` image models.
 SENSOR_WINDOWS = TrainDefaults(size=60, batch_size=32, learning_rate=1e-3, epochs=100)
-SENSOR_MODELS: dict[str, ModelEntry] = {
+SENSOR_MODELS: dict[str, ModelEntry[SensorFamily]] = {
     "sensor-cae": ModelEntry(
-        SensorCAEConfig, SensorCAE, "1-D convolutional autoencoder on sensor windows", SENSOR_WINDOWS
+        SensorCAEConfig, SensorCAE, "1-D convolutional autoencoder on sensor windows", SENSOR_WINDOWS, SENSOR
     ),
     "sensor-dae": ModelEntry(
-        SensorDAEConfig, SensorCAE, "1-D denoising autoencoder: trained on noisy windows, clean targets", SENSOR_WINDOWS
+        SensorDAEConfig,
+        SensorCAE,
+        "1-D denoising autoencoder: trained on noisy windows, clean targets",
+        SENSOR_WINDOWS,
+        SENSOR,
     ),
     "sensor-vae": ModelEntry(
-        SensorVAEConfig, SensorVAE, "1-D variational autoencoder on sensor windows", SENSOR_WINDOWS
+        SensorVAEConfig, SensorVAE, "1-D variational autoencoder on sensor windows", SENSOR_WINDOWS, SENSOR
     ),
 }
 DEFAULT_SENSOR_MODEL = "sensor-cae"
@@ -113,7 +137,7 @@ def model_names() -> list[str]:
     return sorted(MODELS)
 
 
-def model_entry(name: str) -> ModelEntry:
+def model_entry(name: str) -> ModelEntry[ImageFamily[Any]]:
     if name not in MODELS:
         raise UnknownModelError(name, model_names())
     return MODELS[name]
@@ -141,7 +165,7 @@ def create_model(name: str, channels: int, **overrides: Any) -> nn.Module:
     return entry.build(config)
 
 
-def sensor_model_entry(name: str) -> ModelEntry:
+def sensor_model_entry(name: str) -> ModelEntry[SensorFamily]:
     if name not in SENSOR_MODELS:
         raise UnknownModelError(name, sorted(SENSOR_MODELS))
     return SENSOR_MODELS[name]

@@ -1,10 +1,13 @@
-"""Fit a sensor autoencoder on normal recordings, calibrate its window threshold on held-out normal data, export."""
+"""Fit a sensor autoencoder on normal recordings, calibrate its window threshold on held-out normal data, export.
+
+The windows and their normalisation are made here; the fit itself is the sensor family's
+(training.models.sensor.family, through the one loop training.fitting.fit_loop).
+"""
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +16,6 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
-from torch import nn
 
 from pipeline.contract import SENSOR_NORMALIZATION, SENSOR_RESIZE_MODE, ModelMetadata, ScoreStats, SensorSpec
 from pipeline.sensors.adapt import adapt_runs
@@ -22,8 +24,8 @@ from pipeline.sensors.timefeatures import calendar_channel_names, with_calendar
 from training.errors import DatasetError
 from training.evaluation.calibrate import budget_threshold, normal_threshold, score_stats
 from training.export.contract import update_metadata
-from training.fitting import BestEpoch, FitSummary, progress_bar
-from training.models import create_sensor_model
+from training.fitting import FitSummary
+from training.models import create_sensor_model, sensor_model_entry
 from training.sensors.choose import automatic_level_free, choose_window, split_in_time
 from training.sensors.config import SensorTrainConfig
 from training.sensors.data import (
@@ -82,7 +84,7 @@ def train_sensors(cfg: SensorTrainConfig) -> Path:
         "%d training and %d held-out windows of %d x %d", len(train_windows), len(val_windows), *val_windows.shape[1:]
     )
 
-    summary = fit_sensor_model(model, train_windows, val_windows, cfg)
+    summary = sensor_model_entry(cfg.model).family.fit(model, train_windows, val_windows, cfg)
     graph = graph.eval()
     spec = SensorSpec(
         channels=channels,
@@ -215,45 +217,6 @@ def windows_of(parts: list[np.ndarray], graph: SensorScoringGraph, length: int, 
     inputs = graph.channels + graph.calendar_channels
     raw = np.concatenate(windows) if windows else np.empty((0, inputs, length), dtype=np.float32)
     return graph.normalise(torch.from_numpy(raw.astype(np.float32)))[0].numpy()
-
-
-def fit_sensor_model(
-    model: nn.Module, train_windows: np.ndarray, val_windows: np.ndarray, cfg: SensorTrainConfig
-) -> FitSummary:
-    """Adam on the squared reconstruction error (plus the KL term of a variational model), early stopping."""
-    started = time.monotonic()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    train_x, val_x = torch.from_numpy(train_windows), torch.from_numpy(val_windows)
-    best = BestEpoch(model, cfg.patience, started + cfg.max_minutes * 60, cfg.epochs)  # type: ignore[arg-type]
-    epoch = 0
-    with progress_bar(cfg.show_progress) as progress:
-        task = progress.add_task("fitting", total=cfg.epochs)
-        for epoch in range(1, cfg.epochs + 1):  # type: ignore[operator]
-            model.train()
-            order = torch.randperm(len(train_x))
-            for start in range(0, len(order), cfg.batch_size):  # type: ignore[arg-type]
-                batch = train_x[order[start : start + cfg.batch_size]]  # type: ignore[operator]
-                loss = sensor_loss(model, batch, cfg.kl_weight)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            best.update(epoch, validation_loss(model, val_x))
-            progress.update(task, advance=1, description=f"fitting (best val {best.loss:.4f} at {best.epoch})")
-            if best.should_stop(epoch):
-                break
-    return best.restore(epoch, started)
-
-
-def sensor_loss(model: nn.Module, batch: torch.Tensor, kl_weight: float) -> torch.Tensor:
-    output = model(batch)
-    loss = torch.nn.functional.mse_loss(output.reconstruction, batch)
-    return loss if output.kl_divergence is None else loss + kl_weight * output.kl_divergence
-
-
-@torch.no_grad()
-def validation_loss(model: nn.Module, val_x: torch.Tensor) -> float:
-    model.eval()
-    return float(torch.nn.functional.mse_loss(model(val_x).reconstruction, val_x))
 
 
 def calibrate_sensor_model(

@@ -1,6 +1,6 @@
 """Stacked autoencoder: a stack of (encoder layer, decoder layer) pairs that can be pretrained greedily, one pair at a
 time (each pair learns to reconstruct the output of the layer below), before end-to-end fine-tuning
-(training/pretraining.py). The network itself is a plain convolutional autoencoder without skip connections."""
+(pretraining.py beside it). The network itself is a plain convolutional autoencoder without skip connections."""
 
 from __future__ import annotations
 

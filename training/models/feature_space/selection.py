@@ -11,18 +11,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 import torch
 
-from training.config import TrainConfig
 from training.data.synthetic_defects import validation_set
 from training.evaluation.detection_metrics import image_auroc, pixel_auroc
-from training.export.contract import ScoringGraph
-from training.feature_fit import FEATURE_SHARE, extract_features, fit_feature_model, fit_restorer
-from training.fitting import FitSummary, copy_state, predict
-from training.models import create_model
-from training.models.feature_space import FeatureSpaceAutoencoder
+from training.fitting import FitSummary, PhaseClock, copy_state
+from training.models.family import Fitted, ImageData, ImageRun
+from training.models.feature_space.fit import FEATURE_SHARE, extract_features, fit_feature_model, fit_restorer
+from training.models.feature_space.model import FeatureSpaceAutoencoder
+from training.models.scoring import ScoringGraph, predict
 
 log = logging.getLogger(__name__)
 
@@ -72,29 +72,27 @@ def synthetic_validation(
     return SyntheticCheck(by_kind, pixel_auroc(maps[:, 0], masks[:, 0] > 0.5))
 
 
-def fit_best_feature_model(
-    cfg: TrainConfig, channels: int, train_images: np.ndarray, val_images: np.ndarray, device: torch.device
-) -> tuple[str, FeatureSpaceAutoencoder, FitSummary, list[dict[str, object]]]:
-    """Choose a candidate on validation defects, finish training it, train its restorer; returns (its architecture,
-    the model on the CPU, its fit, the selection record).
+def fit_best_feature_model(run: ImageRun, data: ImageData, device: torch.device) -> Fitted:
+    """Choose a candidate on validation defects, finish training it, train its restorer; returns the chosen model on
+    the CPU with its architecture, its fit and the selection record.
 
     Candidates are the run's model (every feature-space model for `--model auto`) with contrast normalisation on
     and off. With several, each trains for a quarter of the epochs, the best on the validation defects
     (training.data.synthetic_defects.validation_set) continues for the rest: the chosen model gets the epochs asked for.
     """
+    channels, train_images, val_images = data.channels, data.train_images, data.val_images
     started = time.monotonic()
-    deadline = started + cfg.max_minutes * 60 * FEATURE_SHARE
-    candidates = [(name, contrast) for name in cfg.candidates for contrast in CONTRAST_CHOICES[cfg.contrast]]
-    probe_epochs = cfg.epochs if len(candidates) == 1 else max(1, round(cfg.epochs * PROBE_SHARE))
-    planned = probe_epochs * len(candidates) + (cfg.epochs - probe_epochs)
+    deadline = started + run.max_minutes * 60 * FEATURE_SHARE
+    candidates = [(name, contrast) for name in run.candidates for contrast in CONTRAST_CHOICES[run.contrast]]
+    probe_epochs = run.epochs if len(candidates) == 1 else max(1, round(run.epochs * PROBE_SHARE))
+    planned = probe_epochs * len(candidates) + (run.epochs - probe_epochs)
     report: list[dict[str, object]] = []
     features: dict[bool, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}  # by contrast: backbone input differs
     best: Candidate | None = None
     phases = PhaseClock()
     for name, contrast in candidates:
-        torch.manual_seed(cfg.seed)
-        model = create_model(name, channels, **cfg.model_overrides(), contrast_normalize=contrast)
-        assert isinstance(model, FeatureSpaceAutoencoder)
+        torch.manual_seed(run.seed)
+        model = cast(FeatureSpaceAutoencoder, run.create_model(name, channels, contrast_normalize=contrast))
         model.to(device)
         setting = f"contrast {'on' if contrast else 'off'}"
         if contrast not in features:
@@ -105,11 +103,11 @@ def fit_best_feature_model(
             phases.lap(f"backbone features, {setting}")
         train_features, val_features = features[contrast]
         summary = fit_feature_model(
-            model, train_features, val_features, cfg, probe_epochs, phase_deadline(deadline, probe_epochs, planned)
+            model, train_features, val_features, run, probe_epochs, phase_deadline(deadline, probe_epochs, planned)
         )
         phases.lap(f"fit {name}, {setting}")
         planned -= probe_epochs
-        check = synthetic_validation(model, val_images, train_images, cfg.score_pool, cfg.seed + 5)
+        check = synthetic_validation(model, val_images, train_images, run.score_pool, run.seed + 5)
         phases.lap(f"validation defects {name}, {setting}")
         report.append({"model": name, "contrast_normalize": contrast, "epochs": summary.epochs, **check.record()})
         log.info(
@@ -127,33 +125,20 @@ def fit_best_feature_model(
     for row in report:
         row["chosen"] = (row["model"], row["contrast_normalize"]) == (best.name, best.contrast)
     model, summary = best.model, best.summary
-    if len(candidates) > 1 and cfg.epochs > probe_epochs and summary.stopped_by == "epochs":
+    if len(candidates) > 1 and run.epochs > probe_epochs and summary.stopped_by == "epochs":
         model.to(device)
         train_features, val_features = features[best.contrast]
-        rest = fit_feature_model(model, train_features, val_features, cfg, cfg.epochs - probe_epochs, deadline)
+        rest = fit_feature_model(model, train_features, val_features, run, run.epochs - probe_epochs, deadline)
         summary = replace(rest, epochs=summary.epochs + rest.epochs, best_epoch=summary.epochs + rest.best_epoch)
         phases.lap(f"fit {best.name}, the rest of the epochs")
     features.clear()
-    fit_restorer(model.to(device), train_images, cfg, device, started + cfg.max_minutes * 60)
+    fit_restorer(model.to(device), train_images, run, device, started + run.max_minutes * 60)
     phases.lap("image restorer")
     model = model.cpu().eval()
-    torch.save(copy_state(model), cfg.out.with_suffix(".ckpt.pt"))
+    torch.save(copy_state(model), run.checkpoint)
     log.info("time by phase: %s", ", ".join(f"{k} {v:.0f} s" for k, v in phases.seconds.items()))
     minutes = (time.monotonic() - started) / 60
-    return best.name, model, replace(summary, minutes=minutes, phase_seconds=phases.seconds), report
-
-
-class PhaseClock:
-    """Seconds spent in each named phase, in order."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.last = time.monotonic()
-
-    def lap(self, phase: str) -> None:
-        now = time.monotonic()
-        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + now - self.last, 1)
-        self.last = now
+    return Fitted(best.name, model, replace(summary, minutes=minutes, phase_seconds=phases.seconds), report)
 
 
 @dataclass

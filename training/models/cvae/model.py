@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from training.models.blocks import ConvDecoder, ConvEncoder, ErrorMap, ModelOutput, reparameterise, variational_output
-from training.models.vae import VAEConfig
+from training.models.vae.model import VAEConfig
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from training.models.blocks import ModelOutput
-from training.models.sensor_cae import SensorCAEConfig, sensor_decoder, sensor_encoder
+from training.models.sensor.cae import SensorCAEConfig, sensor_decoder, sensor_encoder
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.models.blocks import conv_block, up_block
-from training.models.feature_space import (
+from training.models.feature_space.model import (
     FeatureSpaceAutoencoder,
     FeatureSpaceConfig,
     ImageRestorer,

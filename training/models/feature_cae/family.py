@@ -1,0 +1,22 @@
+"""The feature-reconstruction autoencoder's family: trained as every feature-space model is
+(training.models.feature_space); its latent code is the autoencoder's spatial code of the standardised features."""
+
+from __future__ import annotations
+
+import torch
+
+from training.models.feature_cae.model import FeatureCAE
+from training.models.feature_space.family import FeatureSpaceFamily
+
+
+class FeatureCAEFamily(FeatureSpaceFamily[FeatureCAE]):
+    """`feature-cae`."""
+
+    def latent_code(
+        self, model: FeatureCAE, image: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        features = model.backbone(model.contrast(image))
+        return model.encoder((model.merge(features) - model.feature_mean) / model.feature_std)
+
+
+FEATURE_CAE = FeatureCAEFamily()
