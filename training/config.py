@@ -4,12 +4,21 @@ meaning once; pydantic's errors come out as ConfigError naming the field and the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import ConfigDict, Field, ModelWrapValidatorHandler, ValidationError, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.dataclasses import dataclass
 from torch import nn
 
@@ -32,6 +41,14 @@ NO_BACKBONE = "none"
 Contrast = Literal["auto", "on", "off"]
 ResizeMode = Literal["stretch", "letterbox"]
 Device = Literal["auto", "cpu", "cuda"]
+
+
+# The fields whose value must be one of a known set, and where that set comes from (the backbones installed).
+KNOWN_CHOICES: dict[str, Callable[[], Sequence[str]]] = {
+    "backbone": lambda: [*backbone_names(), NO_BACKBONE],
+    "corruption": lambda: CORRUPTIONS,
+    "score": lambda: SCORE_MODES,
+}
 
 
 @dataclass(frozen=True, config=ConfigDict(extra="forbid"))
@@ -152,26 +169,12 @@ class TrainConfig:
         except ValidationError as exc:
             raise _config_error(exc) from None
 
-    @field_validator("backbone")
+    @field_validator("backbone", "corruption", "score")
     @classmethod
-    def _known_backbone(cls, value: str) -> str:
-        valid = [*backbone_names(), NO_BACKBONE]
+    def _one_of_the_known(cls, value: str, info: ValidationInfo) -> str:
+        valid = KNOWN_CHOICES[info.field_name]()
         if value not in valid:
             raise ValueError(f"must be one of {', '.join(valid)}")
-        return value
-
-    @field_validator("corruption")
-    @classmethod
-    def _known_corruption(cls, value: str) -> str:
-        if value not in CORRUPTIONS:
-            raise ValueError(f"must be one of {', '.join(CORRUPTIONS)}")
-        return value
-
-    @field_validator("score")
-    @classmethod
-    def _known_score(cls, value: str) -> str:
-        if value not in SCORE_MODES:
-            raise ValueError(f"must be one of {', '.join(SCORE_MODES)}")
         return value
 
     @field_validator("condition_source")
