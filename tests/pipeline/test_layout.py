@@ -19,7 +19,7 @@ def test_the_contracts_name_the_rules() -> None:
     config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     assert set(config["root_packages"]) == {"pipeline", "training"}
     kinds = {contract["id"]: contract["type"] for contract in config["contracts"]}
-    assert kinds["pipeline-layers"] == "layers" and kinds["no-cycles"] == "acyclic_siblings"
+    assert kinds["pipeline-layers"] == kinds["training-layers"] == "layers" and kinds["no-cycles"] == "acyclic_siblings"
     rules = {"runtime-without-training", "runtime-without-dev-tools", "cli-on-top", "commands-on-top", "storage-alone"}
     assert rules <= kinds.keys()
 
