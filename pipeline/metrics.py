@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
-from pipeline.alerting.rules import CameraState
 from pipeline.results import FrameResult, WindowResult
+
+
+class CameraDrift(Protocol):
+    """What the drift gauges show of a camera (alerting.rules.DriftState keeps it, with more)."""
+
+    @property
+    def flag_rate(self) -> float: ...
+
+    @property
+    def normal_shift(self) -> float: ...
 
 
 class ConsumerMetrics:
@@ -101,12 +111,12 @@ class ConsumerMetrics:
         self.readings.inc(readings)
         self.gaps.inc(gaps)
 
-    def observe_drift(self, cameras: dict[str, CameraState], budget: float) -> None:
+    def observe_drift(self, drift: Mapping[str, CameraDrift], budget: float) -> None:
         """Each camera's drift as the batch transaction left it, next to the model's budget."""
         self.false_alarm_budget.set(budget)
-        for camera, state in cameras.items():
-            self.flag_rate.labels(camera=camera).set(state.drift.flag_rate)
-            self.normal_shift.labels(camera=camera).set(state.drift.normal_shift)
+        for camera, state in drift.items():
+            self.flag_rate.labels(camera=camera).set(state.flag_rate)
+            self.normal_shift.labels(camera=camera).set(state.normal_shift)
 
     def observe_outbox(self, channel: str, pending: int, oldest_s: float) -> None:
         """The alert backlog of one channel, as the dispatcher saw it after its last round."""

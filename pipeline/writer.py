@@ -217,7 +217,7 @@ class BatchTransaction:
             written = write_results(session, part, alerts, self.channels, info, self.settings.count_interval_s, refs)
             save_rule_state(session, cameras)
             if reference is not None:
-                self.metrics.observe_drift(cameras, reference.budget)
+                self.metrics.observe_drift({camera: state.drift for camera, state in cameras.items()}, reference.budget)
             return written.defects, alerts
 
         outcomes, refused = store_isolating(session, results, store)

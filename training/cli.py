@@ -185,7 +185,7 @@ def retrain_command(
     require_training_stack()
     from pipeline.settings import load_settings
     from pipeline.storage.review import parse_since
-    from training.retraining.retrain import RetrainConfig, retrain
+    from training.retrain import RetrainConfig, retrain
 
     cfg = RetrainConfig(
         # from the environment by default: a URL with its password on a command line is visible in `ps` and the pod

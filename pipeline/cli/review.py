@@ -10,7 +10,7 @@ from pipeline.cli.options import ConfigOpt, DbOpt, settings_from
 from pipeline.errors import LineGuardError
 
 # What the review extra brings; without any of them the command says how to install it.
-REVIEW_LIBRARIES = frozenset({"fastapi", "starlette", "uvicorn", "jinja2", "multipart", "python_multipart"})
+REVIEW_LIBRARIES = frozenset({"fastapi", "starlette", "uvicorn", "jinja2"})
 
 review_app = typer.Typer(help="The defect review web page.", no_args_is_help=True)
 

@@ -78,7 +78,7 @@ def base_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_review_retrain_promote_and_the_line_switches(
     bootstrap: str, db_url: str, base_model: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from training.retraining.retrain import RetrainConfig, retrain
+    from training.retrain import RetrainConfig, retrain
 
     base, normal = base_model
     first = write_frames(tmp_path / "stream-1", seed=2, good=16, ribbed=16, defects=10)

@@ -18,9 +18,9 @@ from pipeline.inference import read_metadata
 from pipeline.registry.report import ComparisonReport, manifest_path, report_path
 from pipeline.storage.engine import open_database
 from pipeline.storage.tables import Defect
+from training.data.evalset import split_normals
 from training.export.contract import update_metadata
-from training.retraining.evalset import split_normals
-from training.retraining.retrain import inherited_config
+from training.retrain import inherited_config
 
 runner = CliRunner()
 app = build_app()

@@ -18,9 +18,9 @@ from sklearn.metrics import roc_curve
 
 from pipeline.inference import OnnxModel, file_sha256
 from pipeline.registry.report import ComparisonReport, ModelScores, manifest_path, roc_path, summary_path
+from training.data.evalset import CONFIRMED_DEFECT, FALSE_POSITIVE, HELD_OUT_NORMAL, EvaluationSet
 from training.data.images import load_images
 from training.evaluation.detection_metrics import image_auroc, threshold_metrics
-from training.retraining.evalset import CONFIRMED_DEFECT, FALSE_POSITIVE, HELD_OUT_NORMAL, EvaluationSet
 
 
 @dataclass(frozen=True)

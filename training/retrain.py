@@ -16,12 +16,12 @@ from pipeline.inference import read_metadata
 from pipeline.registry.report import ComparisonReport
 from pipeline.storage.engine import open_database
 from training.config import TrainConfig
+from training.data.evalset import build_evaluation_set, split_normals
 from training.data.images import list_images
 from training.data.images import train_folder as find_train_folder
+from training.data.reviewed import CONFIRMED, FALSE_POSITIVE, export_reviewed
 from training.errors import ConfigError, TrainingError
 from training.evaluation.comparison import compare, write_comparison
-from training.retraining.evalset import build_evaluation_set, split_normals
-from training.retraining.reviewed import CONFIRMED, FALSE_POSITIVE, export_reviewed
 from training.train import train
 
 log = logging.getLogger(__name__)

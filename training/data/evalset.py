@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from training.data.reviewed import ReviewedFrame
 from training.errors import DatasetError
-from training.retraining.reviewed import ReviewedFrame
 
 HELD_OUT_NORMAL = "held_out_normal"
 CONFIRMED_DEFECT = "confirmed_defect"
