@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import cast
@@ -24,9 +25,9 @@ from training.data.images import detect_channels, list_images, load_images, load
 from training.data.images import train_folder as find_train_folder
 from training.data.synthetic_defects import corrupt_batch, validation_set
 from training.evaluation.detection_metrics import aupro, image_auroc, maximum_on_border, per_type_auroc, pixel_auroc
-from training.fitting import cosine_learning_rate, set_learning_rate
+from training.fitting import FitPlan, fit_loop
 from training.models import create_model
-from training.models.feature_space.fit import extract_features, take
+from training.models.feature_space.fit import FeatureStep, extract_features
 from training.models.feature_space.model import FeatureSpaceAutoencoder
 from training.models.scoring import ScoringGraph, predict
 
@@ -37,24 +38,19 @@ def auroc_against(clean: np.ndarray, defective: np.ndarray) -> float:
     return image_auroc(np.r_[clean, defective], np.r_[np.zeros(len(clean)), np.ones(len(defective))])
 
 
+class StudyStep(FeatureStep):
+    """Training's feature step without validation: a fixed number of epochs, no best epoch, no early stopping."""
+
+    validates = False
+
+
 def fit(model: FeatureSpaceAutoencoder, features: list[torch.Tensor], epochs: int, location_scale: bool) -> None:
     model.fit_statistics(features)
     params, _ = model.trainable_groups()
     optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-5)
-    generator = torch.Generator().manual_seed(0)
-    n = len(features[0])
-    for epoch in range(epochs):
-        model.train()
-        set_learning_rate(optimizer, cosine_learning_rate(1e-3, epoch / epochs))
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n - 1, 16):
-            batch = take(features, order[start : start + 16])
-            if len(batch[0]) < 2:
-                continue
-            loss = model.feature_loss(batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    step = StudyStep(model, features, [], batch_size=16, generator=torch.Generator().manual_seed(0))
+    # no deadline: the cosine schedule follows the epochs alone, once per epoch
+    fit_loop(step, optimizer, FitPlan("study", epochs, deadline=math.inf, learning_rate=1e-3, schedule="epoch"))
     if location_scale:
         model.fit_location_scale(features)
     model.eval()
