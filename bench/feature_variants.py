@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -27,6 +29,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from training.backbone import FrozenBackbone
+from training.fitting import FitPlan, FitStep, fit_loop
 
 STRIDES = (4, 8, 16)
 VARIANTS = {
@@ -179,6 +182,43 @@ def squared_error(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
     return torch.cat([((model(c)[..., :h, :w] - c) ** 2).mean(1) for c in features.split(32)])
 
 
+class VariantStep(FitStep):
+    """One variant on the cached features through training's loop: no validation, torch's cosine annealing per epoch
+    (to zero, unlike training's schedule, as the variants were measured)."""
+
+    validates = False
+
+    def __init__(
+        self,
+        model: nn.Module,
+        variant: str,
+        train: torch.Tensor,
+        fitted: torch.Tensor,
+        h: int,
+        w: int,
+        optimizer: torch.optim.Optimizer,
+        epochs: int,
+    ) -> None:
+        self.model, self.variant, self.train, self.fitted, self.h, self.w = model, variant, train, fitted, h, w
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
+
+    def begin_epoch(self, epoch: int) -> None:
+        if epoch > 1:
+            self.schedule.step()
+        self.model.train()
+
+    def batches(self, epoch: int) -> Iterator[torch.Tensor]:
+        shuffled = self.fitted[torch.randperm(len(self.fitted))]
+        for start in range(0, len(shuffled), 16):
+            yield self.train[shuffled[start : start + 16]]
+
+    def loss(self, batch: torch.Tensor, epoch: int) -> torch.Tensor:
+        loss = F.mse_loss(self.model(corrupt(self.variant, batch))[..., : self.h, : self.w], batch)
+        if self.variant == "memory":
+            loss = loss + 2e-4 * self.model[2].entropy
+        return loss
+
+
 def fit(args: argparse.Namespace) -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -204,19 +244,9 @@ def fit(args: argparse.Namespace) -> None:
             continue
         model = autoencoder(variant, channels)
         optimizer = torch.optim.AdamW(model.parameters(), 2e-3, weight_decay=1e-4)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs)
-        for _ in range(args.epochs):
-            model.train()
-            shuffled = fitted[torch.randperm(len(fitted))]
-            for start in range(0, len(shuffled), 16):
-                batch = train[shuffled[start : start + 16]]
-                loss = F.mse_loss(model(corrupt(variant, batch))[..., :h, :w], batch)
-                if variant == "memory":
-                    loss = loss + 2e-4 * model[2].entropy
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            schedule.step()
+        step = VariantStep(model, variant, train, fitted, h, w, optimizer, args.epochs)
+        plan = FitPlan(variant, args.epochs, deadline=math.inf, learning_rate=2e-3, schedule="constant")
+        fit_loop(step, optimizer, plan)
         model.eval()
         test_error, held_out_error = squared_error(model, test), squared_error(model, train[held_out])
         seconds = time.monotonic() - started
