@@ -28,12 +28,9 @@ from training.fitting import FitSummary
 M = TypeVar("M", bound=nn.Module)
 
 
-class ImageRun(Protocol):
-    """The settings of an image training run that a family reads (training.config.TrainConfig)."""
+class FitSettings(Protocol):
+    """What every training run, image or sensor, sets for the loop (training.fitting.fit_loop)."""
 
-    model: str  # the registered name asked for (or `auto`: see `candidates`)
-    candidates: tuple[str, ...]  # the names a feature-space run chooses among
-    seed: int
     epochs: int
     max_minutes: float
     batch_size: int
@@ -41,6 +38,14 @@ class ImageRun(Protocol):
     weight_decay: float
     patience: int
     show_progress: bool
+
+
+class ImageRun(FitSettings, Protocol):
+    """The settings of an image training run that a family reads (training.config.TrainConfig)."""
+
+    model: str  # the registered name asked for (or `auto`: see `candidates`)
+    candidates: tuple[str, ...]  # the names a feature-space run chooses among
+    seed: int
     checkpoint: Path  # where the best weights are kept (`<model>.ckpt.pt`)
     # denoising: what the input is corrupted with (training.data.corruptions)
     corruption: str
@@ -61,17 +66,10 @@ class ImageRun(Protocol):
         ...
 
 
-class SensorRun(Protocol):
+class SensorRun(FitSettings, Protocol):
     """The settings of a sensor training run that a family reads (training.sensors.config.SensorTrainConfig)."""
 
-    epochs: int
-    max_minutes: float
-    batch_size: int
-    learning_rate: float
-    weight_decay: float
-    patience: int
     kl_weight: float
-    show_progress: bool
 
 
 @dataclass(frozen=True)
