@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import (
@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
 from torch import nn
 
 from training.backbone import backbone_names
@@ -167,7 +168,7 @@ class TrainConfig:
         try:
             return handler(data)
         except ValidationError as exc:
-            raise _config_error(exc) from None
+            raise config_error(exc, cls) from None
 
     @field_validator("backbone", "corruption", "score")
     @classmethod
@@ -254,8 +255,9 @@ class TrainConfig:
         return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
 
 
-def _config_error(exc: ValidationError) -> ConfigError:
-    """The first of pydantic's errors as ConfigError(field, bad value, reason), the reason in the config's words."""
+def config_error(exc: ValidationError, config_class: type) -> ConfigError:
+    """The first of pydantic's errors in a pydantic config dataclass as ConfigError(field, bad value, reason), the
+    reason in the config's words (bounds as `must be in (0, 0.5)`, choices as `must be 'a' or 'b'`)."""
     error = exc.errors(include_url=False)[0]
     name = str(error["loc"][0]) if error["loc"] else "config"
     if error["type"] == "missing":
@@ -263,23 +265,22 @@ def _config_error(exc: ValidationError) -> ConfigError:
     if error["type"] == "value_error":
         reason = str(error["ctx"]["error"])
     elif error["type"] == "literal_error":
-        choices = [repr(choice) for choice in get_args(_field_type(name))]
-        reason = "must be " + (", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0])
+        reason = f"must be {error['ctx']['expected']}"
     elif error["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        reason = _bounds(name)
+        reason = _bounds(_field(config_class, name))
     else:
         reason = f"{error['msg'][:1].lower()}{error['msg'][1:]}"
     return ConfigError(name, error.get("input"), reason)
 
 
-def _field_type(name: str) -> Any:
-    return {"contrast": Contrast, "resize_mode": ResizeMode, "device": Device}.get(name)
+def _field(config_class: type, name: str) -> FieldInfo:
+    return config_class.__pydantic_fields__[name]  # type: ignore[attr-defined]
 
 
-def _bounds(name: str) -> str:
+def _bounds(field: FieldInfo) -> str:
     """A field's bounds as the config states them: `must be >= 1`, `must be in (0, 0.5)`."""
     low = high = None
-    for bound in TrainConfig.__pydantic_fields__[name].metadata:
+    for bound in field.metadata:
         if isinstance(bound, Ge | Gt):
             low = ("[" if isinstance(bound, Ge) else "(", bound.ge if isinstance(bound, Ge) else bound.gt)
         elif isinstance(bound, Le | Lt):

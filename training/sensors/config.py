@@ -1,111 +1,137 @@
-"""The frozen configuration of one sensor-model training run, checked field by field."""
+"""The frozen configuration of one sensor-model training run: each field's type, bounds and meaning declared once."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pipeline.contract import SENSOR_CALENDAR_KINDS, SENSOR_LEVEL_STATISTICS, SENSOR_POINT_RULES
+from pydantic import ConfigDict, Field, ModelWrapValidatorHandler, ValidationError, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+
+from pipeline.contract import SENSOR_CALENDAR_KINDS, CalendarKind, LevelStatistic, PointRule
 from pipeline.errors import ConfigError
+from training.config import config_error
 from training.models import DEFAULT_SENSOR_MODEL, sensor_model_entry
 from training.sensors.data import CsvColumns
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", arbitrary_types_allowed=True))
 class SensorTrainConfig:
     """Everything `train_sensors()` needs; fields left None take the model's registry defaults.
 
     Each recording is split in time: `val_fraction` of its rows, in blocks spread across it (one block, its tail,
     when it is short: training.sensors.choose.held_out_blocks), is never trained on; it picks the best epoch and
     calibrates the window threshold. The rest trains the model.
-    `scale_data`: other normal recordings (a long anomaly-free run) whose per-channel std is a floor for the
-    normalisation's std; they are not trained on.
-    `columns`: which CSV columns are time, labels and readings, and the time-gap rule (training.sensors.data).
-    `level_free`: channels scored on their shape within a window, not their level (sensors that drift with
-    warm-up, ambient or load); the graph removes each window's `level_statistic` from them. None: the channels
-    whose level drifts across the training data (training.sensors.choose.drifting_channels); () none.
-    `window`, `stride`: None takes them from the data's dominant period (else the model's default window).
-    `calendar`: periods ("day", "week") whose phase is an extra input (the readings need timestamps).
-    `point_rule`: how `evaluate` judges a row from the windows covering it (pipeline.contract.SensorSpec): "row-mean"
-    (their mean above the window threshold) or "all-windows" (SKAB's notebook rule).
-    `adapt_rows`: 0, or the first rows of each run (recording, or stretch after a gap) whose level and scale its
-    readings are re-expressed against, in training and evaluation alike (pipeline.sensors.adapt; the line refuses it).
-    `false_alarm_rate`: the window threshold's budget on held-out normal windows (training.evaluation.calibrate); None
-    uses `calibration_quantile` plus `sensitivity` std instead (the SKAB notebook protocol).
     """
 
-    data: Path
-    out: Path
-    model: str = DEFAULT_SENSOR_MODEL
-    scale_data: Path | None = None
-    columns: CsvColumns = field(default_factory=CsvColumns)
-    level_free: tuple[str, ...] | None = None
-    level_statistic: str = "median"
-    calendar: tuple[str, ...] = ()
-    window: int | None = None
-    stride: int | None = None
-    epochs: int | None = None
-    max_minutes: float = 5.0
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    weight_decay: float = 0.0
-    patience: int = 5
-    val_fraction: float = 0.2
-    widths: tuple[int, ...] = (32, 16)
-    kernel_size: int = 7
-    dropout: float = 0.2
-    noise_std: float | None = None
-    kl_weight: float = 1e-3
-    point_rule: str = "row-mean"
-    adapt_rows: int = 0
-    false_alarm_rate: float | None = 0.01
-    calibration_quantile: float = 0.99
-    sensitivity: float = 0.0
-    seed: int = 0
-    model_name: str = ""
-    model_version: str = ""
-    show_progress: bool = True
+    data: Path = Field(description="a sensor CSV, or a folder of them (training.sensors.data)")
+    out: Path = Field(description="where the .onnx model is written")
+    model: str = Field(default=DEFAULT_SENSOR_MODEL, description="registered sensor model (training.models)")
+    scale_data: Path | None = Field(
+        default=None,
+        description="other normal recordings (a long anomaly-free run) whose per-channel std is a floor for the "
+        "normalisation's std; they are not trained on",
+    )
+    columns: CsvColumns = Field(
+        default_factory=CsvColumns,
+        description="which CSV columns are time, labels and readings, and the time-gap rule (training.sensors.data)",
+    )
+    level_free: tuple[str, ...] | None = Field(
+        default=None,
+        description="channels scored on their shape within a window, not their level (sensors that drift with "
+        "warm-up, ambient or load); the graph removes each window's level_statistic from them. None: the channels "
+        "whose level drifts across the training data (training.sensors.choose.drifting_channels); () none",
+    )
+    level_statistic: LevelStatistic = Field(default="median", description="what a level-free window is centred on")
+    calendar: tuple[CalendarKind, ...] = Field(
+        default=(), description="periods whose phase is an extra input (the readings need timestamps)"
+    )
+    window: int | None = Field(
+        default=None,
+        description="samples per window, a multiple of 2 ** len(widths); None: from the data's dominant period "
+        "(else the model's default window)",
+    )
+    stride: int | None = Field(default=None, ge=1, description="samples between windows; None: from the data")
+    epochs: int | None = Field(default=None, ge=1, description="the epoch cap; None: the model's")
+    max_minutes: float = Field(default=5.0, gt=0, description="the time budget of the fit")
+    batch_size: int | None = Field(default=None, ge=1, description="windows per step; None: the model's")
+    learning_rate: float | None = Field(default=None, gt=0, lt=1, description="Adam's rate; None: the model's")
+    weight_decay: float = Field(default=0.0, ge=0, description="Adam weight decay")
+    patience: int = Field(default=5, ge=1, description="epochs without a better validation loss before stopping")
+    val_fraction: float = Field(
+        default=0.2, gt=0, lt=0.5, description="share of each recording held out, in blocks across it"
+    )
+    widths: tuple[int, ...] = Field(default=(32, 16), description="encoder widths, each halving the time axis")
+    kernel_size: int = Field(default=7, description="the 1-D convolutions' kernel")
+    dropout: float = Field(default=0.2, description="dropout between the convolutions")
+    noise_std: float | None = Field(default=None, description="sensor-dae: input noise; None: the model's")
+    kl_weight: float = Field(default=1e-3, ge=0, description="sensor-vae: KL weight against reconstruction")
+    point_rule: PointRule = Field(
+        default="row-mean",
+        description="how evaluate judges a row from the windows covering it (pipeline.contract.SensorSpec): row-mean "
+        "(their mean above the window threshold) or all-windows (SKAB's notebook rule)",
+    )
+    adapt_rows: int = Field(
+        default=0,
+        description="0, or the first rows of each run (recording, or stretch after a gap) whose level and scale its "
+        "readings are re-expressed against, in training and evaluation alike (pipeline.sensors.adapt)",
+    )
+    false_alarm_rate: float | None = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="the window threshold's budget on held-out normal windows (training.evaluation.calibrate); None "
+        "uses calibration_quantile plus sensitivity std instead (the SKAB notebook protocol)",
+    )
+    calibration_quantile: float = Field(
+        default=0.99, ge=0.5, le=1, description="without a budget: this quantile of held-out normal window scores"
+    )
+    sensitivity: float = Field(default=0.0, ge=0, description="without a budget: a margin in std of held-out scores")
+    seed: int = Field(default=0, description="seeds the initial weights and the batch order")
+    model_name: str = Field(default="", description="model name; empty: the data file or folder name")
+    model_version: str = Field(default="", description="model version; empty: a UTC timestamp")
+    show_progress: bool = Field(default=True, description="progress bars and the summary")
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_config_error(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        """pydantic's first error as a ConfigError naming the field and the bad value; a ConfigError raised by a
+        check below passes as it is."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise config_error(exc, cls) from None
+
+    @field_validator("calendar")
+    @classmethod
+    def _distinct_periods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"distinct names from {SENSOR_CALENDAR_KINDS}")
+        return value
+
+    @field_validator("adapt_rows")
+    @classmethod
+    def _adapt_rows(cls, value: int) -> int:
+        if value != 0 and value < 2:
+            raise ValueError("must be 0 (off) or >= 2")
+        return value
+
+    @model_validator(mode="after")
+    def _model_defaults(self) -> SensorTrainConfig:
+        """The model's defaults where a field is None, then the checks across fields."""
         defaults = sensor_model_entry(self.model).defaults
         for name in ("batch_size", "learning_rate", "epochs"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(defaults, name))
-        if self.level_free is not None:
-            object.__setattr__(self, "level_free", tuple(self.level_free))
-        object.__setattr__(self, "calendar", tuple(self.calendar))
         multiple = self.time_multiple
-        window_ok = self.window is None or (self.window >= multiple and self.window % multiple == 0)
-        rate = self.false_alarm_rate
-        checks: list[tuple[str, bool, str]] = [
-            ("window", window_ok, f"must be a multiple of {multiple}"),
-            ("stride", self.stride is None or self.stride >= 1, "must be >= 1"),
-            ("level_statistic", self.level_statistic in SENSOR_LEVEL_STATISTICS, f"one of {SENSOR_LEVEL_STATISTICS}"),
-            (
-                "calendar",
-                set(self.calendar) <= set(SENSOR_CALENDAR_KINDS) and len(set(self.calendar)) == len(self.calendar),
-                f"distinct names from {SENSOR_CALENDAR_KINDS}",
-            ),
-            ("point_rule", self.point_rule in SENSOR_POINT_RULES, f"one of {SENSOR_POINT_RULES}"),
-            ("adapt_rows", self.adapt_rows == 0 or self.adapt_rows >= 2, "must be 0 (off) or >= 2"),
-            ("adapt_rows", not (self.adapt_rows and self.scale_data), "scale_data is in raw units: use one of them"),
-            ("false_alarm_rate", rate is None or 0 < rate < 1, "must be in (0, 1)"),
-            ("epochs", self.epochs >= 1, "must be >= 1"),
-            ("max_minutes", self.max_minutes > 0, "must be > 0"),
-            ("batch_size", self.batch_size >= 1, "must be >= 1"),
-            ("learning_rate", 0 < self.learning_rate < 1, "must be in (0, 1)"),
-            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
-            ("patience", self.patience >= 1, "must be >= 1"),
-            ("val_fraction", 0 < self.val_fraction < 0.5, "must be in (0, 0.5)"),
-            ("kl_weight", self.kl_weight >= 0, "must be >= 0"),
-            ("calibration_quantile", 0.5 <= self.calibration_quantile <= 1, "must be in [0.5, 1]"),
-            ("sensitivity", self.sensitivity >= 0, "must be >= 0"),
-            ("columns.gap_periods", (self.columns.gap_periods or 2) > 1, "must be None or above 1"),
-        ]
-        for name, ok, reason in checks:
-            if not ok:
-                raise ConfigError(name, _value(self, name), reason)
+        if self.window is not None and not (self.window >= multiple and self.window % multiple == 0):
+            raise ConfigError("window", self.window, f"must be a multiple of {multiple}")
+        if self.adapt_rows and self.scale_data:
+            raise ConfigError("adapt_rows", self.adapt_rows, "scale_data is in raw units: use one of them")
+        if not (self.columns.gap_periods or 2) > 1:
+            raise ConfigError("columns.gap_periods", self.columns.gap_periods, "must be None or above 1")
+        return self
 
     @property
     def time_multiple(self) -> int:
@@ -122,10 +148,3 @@ class SensorTrainConfig:
 
     def to_json_dict(self) -> dict[str, Any]:
         return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
-
-
-def _value(cfg: SensorTrainConfig, dotted: str) -> Any:
-    value: Any = cfg
-    for part in dotted.split("."):
-        value = getattr(value, part)
-    return value
