@@ -44,6 +44,21 @@ ResizeMode = Literal["stretch", "letterbox"]
 Device = Literal["auto", "cpu", "cuda"]
 
 
+class ConfigErrors:
+    """Base of the pydantic config dataclasses: pydantic's first error comes out as a ConfigError naming the field
+    and the bad value (config_error); a ConfigError raised by a validator of the config passes as it is."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_config_error(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        """pydantic's first error as a ConfigError naming the field and the bad value; a ConfigError raised by a
+        check below passes as it is."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise config_error(exc, cls) from None
+
+
 # The fields whose value must be one of a known set, and where that set comes from (the backbones installed).
 KNOWN_CHOICES: dict[str, Callable[[], Sequence[str]]] = {
     "backbone": lambda: [*backbone_names(), NO_BACKBONE],
@@ -53,7 +68,7 @@ KNOWN_CHOICES: dict[str, Callable[[], Sequence[str]]] = {
 
 
 @dataclass(frozen=True, config=ConfigDict(extra="forbid"))
-class TrainConfig:
+class TrainConfig(ConfigErrors):
     """Everything `train()` needs; defaults are sized for a 2-core CPU and a few minutes.
 
     Fields left None take the model's defaults (`TrainDefaults` in the registry); `model` None means
@@ -159,16 +174,6 @@ class TrainConfig:
     model_name: str = Field(default="", description="model name; empty: the data folder's name")
     model_version: str = Field(default="", description="model version; empty: a UTC timestamp")
     show_progress: bool = Field(default=True, description="progress bars and the summary table")
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _as_config_error(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
-        """pydantic's first error as a ConfigError naming the field and the bad value; a ConfigError raised by a
-        check below passes as it is."""
-        try:
-            return handler(data)
-        except ValidationError as exc:
-            raise config_error(exc, cls) from None
 
     @field_validator("backbone", "corruption", "score")
     @classmethod

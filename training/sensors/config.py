@@ -6,18 +6,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, Field, ModelWrapValidatorHandler, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from pipeline.contract import SENSOR_CALENDAR_KINDS, CalendarKind, LevelStatistic, PointRule
 from pipeline.errors import ConfigError
-from training.config import config_error
+from training.config import ConfigErrors
 from training.models import DEFAULT_SENSOR_MODEL, sensor_model_entry
 from training.sensors.data import CsvColumns
 
 
 @dataclass(frozen=True, config=ConfigDict(extra="forbid", arbitrary_types_allowed=True))
-class SensorTrainConfig:
+class SensorTrainConfig(ConfigErrors):
     """Everything `train_sensors()` needs; fields left None take the model's registry defaults.
 
     Each recording is split in time: `val_fraction` of its rows, in blocks spread across it (one block, its tail,
@@ -92,16 +92,6 @@ class SensorTrainConfig:
     model_name: str = Field(default="", description="model name; empty: the data file or folder name")
     model_version: str = Field(default="", description="model version; empty: a UTC timestamp")
     show_progress: bool = Field(default=True, description="progress bars and the summary")
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _as_config_error(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
-        """pydantic's first error as a ConfigError naming the field and the bad value; a ConfigError raised by a
-        check below passes as it is."""
-        try:
-            return handler(data)
-        except ValidationError as exc:
-            raise config_error(exc, cls) from None
 
     @field_validator("calendar")
     @classmethod
