@@ -15,6 +15,7 @@ from dataclasses import asdict, fields, replace
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 from pydantic import (
+    AfterValidator,
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
@@ -59,6 +60,23 @@ FALSE_ALARM_METHODS: tuple[str, ...] = get_args(FalseAlarmMethod)
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _distinct_periods(periods: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(periods)) != len(periods):
+        raise ValueError(f"must be distinct names from {SENSOR_CALENDAR_KINDS}, got {list(periods)!r}")
+    return periods
+
+
+def _off_or_two_rows(rows: int) -> int:
+    if rows == 1:
+        raise ValueError(f"must be 0 (off) or an integer >= 2, got {rows!r}")
+    return rows
+
+
+# Shared by the sensor block of the metadata and the training configuration that writes it.
+CalendarPeriods = Annotated[tuple[CalendarKind, ...], AfterValidator(_distinct_periods)]
+AdaptRows = Annotated[int, Field(ge=0), AfterValidator(_off_or_two_rows)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
@@ -142,7 +160,7 @@ class SensorSpec(_Block):
         default="mean",
         description="what is removed from level-free channels: the mean, or the median (robust to a spike)",
     )
-    calendar: tuple[CalendarKind, ...] = Field(
+    calendar: CalendarPeriods = Field(
         default=(),
         description="periods whose phase the runtime appends as two input channels each, after the sensor channels "
         "(pipeline.sensors.timefeatures, from each reading's timestamp)",
@@ -158,10 +176,9 @@ class SensorSpec(_Block):
         "row-mean (their mean score above it) or all-windows (every one above it: SKAB's notebook rule, and models "
         "before the field). Evaluation judges rows by it; the line judges windows",
     )
-    adapt_rows: int = Field(
+    adapt_rows: AdaptRows = Field(
         default=0,
         strict=True,
-        ge=0,
         description="0, or the number (>= 2) of first rows of each run (a recording, or a stretch after a gap) whose "
         "per-channel median and std the run's readings are re-expressed against before the graph "
         "(pipeline.sensors.adapt); those rows are not judged. Models before the field: 0",
@@ -199,20 +216,6 @@ class SensorSpec(_Block):
         if set(chosen) - set(names) or len(set(chosen)) != len(chosen):
             raise ValueError(f"must be distinct names of channels {list(names)!r}, got {list(chosen)!r}")
         return chosen
-
-    @field_validator("calendar")
-    @classmethod
-    def _calendar(cls, periods: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(periods)) != len(periods):
-            raise ValueError(f"must be distinct names from {SENSOR_CALENDAR_KINDS}, got {list(periods)!r}")
-        return periods
-
-    @field_validator("adapt_rows")
-    @classmethod
-    def _adapt_rows(cls, rows: int) -> int:
-        if rows == 1:
-            raise ValueError(f"must be 0 (off) or an integer >= 2, got {rows!r}")
-        return rows
 
     @property
     def input_channels(self) -> int:

@@ -6,10 +6,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from pydantic.dataclasses import dataclass
 
-from pipeline.contract import SENSOR_CALENDAR_KINDS, CalendarKind, LevelStatistic, PointRule
+from pipeline.contract import AdaptRows, CalendarPeriods, LevelStatistic, PointRule
 from pipeline.errors import ConfigError
 from training.config import ConfigErrors
 from training.models import DEFAULT_SENSOR_MODEL, sensor_model_entry
@@ -44,7 +44,7 @@ class SensorTrainConfig(ConfigErrors):
         "whose level drifts across the training data (training.sensors.choose.drifting_channels); () none",
     )
     level_statistic: LevelStatistic = Field(default="median", description="what a level-free window is centred on")
-    calendar: tuple[CalendarKind, ...] = Field(
+    calendar: CalendarPeriods = Field(
         default=(), description="periods whose phase is an extra input (the readings need timestamps)"
     )
     window: int | None = Field(
@@ -72,7 +72,7 @@ class SensorTrainConfig(ConfigErrors):
         description="how evaluate judges a row from the windows covering it (pipeline.contract.SensorSpec): row-mean "
         "(their mean above the window threshold) or all-windows (SKAB's notebook rule)",
     )
-    adapt_rows: int = Field(
+    adapt_rows: AdaptRows = Field(
         default=0,
         description="0, or the first rows of each run (recording, or stretch after a gap) whose level and scale its "
         "readings are re-expressed against, in training and evaluation alike (pipeline.sensors.adapt)",
@@ -92,20 +92,6 @@ class SensorTrainConfig(ConfigErrors):
     model_name: str = Field(default="", description="model name; empty: the data file or folder name")
     model_version: str = Field(default="", description="model version; empty: a UTC timestamp")
     show_progress: bool = Field(default=True, description="progress bars and the summary")
-
-    @field_validator("calendar")
-    @classmethod
-    def _distinct_periods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"distinct names from {SENSOR_CALENDAR_KINDS}")
-        return value
-
-    @field_validator("adapt_rows")
-    @classmethod
-    def _adapt_rows(cls, value: int) -> int:
-        if value != 0 and value < 2:
-            raise ValueError("must be 0 (off) or >= 2")
-        return value
 
     @model_validator(mode="after")
     def _model_defaults(self) -> SensorTrainConfig:
