@@ -93,8 +93,9 @@ def find_latent_file(path: Path, kind: str) -> tuple[Path, LatentSpec]:
             raise LineGuardError(
                 f"{path} is the model's {props['kind']} and no {kind} lies beside it ({candidate.name})"
             )
-    if candidate.is_file() and read_props(candidate).get("kind") == kind:
-        return candidate, parse_spec(candidate, read_props(candidate))
+    candidate_props = read_props(candidate) if candidate.is_file() else {}
+    if candidate_props.get("kind") == kind:
+        return candidate, parse_spec(candidate, candidate_props)
     if kind == ENCODER_KIND:
         raise LineGuardError(
             f"{path} is a scoring model and no encoder lies beside it ({candidate.name}); make one: {MAKE_ENCODER}"
