@@ -37,7 +37,6 @@ SENSOR_INPUT_NAME = "window"
 CONDITION_INPUT_NAME = "condition"
 UNKNOWN_CONDITION = 0
 OUTPUT_NAMES = ("reconstruction", "anomaly_map", "score")
-MODEL_KINDS = ("image", "sensor")
 NORMALIZATION = "x/255"  # the runtime scales uint8 to [0, 1]; the graph does nothing more
 # Sensor windows go in as raw readings: the graph subtracts channel_mean and divides by channel_std itself, so a
 # model never depends on the runtime repeating its training statistics; the block keeps them for humans and checks.
@@ -53,11 +52,13 @@ PointRule = Literal["all-windows", "row-mean"]
 # gaussian: too few normals for a tail fit, mean + z * std (the warning says how many are needed)
 FalseAlarmMethod = Literal["gpd-tail", "empirical", "gaussian"]
 ModelKind = Literal["image", "sensor"]
+WeightPrecision = Literal["fp32", "int8", "fp16"]
 SENSOR_LEVEL_STATISTICS: tuple[str, ...] = get_args(LevelStatistic)
 SENSOR_CALENDAR_KINDS: tuple[str, ...] = get_args(CalendarKind)
 SENSOR_POINT_RULES: tuple[str, ...] = get_args(PointRule)
 FALSE_ALARM_METHODS: tuple[str, ...] = get_args(FalseAlarmMethod)
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
+WEIGHT_PRECISIONS: tuple[str, ...] = get_args(WeightPrecision)
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -304,6 +305,11 @@ class ModelMetadata(_Block):
     created_at: str = Field(description="when the file was exported, ISO 8601")
     format_version: int = Field(default=FORMAT_VERSION, description="the contract's version this runtime reads")
     input_dtype: Literal["float32"] = Field(default="float32", description="the input tensor's type")
+    # Whatever the weights' precision, the inputs and the score stay float32, so the runtime feeds every file alike.
+    precision: WeightPrecision = Field(
+        default="fp32",
+        description="the graph's arithmetic: fp32 (as exported), int8 (`lineguard quantize`) or fp16 (`export --fp16`)",
+    )
     normalization: str = Field(
         default=NORMALIZATION, description=f"image: {NORMALIZATION!r}; sensor: {SENSOR_NORMALIZATION!r}"
     )
@@ -423,6 +429,7 @@ TEXT_PROPS = frozenset(
         "created_at",
         "input_dtype",
         "normalization",
+        "precision",
     )
 )
 # Blocks that only some models carry: absent from metadata_props when None, so older files keep their props.
