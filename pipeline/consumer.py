@@ -35,7 +35,7 @@ from pipeline.sensors.stage import SensorStage, open_sensor_stage, split_records
 from pipeline.settings import Settings
 from pipeline.source import FrameSource, next_offsets
 from pipeline.storage.engine import DatabaseTimeouts
-from pipeline.verdict import judge
+from pipeline.verdict import score_batch
 from pipeline.wire import FrameLimits
 from pipeline.writer import Batch, BatchTransaction, BatchWriter, Written, open_database_when_up
 
@@ -212,11 +212,12 @@ class LineConsumer:
                 self.dead_letter(record, outcome.reason)
             else:
                 good.append(outcome)
-        results = judge(model, good, self.settings.store_images, self.dead_letter) if model else []
+        scored = score_batch(model, good, self.dead_letter) if model else None
         if model is not None and model.conditions is not None:
             self.metrics.condition_fallbacks.inc(model.conditions.take_fallbacks())
         self.dlq.flush()  # before the database: a record is never marked done while its DLQ copy is in flight
-        return Batch(len(records), results, next_offsets(records), model, started, records, sensors)
+        results = scored.results if scored is not None else []
+        return Batch(len(records), results, next_offsets(records), model, started, records, sensors, scored)
 
     def dead_letter(self, record: Any, reason: str) -> None:
         self.dlq.add(record, reason)
@@ -280,9 +281,12 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
         frames = FrameStore(settings.frame_store_url)  # defects' images; rows hold their URIs
         if settings.frame_retention_days is not None:
             stack.callback(RetentionSweeper(frames, sessions, settings.frame_retention_days).start().stop)
-        transaction = BatchTransaction(sessions, settings, rules, channel_names, metrics, stop, writer_dlq, frames)
-        stack.callback(AlertDispatcher(sessions, channels, settings, metrics=metrics).start().stop)
+        # Decodes frames for the consumer's thread and adds the defects' evidence for the writer's.
         decoders = stack.enter_context(ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="decode"))
+        transaction = BatchTransaction(
+            sessions, settings, rules, channel_names, metrics, stop, writer_dlq, frames, evidence_pool=decoders
+        )
+        stack.callback(AlertDispatcher(sessions, channels, settings, metrics=metrics).start().stop)
         writer = BatchWriter(transaction)
         sensors = open_sensor_stage(settings, serving_sensor_model_path(settings, sessions), producer)
         stack.callback(follow_registry(settings, sessions, sensors.holder))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,71 +20,116 @@ Reject = Callable[[Any, str], None]  # (record, reason): the record goes to the 
 
 
 def judge(
-    model: OnnxModel, frames: list[Decoded], store_images: bool, reject: Reject | None = None
+    model: OnnxModel,
+    frames: list[Decoded],
+    store_images: bool,
+    reject: Reject | None = None,
+    pool: Executor | None = None,
 ) -> list[FrameResult]:
-    """Score the batch in one inference; a frame whose score is above the image threshold is a defect.
+    """Score the batch in one inference and show where each defect is: `score_batch`, then `Scored.with_evidence`."""
+    return score_batch(model, frames, reject).with_evidence(store_images, pool)
+
+
+def score_batch(model: OnnxModel, frames: list[Decoded], reject: Reject | None = None) -> Scored:
+    """The verdicts of one batch: one inference; a frame whose score is above the image threshold is a defect.
 
     A frame the model scores NaN or infinite (a corrupt model, an input it overflows on) has no verdict: it is
     handed to `reject` (or raises ValueError without one), never stored as a score the database cannot hold.
+    Where the defects are (regions) and their images come after, in `Scored.with_evidence`, on flagged frames only.
     """
     if not frames:
-        return []
+        return Scored(model, [], [])
     conditions = frame_conditions(model, frames)
     scores = model.score(np.stack([f.model_input for f in frames]), conditions)
     finite = np.isfinite(scores.score) & np.isfinite(scores.anomaly_map).reshape(len(frames), -1).all(axis=1)
     if not finite.all():
-        bad = [i for i in range(len(frames)) if not finite[i]]
+        bad = np.flatnonzero(~finite)
         reason = f"model output is not finite (score {float(scores.score[bad[0]])})"
         if reject is None:
             raise ValueError(reason)
         for i in bad:
             reject(frames[i].record, reason)
-        keep = [i for i in range(len(frames)) if finite[i]]
+        keep = np.flatnonzero(finite)
         frames = [frames[i] for i in keep]
         conditions = conditions[keep] if conditions is not None else None
         scores = BatchScores(anomaly_map=scores.anomaly_map[keep], score=scores.score[keep])
     meta = model.metadata
     detected_at = datetime.now(UTC)
-    flagged = [i for i, score in enumerate(scores.score) if score > meta.image_threshold]
-    restored = restored_pngs(model, frames, flagged, conditions) if store_images else {}
-    results = []
-    for index, frame in enumerate(frames):
-        score = float(scores.score[index])
-        is_defect = score > meta.image_threshold
-        regions: list[dict[str, Any]] = []
-        overlay = None
-        if is_defect:
-            heat = scores.anomaly_map[index]
+    defective = scores.score > meta.image_threshold
+    results = [
+        FrameResult(
+            source=Source(frame.record.topic, frame.record.partition, frame.record.offset),
+            camera_id=frame.meta.camera_id,
+            line_id=frame.meta.line_id,
+            seq=frame.meta.seq,
+            captured_at=frame.meta.captured_at,
+            detected_at=detected_at,
+            score=float(score),
+            threshold=meta.image_threshold,
+            is_defect=bool(is_defect),
+            ground_truth=frame.meta.ground_truth,
+            ground_truth_box=frame.meta.ground_truth_bbox,
+        )
+        for frame, score, is_defect in zip(frames, scores.score.tolist(), defective.tolist(), strict=True)
+    ]
+    flagged = [
+        Flagged(int(i), frames[i], scores.anomaly_map[i], None if conditions is None else int(conditions[i]))
+        for i in np.flatnonzero(defective)
+    ]
+    return Scored(model, results, flagged)
+
+
+@dataclass(frozen=True)
+class Flagged:
+    """A frame judged defective, with what showing where takes: its input, its anomaly map, its condition index."""
+
+    index: int  # in Scored.results
+    frame: Decoded
+    anomaly_map: np.ndarray
+    condition: int | None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A judged batch: every frame's verdict, and the flagged frames whose evidence is still to be added.
+
+    Scoring is the line's serial step; the evidence (regions, the heatmap overlay, the restored frame and their
+    PNG encoding) is needed by flagged frames only and costs more per frame than the model on a fast model, so the
+    consumer adds it on the writer's thread, fanned out over a pool, while the next batch is scored.
+    """
+
+    model: OnnxModel
+    results: list[FrameResult]
+    flagged: list[Flagged]
+
+    def with_evidence(self, store_images: bool, pool: Executor | None = None) -> list[FrameResult]:
+        """The results, each defect with its regions (and, with `store_images`, its frame, overlay and restored
+        frame). `pool` spreads the flagged frames over its threads (OpenCV releases the GIL)."""
+        if not self.flagged:
+            return self.results
+        restored = restored_pngs(self.model, self.flagged) if store_images else {}
+        meta = self.model.metadata
+
+        def evidence(flagged: Flagged) -> FrameResult:
+            frame, heat = flagged.frame, flagged.anomaly_map
             found = find_regions(heat, meta.pixel_threshold, frame.shape, meta.input_spec)
             if not found:
                 # A frame judged defective always shows where: its peak is above the image threshold even where
                 # no location passes the pixel threshold; its strongest component above the image threshold.
                 found = find_regions(heat, meta.image_threshold, frame.shape, meta.input_spec)[:1]
-            regions = [r.as_dict() for r in found]
-            overlay = overlay_png(frame.model_input, heat, meta.pixel_threshold) if store_images else None
-        record = frame.record
-        kept = is_defect and store_images
-        results.append(
-            FrameResult(
-                source=Source(record.topic, record.partition, record.offset),
-                camera_id=frame.meta.camera_id,
-                line_id=frame.meta.line_id,
-                seq=frame.meta.seq,
-                captured_at=frame.meta.captured_at,
-                detected_at=detected_at,
-                score=score,
-                threshold=meta.image_threshold,
-                is_defect=is_defect,
-                regions=regions,
-                frame=record.value if kept else None,
-                frame_content_type=frame.meta.content_type if kept else None,
-                overlay_png=overlay,
-                restored_png=restored.get(index),
-                ground_truth=frame.meta.ground_truth,
-                ground_truth_box=frame.meta.ground_truth_bbox,
-            )
-        )
-    return results
+            images: dict[str, Any] = {}
+            if store_images:
+                images = {
+                    "frame": frame.record.value,
+                    "frame_content_type": frame.meta.content_type,
+                    "overlay_png": overlay_png(frame.model_input, heat, meta.pixel_threshold),
+                    "restored_png": restored.get(flagged.index),
+                }
+            return replace(self.results[flagged.index], regions=[r.as_dict() for r in found], **images)
+
+        mapper = pool.map if pool is not None and len(self.flagged) > 1 else map
+        finished = dict(zip((f.index for f in self.flagged), mapper(evidence, self.flagged), strict=True))
+        return [finished.get(i, result) for i, result in enumerate(self.results)]
 
 
 def frame_conditions(model: OnnxModel, frames: list[Decoded]) -> np.ndarray | None:
@@ -93,15 +139,13 @@ def frame_conditions(model: OnnxModel, frames: list[Decoded]) -> np.ndarray | No
     return model.conditions.indices([model.conditions.value_of(f.meta, f.record.headers) for f in frames])
 
 
-def restored_pngs(
-    model: OnnxModel, frames: list[Decoded], flagged: list[int], conditions: np.ndarray | None = None
-) -> dict[int, bytes]:
-    """PNG of the model's restored frame for each flagged frame index (one extra inference, defects only)."""
+def restored_pngs(model: OnnxModel, flagged: list[Flagged]) -> dict[int, bytes]:
+    """PNG of the model's restored frame for each flagged frame, by result index (one extra inference, defects only)."""
     if not flagged:
         return {}
-    chosen = conditions[flagged] if conditions is not None else None
-    restored = model.restore(np.stack([frames[i].model_input for i in flagged]), chosen)
-    return {index: image_png(image) for index, image in zip(flagged, restored, strict=True)}
+    conditions = None if flagged[0].condition is None else np.array([f.condition for f in flagged], dtype=np.int64)
+    restored = model.restore(np.stack([f.frame.model_input for f in flagged]), conditions)
+    return {f.index: image_png(image) for f, image in zip(flagged, restored, strict=True)}
 
 
 def image_png(image: np.ndarray) -> bytes:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ from pipeline.storage.store import (
     stored_offsets,
     write_results,
 )
+from pipeline.verdict import Scored
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,15 @@ class Batch:
     started: float  # monotonic time processing began, for the batch-time histogram
     records: list[Any] = field(default_factory=list)  # the polled records, to dead-letter one the database refuses
     sensors: SensorBatch | None = None  # the sensor records' windows and device states
+    # Set while the defects' evidence (regions, images) is still to be added to `results`: the writer's thread
+    # adds it before the transaction, so the consumer's thread goes on to score the next batch.
+    scored: Scored | None = None
+
+    def with_evidence(self, store_images: bool, pool: Executor | None = None) -> Batch:
+        """This batch with every defect's regions (and images) in its results."""
+        if self.scored is None:
+            return self
+        return replace(self, results=self.scored.with_evidence(store_images, pool), scored=None)
 
 
 @dataclass(frozen=True)
@@ -126,8 +136,10 @@ class BatchTransaction:
         stop: threading.Event,
         dead_letter: DeadLetterSink,
         frames: FrameStore | None = None,
+        evidence_pool: Executor | None = None,
     ) -> None:
         self.sessions = sessions
+        self.evidence_pool = evidence_pool  # spreads the defects' evidence over its threads
         self.frames = frames
         self.settings = settings
         self.rules = rules
@@ -140,6 +152,7 @@ class BatchTransaction:
 
     def write(self, batch: Batch) -> Written:
         """Raises ShutdownRequested if stopped while the database is down (the batch stays uncommitted)."""
+        batch = batch.with_evidence(self.settings.store_images, self.evidence_pool)  # once, whatever the retries
 
         def waiting(exc: BaseException, wait_s: float) -> None:
             self.retries += 1
