@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -93,11 +94,13 @@ class ConsumerMetrics:
 
     def observe(self, fresh: list[FrameResult], batch_seconds: float, lag: dict[tuple[str, int], int]) -> None:
         """Count a committed batch: its new frames and defects, its time, the lag it leaves behind."""
+        # One increment per camera and batch, not per frame: the counters take a lock per call.
+        for camera, count in Tally(result.camera_id for result in fresh).items():
+            self.frames.labels(camera=camera).inc(count)
+        for camera, count in Tally(result.camera_id for result in fresh if result.is_defect).items():
+            self.defects.labels(camera=camera).inc(count)
         for result in fresh:
-            self.frames.labels(camera=result.camera_id).inc()
             self.frame_latency.observe(result.latency_ms / 1000.0)
-            if result.is_defect:
-                self.defects.labels(camera=result.camera_id).inc()
         self.batch_seconds.observe(batch_seconds)
         for (topic, partition), behind in lag.items():
             self.lag.labels(topic=topic, partition=str(partition)).set(behind)
