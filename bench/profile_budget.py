@@ -2,7 +2,7 @@
 
     .venv/bin/pip install py-spy   # not a project dependency
     .venv/bin/py-spy record --rate 100 --format raw --threads -o stacks.txt -- \\
-        .venv/bin/python bench/bench_pipeline.py --stand-in --width 4 --frames 4000 --naive-frames 200
+        .venv/bin/python bench/bench_pipeline.py --stand-in --width 4 --frames 4000 --naive-frames 200 --formats jpeg
     python bench/profile_budget.py stacks.txt --frames 4000 --threads 9002-9008
 
 The end-to-end phase is the main thread's samples under run_consumer plus the threads it started (its decode
@@ -32,7 +32,7 @@ STAGES = [
     ("offset commit", ("LineConsumer.commit", "FrameSource.commit")),
     ("batch transaction (writer thread)", ("BatchTransaction", "write_results", "advance_offsets", "_add_counts")),
     ("metrics", ("ConsumerMetrics",)),
-    ("verdict, batch assembly", ("judge", "LineConsumer.process", "frame_conditions")),
+    ("verdict, batch assembly", ("score_batch", "with_evidence", "LineConsumer.process", "frame_conditions")),
     ("Kafka client threads", ("NetworkSelector", "Sender.run_once", "KafkaConnection")),
 ]
 
