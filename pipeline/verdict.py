@@ -204,22 +204,29 @@ def find_regions(
     """
     heat = anomaly_map.reshape(anomaly_map.shape[-2:])
     size = heat.shape[-1]
-    mask = (heat > pixel_threshold).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((heat > pixel_threshold).astype(np.uint8), 8)
     min_area = max(4, round((size / 64) ** 2))  # isolated pixels are compression noise, not defects
-    found: list[tuple[list[int], int, float]] = []  # [x0, y0, x1, y1], area, peak
-    for label in range(1, count):
-        x, y, w, h, area = (int(v) for v in stats[label])
-        if area < min_area:
-            continue
-        # Within the component's box only: a full-frame mask per label costs more than the rest.
-        window = labels[y : y + h, x : x + w] == label
-        values = heat[y : y + h, x : x + w]
-        peak = float(values[window].max())
-        rows, cols = np.nonzero(window & (values >= pixel_threshold + BOX_LEVEL * (peak - pixel_threshold)))
-        found.append(
-            ([x + int(cols.min()), y + int(rows.min()), x + int(cols.max()) + 1, y + int(rows.max()) + 1], area, peak)
-        )
+    if count <= 1 or not (stats[1:, cv2.CC_STAT_AREA] >= min_area).any():
+        return []
+    # Every component at once, over the pixels above the threshold only (a noisy map has hundreds of components):
+    # each one's peak, then the box of its pixels at or above half its height over the threshold.
+    inside = np.flatnonzero(labels)
+    label_of, value = labels.ravel()[inside], heat.ravel()[inside]
+    peaks = np.full(count, -np.inf)
+    np.maximum.at(peaks, label_of, value)
+    half = (pixel_threshold + BOX_LEVEL * (peaks - pixel_threshold)).astype(heat.dtype)
+    at_half = value >= half[label_of]
+    rows, cols, owner = inside[at_half] // heat.shape[1], inside[at_half] % heat.shape[1], label_of[at_half]
+    low = np.full((2, count), np.iinfo(np.int64).max)
+    high = np.full((2, count), -1)
+    for axis, where in enumerate((cols, rows)):
+        np.minimum.at(low[axis], owner, where)
+        np.maximum.at(high[axis], owner, where)
+    found = [  # [x0, y0, x1, y1], area, peak
+        ([int(low[0, k]), int(low[1, k]), int(high[0, k]) + 1, int(high[1, k]) + 1], int(area), float(peaks[k]))
+        for k, area in enumerate(stats[:, cv2.CC_STAT_AREA])
+        if k > 0 and area >= min_area
+    ]
     if not found:
         return []
     strongest = max(peak for _, _, peak in found)
