@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
@@ -19,12 +20,14 @@ import onnxruntime as ort
 from pipeline.conditions import ConditionMap
 from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, OUTPUT_NAMES, UNKNOWN_CONDITION, ModelMetadata
 from pipeline.errors import ModelLoadError
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SCORED_OUTPUTS = ("anomaly_map", "score")
 RECONSTRUCTION_OUTPUT = "reconstruction"
 
+TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -85,22 +88,99 @@ def scoring_subgraph(proto: onnx.ModelProto) -> bytes:
     return scoring.SerializeToString()
 
 
-def choose_providers(prefer_gpu: bool = True) -> list[str]:
-    """CUDA first when this onnxruntime build has it and the caller wants it, the CPU always last."""
+@dataclass(frozen=True)
+class TensorRT:
+    """Opt-in TensorRT on top of CUDA (`LINEGUARD_TENSORRT`). It builds an engine for the model at the first session,
+    minutes for a large model; `cache_dir` keeps the engines so that the next start and every reload of the same file
+    load them instead (None: rebuilt at every start). The engines are built for batches of 1 to `max_batch` frames,
+    so a short last batch does not build another one."""
+
+    cache_dir: Path | None = None
+    max_batch: int = 32
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TensorRT | None:
+        if not settings.tensorrt:
+            return None
+        return cls(cache_dir=settings.tensorrt_cache_dir, max_batch=settings.batch_size)
+
+    def options(self, inputs: dict[str, tuple[int, ...]], fp16: bool) -> dict[str, str]:
+        """The provider's options for a graph whose inputs have these per-frame shapes (the batch axis left out)."""
+
+        def shapes(batch: int) -> str:
+            return ",".join(f"{name}:{'x'.join(str(d) for d in (batch, *shape))}" for name, shape in inputs.items())
+
+        options = {
+            "trt_fp16_enable": str(fp16),
+            "trt_profile_min_shapes": shapes(1),
+            "trt_profile_opt_shapes": shapes(self.max_batch),
+            "trt_profile_max_shapes": shapes(self.max_batch),
+        }
+        if self.cache_dir is not None:
+            options |= {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(self.cache_dir)}
+        return options
+
+
+Provider = str | tuple[str, dict[str, str]]
+
+
+def provider_name(provider: Provider) -> str:
+    return provider if isinstance(provider, str) else provider[0]
+
+
+def choose_providers(prefer_gpu: bool = True, tensorrt: dict[str, str] | None = None) -> list[Provider]:
+    """What to ask onnxruntime for, in order: TensorRT (with `tensorrt`, its options) when asked for and in this build,
+    then CUDA when the caller wants the GPU and this build has it, the CPU always last."""
     available = ort.get_available_providers()
-    return [CUDA, CPU] if prefer_gpu and CUDA in available else [CPU]
+    if not prefer_gpu or CUDA not in available:
+        return [CPU]
+    if tensorrt is not None and TENSORRT in available:
+        return [(TENSORRT, tensorrt), CUDA, CPU]
+    return [CUDA, CPU]
 
 
-def open_session(graph: bytes | str, path: Path, prefer_gpu: bool, intra_op_threads: int = 0) -> ort.InferenceSession:
-    """An onnxruntime session for `graph` (serialized bytes or a file name) on the preferred providers.
+def provider_reason(
+    running: str, prefer_gpu: bool, tensorrt: TensorRT | None, available: list[str], why_not: Callable[[str], str]
+) -> str:
+    """Why `running` scores, for the one log line (empty for CUDA when nothing else was asked): `why_not(provider)`
+    says why a provider in this build did not load."""
+    if running == TENSORRT:
+        assert tensorrt is not None
+        cache = tensorrt.cache_dir
+        return f"asked for; engine cache {cache}" if cache else "asked for; no engine cache: built at every start"
+    if not prefer_gpu:
+        return "by choice: prefer_gpu is off" + ("; TensorRT asked for, which needs the GPU" if tensorrt else "")
+    if running == CUDA:
+        if tensorrt is None:
+            return ""
+        if TENSORRT not in available:
+            return "asked for TensorRT, which this onnxruntime build does not have"
+        return f"asked for TensorRT, which is not loadable: {why_not(TENSORRT)}"
+    cuda = why_not(CUDA) if CUDA in available else "not in this onnxruntime build (the CPU package)"
+    return f"CUDA provider unavailable: {cuda}" + ("; TensorRT asked for, which needs it too" if tensorrt else "")
+
+
+def open_session(
+    graph: bytes | str,
+    path: Path,
+    prefer_gpu: bool,
+    intra_op_threads: int = 0,
+    tensorrt: dict[str, str] | None = None,
+) -> ort.InferenceSession:
+    """An onnxruntime session for `graph` (serialized bytes or a file name) on the preferred providers (TensorRT with
+    these options when given).
 
     onnxruntime logs a multi-line error when the CUDA libraries are missing and then falls back to the CPU on its own;
-    its log is kept quiet here and the caller says once, plainly, what runs. A graph it rejects is a ModelLoadError.
+    its log is kept quiet here and the caller says once, plainly, what runs. TensorRT is asked for only when its
+    libraries load: onnxruntime prints its failure to stdout rather than to its log. A graph it rejects is a
+    ModelLoadError.
     """
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.log_severity_level = 4
-    wanted = choose_providers(prefer_gpu)
+    wanted = choose_providers(prefer_gpu, tensorrt)
+    if provider_name(wanted[0]) == TENSORRT and tensorrt_missing():
+        wanted = wanted[1:]
     if CUDA in wanted:
         # The CUDA provider's library load failure goes to the default logger, not the session's.
         ort.set_default_logger_severity(4)
@@ -110,12 +190,37 @@ def open_session(graph: bytes | str, path: Path, prefer_gpu: bool, intra_op_thre
         raise ModelLoadError(str(path), f"onnxruntime rejected the graph: {exc}") from exc
 
 
-def cuda_fallback_reason() -> str:
-    """Why the CUDA provider did not load, as far as can be told cheaply: the driver first (a container started without
-    a GPU has none), then the CUDA and cuDNN libraries this onnxruntime build needs."""
+def why_not_loaded(provider: str) -> str:
+    """Why a GPU provider of this build did not load, as far as can be told cheaply."""
+    if provider == TENSORRT:
+        return tensorrt_missing() or "it failed to start (onnxruntime printed why)"
+    return cuda_fallback_reason()
+
+
+def tensorrt_missing() -> str:
+    """What the TensorRT provider needs and this machine lacks, as far as can be told cheaply (empty: nothing)."""
+    if cuda_driver_missing():
+        return cuda_fallback_reason()
+    for library in ("libnvinfer.so.10", "libnvonnxparser.so.10"):
+        try:
+            ctypes.CDLL(library)
+        except OSError:
+            return f"the TensorRT 10 libraries are missing ({library})"
+    return ""
+
+
+def cuda_driver_missing() -> bool:
     try:
         ctypes.CDLL("libcuda.so.1")
     except OSError:
+        return True
+    return False
+
+
+def cuda_fallback_reason() -> str:
+    """Why the CUDA provider did not load, as far as can be told cheaply: the driver first (a container started without
+    a GPU has none), then the CUDA and cuDNN libraries this onnxruntime build needs."""
+    if cuda_driver_missing():
         return "no NVIDIA driver (libcuda.so.1): no GPU on this machine, or the container was started without one"
     from onnxruntime.capi.build_and_package_info import cuda_version
 
@@ -125,30 +230,52 @@ def cuda_fallback_reason() -> str:
 class OnnxModel:
     """One loaded model: an inference session plus its validated metadata."""
 
-    def __init__(self, path: Path, prefer_gpu: bool = True, intra_op_threads: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        prefer_gpu: bool = True,
+        intra_op_threads: int = 0,
+        tensorrt: TensorRT | None = None,
+        bind_io: bool | None = None,
+    ) -> None:
+        """`tensorrt`: score on TensorRT when it loads (the restoring session stays on CUDA: it opens on the first
+        defect, too late to build an engine). `bind_io`: score through IO binding (None: on a GPU only)."""
         self.path = Path(path)
         proto = load_proto(self.path)
         self.metadata = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
         self._check_signature(proto)
+        spec = self.metadata.input_spec
+        inputs = {INPUT_NAME: (spec.channels, spec.size, spec.size)}
+        if self.metadata.condition is not None:
+            inputs[CONDITION_INPUT_NAME] = ()
+        trt = tensorrt.options(inputs, self.metadata.precision == "fp16") if tensorrt is not None else None
         # Every frame needs the map and the score; only kept (defective) frames need the restored image. onnxruntime
         # runs every node of a graph whatever is fetched, so the line scores on the graph cut down to what the map
         # and the score depend on (a feature model's image restorer was about a third of the time), and the whole
         # graph opens on the first restore.
-        self.session = open_session(scoring_subgraph(proto), self.path, prefer_gpu, intra_op_threads)
+        self.session = open_session(scoring_subgraph(proto), self.path, prefer_gpu, intra_op_threads, trt)
         self._restoring: ort.InferenceSession | None = None
         self._open_full = lambda: open_session(proto.SerializeToString(), self.path, prefer_gpu, intra_op_threads)
         self.provider = self.session.get_providers()[0]
         self.metadata = apply_threshold_override(self.metadata, thresholds_path(self.path))
         # Conditional models (cvae) map each frame's camera id or header to the index their second input takes.
         self.conditions = ConditionMap(self.metadata.condition) if self.metadata.condition is not None else None
-        fallback = (
-            f" (CUDA provider unavailable: {cuda_fallback_reason()})"
-            if CUDA in choose_providers(prefer_gpu) and self.provider != CUDA
-            else ""
-        )
+        device = "cpu" if self.provider == CPU else "cuda"
+        if bind_io is None:
+            # on the CPU the bound run measured no faster: 0.8 to 1.03x the plain one on 2 cores (bench/gpu_parity.py)
+            bind_io = device != "cpu"
+        self._bound = BoundScoring(self.session, device) if bind_io else None
+        reason = provider_reason(self.provider, prefer_gpu, tensorrt, ort.get_available_providers(), why_not_loaded)
         log.info(
-            "model %s v%s runs on %s%s", self.metadata.model_name, self.metadata.model_version, self.provider, fallback
+            "model %s v%s runs on %s%s",
+            self.metadata.model_name,
+            self.metadata.model_version,
+            self.provider,
+            f" ({reason})" if reason else "",
         )
+        if self.metadata.precision == "fp16" and self.provider == CPU:
+            # onnxruntime's CPU provider casts most float16 nodes back to float32: it runs, about 3x slower.
+            log.warning("model %s is fp16, made for a GPU: on the CPU its fp32 file scores faster", self.path.name)
 
     @property
     def layout(self) -> object:
@@ -192,7 +319,11 @@ class OnnxModel:
             raise ValueError(f"batch shape {batch.shape} does not match model input N x {expected}")
         # The graph also outputs the reconstruction, but nothing downstream reads it: not fetching it
         # saves copying a full N x C x H x W float array out of onnxruntime on every batch.
-        anomaly_map, score = self.session.run(list(SCORED_OUTPUTS), self._feed(batch, conditions))
+        feed = self._feed(batch, conditions)
+        if self._bound is not None:
+            anomaly_map, score = self._bound.run(feed)
+        else:
+            anomaly_map, score = self.session.run(list(SCORED_OUTPUTS), feed)
         return BatchScores(anomaly_map=anomaly_map, score=score)
 
     def restore(self, batch: np.ndarray, conditions: np.ndarray | None = None) -> np.ndarray:
@@ -216,6 +347,54 @@ class OnnxModel:
             anomaly_map=np.concatenate([p.anomaly_map for p in parts]),
             score=np.concatenate([p.score for p in parts]),
         )
+
+
+class BoundScoring:
+    """Scoring through onnxruntime's IO binding, the GPU path: the batch is copied into an input buffer on the device
+    and the map and the score are written into output buffers there, all allocated once per batch size (the full
+    batch, and the shorter ones a quiet line sends), and the results come back in one copy per batch. The same code
+    runs on "cpu" buffers, which is how it is tested without a GPU. One thread scores through it at a time, as the
+    consumer loop does."""
+
+    KEPT_SIZES = 4  # batch sizes whose buffers are kept; the least recently used goes beyond
+
+    def __init__(self, session: ort.InferenceSession, device: str) -> None:
+        self.session = session
+        self.device = device
+        self._shapes = {o.name: o.shape[1:] for o in session.get_outputs()}
+        self._sizes: dict[int, tuple[ort.IOBinding, dict[str, ort.OrtValue]]] = {}
+
+    def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        size = len(feed[INPUT_NAME])
+        binding, inputs = self._sizes.pop(size, None) or self._allocate(feed)
+        self._sizes[size] = (binding, inputs)  # now the most recently used
+        while len(self._sizes) > self.KEPT_SIZES:
+            del self._sizes[next(iter(self._sizes))]
+        for name, array in feed.items():
+            inputs[name].update_inplace(array)
+        self.session.run_with_iobinding(binding)
+        anomaly_map, score = binding.copy_outputs_to_cpu()
+        return anomaly_map, score
+
+    def _allocate(self, feed: dict[str, np.ndarray]) -> tuple[ort.IOBinding, dict[str, ort.OrtValue]]:
+        binding = self.session.io_binding()
+        inputs = {}
+        for name, array in feed.items():
+            inputs[name] = ort.OrtValue.ortvalue_from_shape_and_type(array.shape, array.dtype, self.device, 0)
+            binding.bind_ortvalue_input(name, inputs[name])
+        for name in SCORED_OUTPUTS:
+            shape = [len(feed[INPUT_NAME]), *self._shapes[name]]
+            if all(isinstance(d, int) for d in shape):
+                output = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, self.device, 0)
+                binding.bind_ortvalue_output(name, output)
+            else:  # a size the graph does not state: onnxruntime allocates it on the device at each run
+                binding.bind_output(name, self.device)
+        return binding, inputs
+
+
+def image_loader(settings: Settings) -> Callable[[Path, bool], OnnxModel]:
+    """How the consumer opens an image model (ModelHolder's `load`): OnnxModel with the settings' TensorRT choice."""
+    return partial(OnnxModel, tensorrt=TensorRT.from_settings(settings))
 
 
 def thresholds_path(model_path: Path) -> Path:

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     # Samples further apart than this many sampling periods are a gap: no window spans it (pipeline/sensors/windows.py).
     sensor_gap_periods: float = Field(default=3.0, gt=1)
     prefer_gpu: bool = True
+    # TensorRT on top of CUDA, when this onnxruntime build has it and its libraries load (else CUDA, then the CPU; the
+    # log says which and why). The first start builds an engine per model file (minutes); the cache keeps them for
+    # the next start and reloads (None: rebuilt at every start). An fp16 model lets TensorRT pick fp16 kernels.
+    tensorrt: bool = False
+    tensorrt_cache_dir: Path | None = None
     batch_size: int = Field(default=32, ge=1, le=4096)
     # OpenCV releases the GIL while decoding: a few threads pay on machines with spare cores.
     decode_threads: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1, le=64)
