@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+import numpy as np
+
 from pipeline.alerting.channels import build_channels
 from pipeline.alerting.outbox import AlertDispatcher
 from pipeline.alerting.rules import AlertRuleConfig, AlertRules
@@ -205,14 +207,23 @@ class LineConsumer:
         sensors = self.sensors.process(sensed, self.dead_letter)
         model = self.model.model if self.model is not None else None
         limits = FrameLimits(self.settings.max_frame_bytes, self.settings.max_frame_pixels)
-        outcomes = list(self.decoders.map(lambda r: try_decode(r, model, limits), frames)) if model else []
+        outcomes: list[Decoded | InvalidMessageError] = [NO_IMAGE_MODEL] * len(frames)
+        inputs = None
+        if model is not None and frames:
+            # Each frame is preprocessed straight into its slot of the batch the model takes: no stacking copy.
+            spec = model.metadata.input_spec
+            inputs = np.empty((len(frames), spec.channels, spec.size, spec.size), dtype=np.float32)
+            slots = range(len(frames))
+            outcomes = list(self.decoders.map(lambda i: try_decode(frames[i], model, limits, inputs[i]), slots))
         good: list[Decoded] = []
-        for record, outcome in zip(frames, outcomes or [NO_IMAGE_MODEL] * len(frames), strict=True):
+        for record, outcome in zip(frames, outcomes, strict=True):
             if isinstance(outcome, InvalidMessageError):
                 self.dead_letter(record, outcome.reason)
             else:
                 good.append(outcome)
-        scored = score_batch(model, good, self.dead_letter) if model else None
+        if inputs is not None and len(good) < len(frames):
+            inputs = None  # some were dead-lettered: score_batch stacks the good ones
+        scored = score_batch(model, good, self.dead_letter, inputs) if model else None
         if model is not None and model.conditions is not None:
             self.metrics.condition_fallbacks.inc(model.conditions.take_fallbacks())
         self.dlq.flush()  # before the database: a record is never marked done while its DLQ copy is in flight

@@ -121,14 +121,20 @@ def resize(image: np.ndarray, size: int, mode: ResizeMode, interpolation: int = 
     return canvas
 
 
-def preprocess(image: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """uint8 image -> float32 CxHxW in [0, 1] at the model size. The model graph does no other scaling."""
+def preprocess(image: np.ndarray, spec: InputSpec, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 image -> float32 CxHxW in [0, 1] at the model size. The model graph does no other scaling.
+
+    `out` (C x H x W float32, e.g. one slot of a batch buffer) receives the result: the scaling writes straight into
+    it, so a frame already at the model size (raw frames, most often) costs one pass over its pixels.
+    """
     converted = convert_channels(image, spec.channels)
-    resized = resize(converted, spec.size, spec.resize_mode)
-    array = resized.astype(np.float32) * (1.0 / 255.0)
-    if array.ndim == 2:
-        return array[None, :, :]
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
+    same_size = converted.shape[:2] == (spec.size, spec.size)  # resizing to its own size is a copy
+    resized = converted if same_size else resize(converted, spec.size, spec.resize_mode)
+    if out is None:
+        out = np.empty((spec.channels, spec.size, spec.size), dtype=np.float32)
+    channels_first = resized[None, :, :] if resized.ndim == 2 else resized.transpose(2, 0, 1)
+    np.multiply(channels_first, np.float32(1.0 / 255.0), out=out)
+    return out
 
 
 def preprocess_mask(mask: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -142,5 +148,5 @@ def preprocess_batch(images: list[np.ndarray], spec: InputSpec) -> np.ndarray:
     """Stack preprocessed images into one float32 NxCxHxW batch."""
     batch = np.empty((len(images), spec.channels, spec.size, spec.size), dtype=np.float32)
     for index, image in enumerate(images):
-        batch[index] = preprocess(image, spec)
+        preprocess(image, spec, out=batch[index])
     return batch

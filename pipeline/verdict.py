@@ -30,17 +30,22 @@ def judge(
     return score_batch(model, frames, reject).with_evidence(store_images, pool)
 
 
-def score_batch(model: OnnxModel, frames: list[Decoded], reject: Reject | None = None) -> Scored:
+def score_batch(
+    model: OnnxModel, frames: list[Decoded], reject: Reject | None = None, inputs: np.ndarray | None = None
+) -> Scored:
     """The verdicts of one batch: one inference; a frame whose score is above the image threshold is a defect.
 
     A frame the model scores NaN or infinite (a corrupt model, an input it overflows on) has no verdict: it is
     handed to `reject` (or raises ValueError without one), never stored as a score the database cannot hold.
     Where the defects are (regions) and their images come after, in `Scored.with_evidence`, on flagged frames only.
+    `inputs`: the frames' model inputs as one batch, when the caller decoded them into one (else they are stacked).
     """
     if not frames:
         return Scored(model, [], [])
     conditions = frame_conditions(model, frames)
-    scores = model.score(np.stack([f.model_input for f in frames]), conditions)
+    if inputs is None or len(inputs) != len(frames):
+        inputs = np.stack([f.model_input for f in frames])
+    scores = model.score(inputs, conditions)
     finite = np.isfinite(scores.score) & np.isfinite(scores.anomaly_map).reshape(len(frames), -1).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
