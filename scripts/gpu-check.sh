@@ -48,6 +48,8 @@ if [ $cpu_only -eq 0 ]; then
     command -v nvidia-smi >/dev/null || stop "no nvidia-smi: no NVIDIA driver here (no GPU, or a container without one)"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || stop "nvidia-smi sees no GPU"
 fi
+"$python" -c "import onnx, onnxruntime, pipeline.inference, training.export.half" ||
+    stop "$python lacks LineGuard's dependencies (scripts/install.sh dev makes .venv; PYTHON=... picks another)"
 CPU_ONLY=$cpu_only "$python" - <<'EOF' || stop "onnxruntime cannot score on this GPU (above)"
 import os, sys
 import onnx, onnxruntime as ort
