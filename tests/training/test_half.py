@@ -15,10 +15,11 @@ from onnx import TensorProto, helper, numpy_helper
 from pipeline.contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from pipeline.errors import MetadataError
 from pipeline.inference import OnnxModel
+from pipeline.sensors.model import SensorModel
 from training.export.half import score_head, to_float16
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
-from model_factory import save_model, tiny_metadata
+from model_factory import build_tiny_sensor_model, save_model, tiny_metadata
 
 SIZE, FEATURES = 32, 16
 
@@ -138,3 +139,13 @@ def test_a_file_that_is_not_fp32_is_refused(tmp_path: Path) -> None:
     half = to_float16(onnx.load(str(cosine_model(tmp_path / "m.onnx"))))
     with pytest.raises(MetadataError, match="precision"):
         to_float16(half)
+
+
+def test_a_sensor_model_converts_too(tmp_path: Path) -> None:
+    fp32_path = build_tiny_sensor_model(tmp_path / "s.onnx")
+    fp16_path = tmp_path / "s.fp16.onnx"
+    onnx.save(to_float16(onnx.load(str(fp32_path))), str(fp16_path))
+    windows = np.random.default_rng(2).normal(size=(6, 3, 16)).astype(np.float32)
+    full, half = SensorModel(fp32_path, prefer_gpu=False), SensorModel(fp16_path, prefer_gpu=False)
+    assert half.metadata.precision == "fp16"
+    np.testing.assert_allclose(half.score(windows).score, full.score(windows).score, rtol=2e-3)
