@@ -1,4 +1,4 @@
-"""Load a LineGuard ONNX model, score batches with onnxruntime (CUDA when present, else CPU), hot-reload it."""
+"""Load a LineGuard ONNX model, score batches with onnxruntime (TensorRT if asked, CUDA, or the CPU), hot-reload it."""
 
 from __future__ import annotations
 
