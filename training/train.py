@@ -10,7 +10,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -26,12 +25,10 @@ from training.data.images import (
     files_digest,
     list_images,
     load_images,
-    load_test_set,
     split_validation,
 )
 from training.data.images import train_folder as find_train_folder
-from training.data.synthetic_defects import corrupt_batch
-from training.evaluation.calibrate import budget_threshold, f1_optimal_threshold, pixel_threshold, score_stats
+from training.evaluation.calibrate import calibrate_model
 from training.export.contract import export_onnx, update_metadata
 from training.export.decoder import decoder_path, export_decoder
 from training.export.encoder import export_encoder
@@ -101,45 +98,19 @@ def train(cfg: TrainConfig) -> Path:
         export_decoder(model, uncalibrated, decoder_path(cfg.out))
     # Thresholds come from the exported file's own scores: what the line compares is what was
     # calibrated (torch and onnxruntime agree to 1e-3, more than the gap between two close scores).
-    metadata = calibrate_exported(cfg, uncalibrated, data.val_images, data.val_conditions, donors=data.train_images)
+    metadata = calibrate_model(
+        OnnxModel(cfg.out),
+        uncalibrated,
+        data.val_images,
+        cfg.false_alarm_rate,
+        cfg.seed,
+        cfg.labelled_val_dir,
+        data.val_conditions,
+        donors=data.train_images,
+    )
     update_metadata(cfg.out, metadata)
     print_summary(cfg, metadata, summary, parity, time.monotonic() - started)
     return cfg.out
-
-
-def calibrate_exported(
-    cfg: TrainConfig,
-    metadata: ModelMetadata,
-    val_images: np.ndarray,
-    val_conditions: np.ndarray | None = None,
-    donors: np.ndarray | None = None,
-) -> ModelMetadata:
-    """Thresholds and normal-score statistics from the exported model's own scores on held-out normals.
-
-    Image: the false-alarm budget (a tail model of the normal scores), or F1-optimal on a labelled validation
-    set. Pixel: chosen on synthetic defects pasted into the same normals
-    (training.evaluation.calibrate.pixel_threshold).
-    """
-    exported = OnnxModel(cfg.out)
-    val = exported.score_in_chunks(val_images, conditions=val_conditions)
-    budget = budget_threshold(val.score, cfg.false_alarm_rate, seed=cfg.seed)
-    image_threshold, false_alarm = budget.threshold, budget.spec
-    if cfg.labelled_val_dir is not None:
-        labelled = load_test_set(cfg.labelled_val_dir, metadata.input_spec)
-        image_threshold = f1_optimal_threshold(exported.score_in_chunks(labelled.images).score, labelled.labels)
-        false_alarm = None
-    corrupted, masks = corrupt_batch(
-        val_images, val_images if donors is None else donors, np.random.default_rng(cfg.seed + 7), probability=1.0
-    )
-    defect_maps = exported.score_in_chunks(corrupted, conditions=val_conditions).anomaly_map
-    return replace(
-        metadata,
-        image_threshold=image_threshold,
-        pixel_threshold=pixel_threshold(val.anomaly_map, defect_maps, masks),
-        image_score_stats=score_stats(val.score),
-        pixel_score_stats=score_stats(val.anomaly_map[:, :, ::4, ::4]),
-        false_alarm=false_alarm,
-    )
 
 
 def backbone_record(cfg: TrainConfig) -> dict[str, str]:

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 from scipy.stats import genpareto
 from sklearn.metrics import precision_recall_curve
 
-from pipeline.contract import FalseAlarmSpec, ScoreStats
+from pipeline.contract import FalseAlarmSpec, ModelMetadata, ScoreStats
+from pipeline.inference import OnnxModel
+from training.data.images import load_test_set
+from training.data.synthetic_defects import corrupt_batch
 
 log = logging.getLogger(__name__)
 
@@ -241,3 +245,40 @@ def pixel_threshold(
         if f1 > best_f1:
             best, best_f1 = float(candidate), f1
     return best
+
+
+def calibrate_model(
+    model: OnnxModel,
+    metadata: ModelMetadata,
+    val_images: np.ndarray,
+    false_alarm_rate: float,
+    seed: int,
+    labelled_val_dir: Path | None = None,
+    val_conditions: np.ndarray | None = None,
+    donors: np.ndarray | None = None,
+) -> ModelMetadata:
+    """`metadata` with thresholds and normal-score statistics from `model`'s own scores on held-out normals.
+
+    Image: the false-alarm budget (a tail model of the normal scores), or F1-optimal on a labelled validation
+    set. Pixel: chosen on synthetic defects pasted into the same normals (`pixel_threshold`). Training calls it on
+    the file it exported, `lineguard quantize` on the quantised file: what the line compares is what was calibrated.
+    """
+    val = model.score_in_chunks(val_images, conditions=val_conditions)
+    budget = budget_threshold(val.score, false_alarm_rate, seed=seed)
+    image_threshold, false_alarm = budget.threshold, budget.spec
+    if labelled_val_dir is not None:
+        labelled = load_test_set(labelled_val_dir, model.metadata.input_spec)
+        image_threshold = f1_optimal_threshold(model.score_in_chunks(labelled.images).score, labelled.labels)
+        false_alarm = None
+    corrupted, masks = corrupt_batch(
+        val_images, val_images if donors is None else donors, np.random.default_rng(seed + 7), probability=1.0
+    )
+    defect_maps = model.score_in_chunks(corrupted, conditions=val_conditions).anomaly_map
+    return replace(
+        metadata,
+        image_threshold=image_threshold,
+        pixel_threshold=pixel_threshold(val.anomaly_map, defect_maps, masks),
+        image_score_stats=score_stats(val.score),
+        pixel_score_stats=score_stats(val.anomaly_map[:, :, ::4, ::4]),
+        false_alarm=false_alarm,
+    )
