@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -28,7 +28,7 @@ from pipeline.decode import Decoded, try_decode
 from pipeline.errors import ConfigError, InvalidMessageError, ShutdownRequested
 from pipeline.frames.store import FrameStore
 from pipeline.frames.sweep import RetentionSweeper
-from pipeline.inference import ModelHolder
+from pipeline.inference import ModelHolder, OnnxModel
 from pipeline.metrics import ConsumerMetrics
 from pipeline.registry.watch import follow_registry, serving_model_path, serving_sensor_model_path
 from pipeline.results import FrameResult
@@ -156,24 +156,57 @@ def _consume(
         if on_batch is not None:
             on_batch(written.fresh)
 
+    def finish(decoding: Polled) -> None:
+        """Score a decoded batch, start its write, and commit the batch before it, which is now stored."""
+        nonlocal polled
+        batch = line.process(decoding)
+        if batch is None:  # a rebalance handed its records over: they do not count as consumed
+            polled -= len(decoding.records)
+            return
+        commit(line.writer.submit(batch))  # returns the batch before this one, in the database
+
+    # Batch N+1 decodes on the pool while the consumer's thread scores batch N and the writer's thread stores N-1.
+    pending: Polled | None = None
     batch_size = line.settings.batch_size
     while not stop.is_set() and not idle.expired(line.source):
         limit = batch_size if max_messages is None else min(batch_size, max_messages - polled)
         if limit <= 0:
             break
         line.maybe_reload_model()
-        records = line.source.poll(limit)
+        # With a decoded batch waiting, take only what has already arrived: a slow stream is not held back.
+        records = line.source.poll(limit, wait=pending is None)
         if not records:
-            commit(line.writer.drain())  # idle: leave no written batch uncommitted
+            if pending is not None:
+                finish(pending)
+                pending = None
+            else:
+                commit(line.writer.drain())  # idle: leave no written batch uncommitted
             continue
         if polled == 0:
             first_data = time.monotonic()
         polled += len(records)
         idle.touch()
-        batch = line.process(records)
-        written = line.writer.submit(batch)  # starts this batch's transaction; returns the one before it, stored
-        commit(written)
+        decoding = line.start_decoding(records)
+        if pending is not None:
+            finish(pending)
+        pending = decoding
+    if pending is not None:
+        finish(pending)
     commit(line.writer.drain())
+
+
+@dataclass
+class Polled:
+    """A polled batch whose frames are decoding on the pool, each into its slot of the model's input batch."""
+
+    records: list[Any]
+    frames: list[Any]  # the image records among them
+    sensed: list[Any]  # the sensor records
+    model: OnnxModel | None
+    inputs: np.ndarray | None
+    outcomes: list[Future[Decoded | InvalidMessageError]]
+    revocations: int  # the source's count when it was polled: a rebalance since then hands its records over
+    started: float
 
 
 class LineConsumer:
@@ -200,35 +233,48 @@ class LineConsumer:
         self.decoders = decoders
         self._next_reload_check = time.monotonic() + settings.model_reload_check_s
 
-    def process(self, records: list[Any]) -> Batch:
-        """Decode, dead-letter and judge one batch (the CPU/GPU part); nothing is stored yet."""
+    def start_decoding(self, records: list[Any]) -> Polled:
+        """Split a polled batch by content type and start decoding its frames on the pool; nothing waits here."""
         started = time.monotonic()
         frames, sensed = split_records(records)  # by content-type: sensor readings go to the sensor model
-        sensors = self.sensors.process(sensed, self.dead_letter)
         model = self.model.model if self.model is not None else None
         limits = FrameLimits(self.settings.max_frame_bytes, self.settings.max_frame_pixels)
-        outcomes: list[Decoded | InvalidMessageError] = [NO_IMAGE_MODEL] * len(frames)
-        inputs = None
+        inputs, outcomes = None, []
         if model is not None and frames:
             # Each frame is preprocessed straight into its slot of the batch the model takes: no stacking copy.
             spec = model.metadata.input_spec
             inputs = np.empty((len(frames), spec.channels, spec.size, spec.size), dtype=np.float32)
-            slots = range(len(frames))
-            outcomes = list(self.decoders.map(lambda i: try_decode(frames[i], model, limits, inputs[i]), slots))
+            outcomes = [
+                self.decoders.submit(try_decode, record, model, limits, inputs[i]) for i, record in enumerate(frames)
+            ]
+        return Polled(records, frames, sensed, model, inputs, outcomes, self.source.revocations, started)
+
+    def process(self, polled: Polled) -> Batch | None:
+        """Dead-letter and judge a decoded batch (the CPU/GPU part); nothing is stored yet. None when a rebalance
+        took partitions since it was polled: its records are left to the database offsets the partitions' owner
+        (this consumer again, or another) starts from, so they are neither judged twice nor written late."""
+        if polled.revocations != self.source.revocations:
+            log.info("rebalanced since polling %d records: left to the partitions' owner", len(polled.records))
+            for outcome in polled.outcomes:
+                outcome.cancel()
+            return None
+        model, frames = polled.model, polled.frames
+        sensors = self.sensors.process(polled.sensed, self.dead_letter)
+        outcomes = [outcome.result() for outcome in polled.outcomes] if model else [NO_IMAGE_MODEL] * len(frames)
         good: list[Decoded] = []
         for record, outcome in zip(frames, outcomes, strict=True):
             if isinstance(outcome, InvalidMessageError):
                 self.dead_letter(record, outcome.reason)
             else:
                 good.append(outcome)
-        if inputs is not None and len(good) < len(frames):
-            inputs = None  # some were dead-lettered: score_batch stacks the good ones
+        inputs = polled.inputs if len(good) == len(frames) else None  # else score_batch stacks the good ones
         scored = score_batch(model, good, self.dead_letter, inputs) if model else None
         if model is not None and model.conditions is not None:
             self.metrics.condition_fallbacks.inc(model.conditions.take_fallbacks())
         self.dlq.flush()  # before the database: a record is never marked done while its DLQ copy is in flight
         results = scored.results if scored is not None else []
-        return Batch(len(records), results, next_offsets(records), model, started, records, sensors, scored)
+        records = polled.records
+        return Batch(len(records), results, next_offsets(records), model, polled.started, records, sensors, scored)
 
     def dead_letter(self, record: Any, reason: str) -> None:
         self.dlq.add(record, reason)

@@ -56,6 +56,8 @@ class FrameSource:
         self.group_id = group_id
         self.probe_options = probe_options  # a short-lived consumer's options, to confirm a log end (see _log_ends)
         self.pending: Offsets = {}
+        # Revocations so far: a batch polled before one is left to the partitions' owner, not judged (consumer.py).
+        self.revocations = 0
         self._lock = threading.Lock()  # the listener (IO thread) and poll/commit (caller) share the two below
         self._unpositioned: set[Any] = set()
         self._next_warning = 0.0
@@ -82,10 +84,11 @@ class FrameSource:
         consumer.subscribe([settings.frames_topic], listener=listener)
         return source
 
-    def poll(self, limit: int) -> list[Any]:
-        """Records of positioned partitions; raises OffsetsAheadError when the database is beyond a log end."""
+    def poll(self, limit: int, wait: bool = True) -> list[Any]:
+        """Records of positioned partitions, waiting up to poll_timeout_ms for some unless `wait` is False (then only
+        those already fetched); raises OffsetsAheadError when the database is beyond a log end."""
         self._position_assigned()
-        batches = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=limit)
+        batches = self.consumer.poll(timeout_ms=self.poll_timeout_ms if wait else 0, max_records=limit)
         self._position_assigned()  # those assigned during this poll: paused, so none of their records are here
         return [record for records in batches.values() for record in records]
 
@@ -140,6 +143,7 @@ class FrameSource:
         """Listener side of a revocation: the next owner may commit further; never commit ours over it."""
         keys = {(tp.topic, tp.partition) for tp in revoked}
         with self._lock:
+            self.revocations += 1
             self._unpositioned -= set(revoked)
             self.pending = {key: value for key, value in self.pending.items() if key not in keys}
 
