@@ -28,7 +28,7 @@ from pipeline.decode import Decoded, try_decode
 from pipeline.errors import ConfigError, InvalidMessageError, ShutdownRequested
 from pipeline.frames.store import FrameStore
 from pipeline.frames.sweep import RetentionSweeper
-from pipeline.inference import ModelHolder, OnnxModel
+from pipeline.inference import ModelHolder, OnnxModel, image_loader
 from pipeline.metrics import ConsumerMetrics
 from pipeline.registry.watch import follow_registry, serving_model_path, serving_sensor_model_path
 from pipeline.results import FrameResult
@@ -315,7 +315,8 @@ def open_consumer(settings: Settings, stop: threading.Event) -> Iterator[LineCon
         backoff = Backoff(settings.db_retry_initial_s, settings.db_retry_max_s)
         _, sessions = open_database_when_up(settings.db_url, timeouts, stop, backoff)
         image_path = serving_model_path(settings, sessions)
-        model = ModelHolder(image_path, settings.prefer_gpu, settings.batch_size) if image_path is not None else None
+        load = image_loader(settings)  # TensorRT when asked for, onnxruntime's threads
+        model = ModelHolder(image_path, settings.prefer_gpu, settings.batch_size, load) if image_path else None
         stack.callback(follow_registry(settings, sessions, model))  # model_source=registry: its active version
         # Not idempotent: kafka-python 3.0's idempotent producer never sends again once a batch it had sent expires
         # (an outage over delivery_timeout_ms), which would hold the DLQ until a restart. The DLQ and the alert topic

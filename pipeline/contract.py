@@ -308,7 +308,10 @@ class ModelMetadata(_Block):
     # Whatever the weights' precision, the inputs and the score stay float32, so the runtime feeds every file alike.
     precision: WeightPrecision = Field(
         default="fp32",
-        description="the graph's arithmetic: fp32 (as exported), int8 (`lineguard quantize`) or fp16 (`quantize --precision fp16`)",
+        description=(
+            "the graph's arithmetic: fp32 (as exported), int8 (`lineguard quantize`) or fp16 "
+            "(`quantize --precision fp16`)"
+        ),
     )
     normalization: str = Field(
         default=NORMALIZATION, description=f"image: {NORMALIZATION!r}; sensor: {SENSOR_NORMALIZATION!r}"

@@ -166,6 +166,7 @@ def open_session(
     prefer_gpu: bool,
     intra_op_threads: int = 0,
     tensorrt: dict[str, str] | None = None,
+    spinning: bool = True,
 ) -> ort.InferenceSession:
     """An onnxruntime session for `graph` (serialized bytes or a file name) on the preferred providers (TensorRT with
     these options when given).
@@ -177,6 +178,9 @@ def open_session(
     """
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
+    # Spinning keeps onnxruntime's idle threads busy-waiting for the next operator: fastest alone, but the cycles it
+    # burns are the decode pool's and the writer's on a small machine.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 4
     wanted = choose_providers(prefer_gpu, tensorrt)
     if provider_name(wanted[0]) == TENSORRT and tensorrt_missing():
@@ -237,9 +241,12 @@ class OnnxModel:
         intra_op_threads: int = 0,
         tensorrt: TensorRT | None = None,
         bind_io: bool | None = None,
+        spinning: bool = True,
     ) -> None:
-        """`tensorrt`: score on TensorRT when it loads (the restoring session stays on CUDA: it opens on the first
-        defect, too late to build an engine). `bind_io`: score through IO binding (None: on a GPU only)."""
+        """`intra_op_threads`: onnxruntime's threads per inference (0: one per core); `spinning`: whether they busy-wait
+        between operators. `tensorrt`: score on TensorRT when it loads (the restoring session stays on CUDA: it opens
+        on the first defect, too late to build an engine). `bind_io`: score through IO binding (None: on a GPU
+        only)."""
         self.path = Path(path)
         proto = load_proto(self.path)
         self.metadata = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
@@ -253,9 +260,11 @@ class OnnxModel:
         # runs every node of a graph whatever is fetched, so the line scores on the graph cut down to what the map
         # and the score depend on (a feature model's image restorer was about a third of the time), and the whole
         # graph opens on the first restore.
-        self.session = open_session(scoring_subgraph(proto), self.path, prefer_gpu, intra_op_threads, trt)
+        self.session = open_session(scoring_subgraph(proto), self.path, prefer_gpu, intra_op_threads, trt, spinning)
         self._restoring: ort.InferenceSession | None = None
-        self._open_full = lambda: open_session(proto.SerializeToString(), self.path, prefer_gpu, intra_op_threads)
+        self._open_full = lambda: open_session(
+            proto.SerializeToString(), self.path, prefer_gpu, intra_op_threads, spinning=spinning
+        )
         self.provider = self.session.get_providers()[0]
         self.metadata = apply_threshold_override(self.metadata, thresholds_path(self.path))
         # Conditional models (cvae) map each frame's camera id or header to the index their second input takes.
@@ -393,8 +402,14 @@ class BoundScoring:
 
 
 def image_loader(settings: Settings) -> Callable[[Path, bool], OnnxModel]:
-    """How the consumer opens an image model (ModelHolder's `load`): OnnxModel with the settings' TensorRT choice."""
-    return partial(OnnxModel, tensorrt=TensorRT.from_settings(settings))
+    """How the consumer opens an image model (ModelHolder's `load`): OnnxModel with the settings' TensorRT choice and
+    onnxruntime threads."""
+    return partial(
+        OnnxModel,
+        tensorrt=TensorRT.from_settings(settings),
+        intra_op_threads=settings.inference_threads,
+        spinning=settings.inference_spinning,
+    )
 
 
 def thresholds_path(model_path: Path) -> Path:
