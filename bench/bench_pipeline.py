@@ -160,7 +160,8 @@ def calibrate(model_path: Path, flagged: float) -> None:
     )
 
 
-def settings_for(bootstrap: str, topic: str, db_url: str, model: Path, batch_size: int) -> Settings:
+def settings_for(bootstrap: str, topic: str, db_url: str, model: Path, batch_size: int, **line: Any) -> Settings:
+    """The consumer's settings for one phase; `line`: further settings (onnxruntime's threads, ...)."""
     return Settings(
         bootstrap_servers=bootstrap,
         frames_topic=topic,
@@ -171,6 +172,7 @@ def settings_for(bootstrap: str, topic: str, db_url: str, model: Path, batch_siz
         batch_size=batch_size,
         alert_log=False,
         **FAST_GROUP,
+        **line,
     )
 
 
@@ -372,6 +374,12 @@ def main() -> None:
     parser.add_argument("--stand-in", action="store_true", help="add a random 4-layer conv autoencoder")
     parser.add_argument("--width", type=int, default=32, help="channels of the stand-in autoencoder's first layer")
     parser.add_argument("--formats", default="jpeg", help="frame encodings to publish, comma-separated: jpeg,png,raw")
+    parser.add_argument(
+        "--inference-threads", type=int, default=0, help="the consumer's onnxruntime threads (0: one per core)"
+    )
+    parser.add_argument(
+        "--spinning", action=argparse.BooleanOptionalAction, default=True, help="the consumer's onnxruntime spinning"
+    )
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--memory-frames", type=int, default=0, help="add a long run of this many frames for RSS")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
@@ -398,6 +406,8 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {cores} cores, {platform.system()}",
         "frames": args.frames,
         "batch_size": args.batch_size,
+        "inference_threads": args.inference_threads,
+        "inference_spinning": args.spinning,
         "runs": [],
     }
     with EmbeddedBroker() as broker:
@@ -405,7 +415,8 @@ def main() -> None:
         def fresh(name: str, model: Path) -> Settings:
             topic = f"bench-{name}-{uuid.uuid4().hex[:6]}"
             db = f"sqlite:///{work / (topic + '.db')}"
-            s = settings_for(broker.bootstrap, topic, db, model, args.batch_size)
+            line = {"inference_threads": args.inference_threads, "inference_spinning": args.spinning}
+            s = settings_for(broker.bootstrap, topic, db, model, args.batch_size, **line)
             ensure_topics(s.kafka_common(), [topic, s.dlq_topic])
             return s
 
@@ -447,6 +458,8 @@ def main() -> None:
 
 def print_table(r: dict[str, Any]) -> None:
     print(f"\nPipeline benchmark, {r['machine']}, {r['frames']} frames 256x256 per run, batch {r['batch_size']}")
+    spin = "on" if r["inference_spinning"] else "off"
+    print(f"  consumer's onnxruntime: {r['inference_threads'] or 'one per core'} threads, spinning {spin}")
     header = (
         "model / format",
         "raw score",
