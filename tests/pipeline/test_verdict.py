@@ -98,3 +98,22 @@ def decoded(image: np.ndarray, spec: InputSpec, offset: int) -> Decoded:
     meta = parse_headers(encode_frame(image, camera_id="c", content_type=PNG).headers)
     record = SimpleNamespace(topic="frames", partition=0, offset=offset, value=b"")
     return Decoded(record, meta, image.shape, preprocess(image, spec))
+
+
+@pytest.mark.parametrize(
+    ("shape", "spec"),
+    [
+        ((32, 32), InputSpec(size=32, channels=1, resize_mode="stretch")),  # at the model size: no resize
+        ((48, 40, 3), InputSpec(size=32, channels=3, resize_mode="letterbox")),
+        ((20, 24, 3), InputSpec(size=32, channels=1, resize_mode="stretch")),
+    ],
+)
+def test_a_frame_preprocessed_into_its_batch_slot_is_the_frame_preprocessed_alone(
+    shape: tuple[int, ...], spec: InputSpec
+) -> None:
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    batch = np.full((3, spec.channels, spec.size, spec.size), np.nan, dtype=np.float32)
+    written = preprocess(image, spec, out=batch[1])
+    assert np.shares_memory(written, batch[1])  # written in place, no copy to stack later
+    np.testing.assert_array_equal(batch[1], preprocess(image, spec))
+    assert np.isnan(batch[0]).all() and np.isnan(batch[2]).all()
