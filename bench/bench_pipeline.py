@@ -195,15 +195,19 @@ def raw_consume(settings: Settings, count: int) -> tuple[float, list[Any]]:
     return count / elapsed, records[:count]
 
 
-def raw_scoring(model_path: Path, records: list[Any], batch_size: int) -> tuple[float, float]:
-    """(b) onnxruntime alone on the already decoded and preprocessed frames: frames/s and CPU ms per frame."""
+def raw_scoring(model_path: Path, records: list[Any], batch_size: int, repeats: int = 3) -> tuple[float, float]:
+    """(b) onnxruntime alone on the already decoded and preprocessed frames: frames/s and CPU ms per frame, the best
+    of `repeats` passes (the model's capacity; a pass that another process interrupted says less about it)."""
     model = OnnxModel(model_path)
     inputs = np.stack([decode_record(r, model, LIMITS).model_input for r in records])
     model.warm_up(batch_size)
-    start, cpu = time.perf_counter(), time.process_time()
-    for offset in range(0, len(inputs), batch_size):
-        model.score(inputs[offset : offset + batch_size])
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    passes = []
+    for _ in range(repeats):
+        start, cpu = time.perf_counter(), time.process_time()
+        for offset in range(0, len(inputs), batch_size):
+            model.score(inputs[offset : offset + batch_size])
+        passes.append((time.perf_counter() - start, time.process_time() - cpu))
+    elapsed, cpu = min(passes)
     return len(inputs) / elapsed, 1000.0 * cpu / len(inputs)
 
 
@@ -265,18 +269,20 @@ def naive_loop(settings: Settings, count: int) -> float:
 
 
 def end_to_end(settings: Settings, count: int) -> tuple[float, float]:
-    """(d) the real consumer (run_consumer), group join excluded: frames/s, and the consumer process's CPU ms per
-    frame from its first committed batch to its last (the broker is a child process, not counted)."""
-    marks: list[tuple[int, float]] = []
+    """(d) the real consumer (run_consumer) in its steady state, from its first committed batch to its last (start-up
+    and the group join excluded): frames/s, and the consumer process's CPU ms per frame (the broker is a child
+    process, not counted)."""
+    marks: list[tuple[int, float, float]] = []
     seen = [0]
 
     def on_batch(results: list[FrameResult]) -> None:
         seen[0] += len(results)
-        marks.append((seen[0], time.process_time()))
+        marks.append((seen[0], time.process_time(), time.perf_counter()))
 
-    stats = run_consumer(settings, max_messages=count, on_batch=on_batch)
-    (first, cpu_first), (last, cpu_last) = marks[0], marks[-1]
-    return stats.frames_per_s, 1000.0 * (cpu_last - cpu_first) / max(1, last - first)
+    run_consumer(settings, max_messages=count, on_batch=on_batch)
+    (first, cpu_first, at_first), (last, cpu_last, at_last) = marks[0], marks[-1]
+    frames = max(1, last - first)
+    return frames / (at_last - at_first), 1000.0 * (cpu_last - cpu_first) / frames
 
 
 def latency_run(settings: Settings, rate: float, seconds: float) -> dict[str, float]:

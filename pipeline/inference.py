@@ -293,14 +293,20 @@ class OnnxModel:
 
     def warm_up(self, batch_size: int = 1) -> None:
         """One inference on a mid-gray batch so the first real batch does not pay for allocation and kernel
-        selection; a model that fails there or answers NaN/inf is refused before it serves a frame."""
+        selection, and one restore, so the first defect does not wait for the whole graph to open; a model that fails
+        there or answers NaN/inf is refused before it serves a frame (not at its first defect, on the writer's
+        thread)."""
         spec = self.metadata.input_spec
+        batch = np.full((batch_size, spec.channels, spec.size, spec.size), 0.5, dtype=np.float32)
         try:
-            scores = self.score(np.full((batch_size, spec.channels, spec.size, spec.size), 0.5, dtype=np.float32))
+            scores = self.score(batch)
+            restored = self.restore(batch[:1])
         except Exception as exc:  # onnxruntime raises its own types (Fail, RuntimeException, ...) at run time
             raise ModelLoadError(str(self.path), f"warm-up inference failed: {type(exc).__name__}: {exc}") from exc
         if not (np.isfinite(scores.score).all() and np.isfinite(scores.anomaly_map).all()):
             raise ModelLoadError(str(self.path), "warm-up inference gave non-finite scores (NaN or inf)")
+        if not np.isfinite(restored).all():
+            raise ModelLoadError(str(self.path), "warm-up restore gave a non-finite frame (NaN or inf)")
 
     def _check_signature(self, proto: onnx.ModelProto) -> None:
         inputs = graph_inputs(proto)
