@@ -1,4 +1,5 @@
-"""Training commands of `lineguard`: train, train-sensors, evaluate, retrain, export-encoder, architectures, demo.
+"""Training commands of `lineguard`: train, train-sensors, evaluate, retrain, export-encoder, quantize, architectures,
+demo.
 
 `register` is this package's entry in the `lineguard.commands` entry-point group (pyproject.toml). This
 module imports no torch, so that building the CLI does not pay for loading the training stack; each
@@ -259,6 +260,47 @@ def export_encoder_command(
     typer.echo(json.dumps({"encoder": str(target), "parity_max_abs_diff": parity}))
 
 
+def quantize_command(
+    model: Annotated[Path, typer.Argument(help="a trained fp32 image model (.onnx)")],
+    calibration: Annotated[
+        Path,
+        typer.Option(
+            help="normal images (MVTec layout with train/good, or a folder): the quantiser's ranges, and held-out "
+            "normals for the new thresholds (split as training split its validation images)"
+        ),
+    ],
+    out: Annotated[Path | None, typer.Option(help="the new file (default: <model>.<precision>.onnx)")] = None,
+    validation: Annotated[
+        Path | None,
+        typer.Option(help="MVTec-layout test set (test/, ground_truth/): image and pixel AUROC before and after"),
+    ] = None,
+    precision: Annotated[str, typer.Option(help="int8: static quantisation, for CPU lines")] = "int8",
+    calibration_images: Annotated[int, typer.Option(help="normal images the quantiser sets its ranges on")] = 64,
+    per_channel: Annotated[
+        bool, typer.Option("--per-channel/--per-tensor", help="int8 weight scales per output channel or per layer")
+    ] = True,
+    float_convs: Annotated[int, typer.Option(help="int8: the first convolutions kept float")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="print the parity as one JSON object")] = False,
+) -> None:
+    """Convert a trained model for CPU lines (INT8), recalibrate its thresholds on its own scores, report parity."""
+    require_training_stack()
+    from training.export.quantize import QuantizeConfig, quantize
+
+    cfg = QuantizeConfig(
+        model=model,
+        calibration_dir=calibration,
+        out=out or model.with_name(f"{model.stem}.{precision}.onnx"),
+        validation_dir=validation,
+        precision=precision,
+        calibration_images=calibration_images,
+        per_channel=per_channel,
+        float_convs=float_convs,
+    )
+    parity = quantize(cfg)
+    if as_json:
+        typer.echo(json.dumps(parity.to_dict()))
+
+
 def register(app: typer.Typer) -> None:
     """Add the training commands to the `lineguard` app (the `training` entry of `lineguard.commands`)."""
     from training.sensors.cli import train_sensors_command
@@ -268,5 +310,6 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate_command)
     app.command("retrain")(retrain_command)
     app.command("export-encoder")(export_encoder_command)
+    app.command("quantize")(quantize_command)
     app.command("architectures")(architectures_command)
     app.command("demo")(demo_command)
