@@ -138,6 +138,9 @@ def test_cli_writes_the_file_and_inspect_model_shows_its_precision(
     assert json.loads(result.stdout.strip().splitlines()[-1])["model_version"] == "7-int8"
     shown = runner.invoke(app, ["inspect-model", str(out), "--json"])
     assert json.loads(shown.stdout)["precision"] == "int8"
+    table = runner.invoke(app, ["inspect-model", str(out)], env={"COLUMNS": "200"})
+    rows = [[cell.strip() for cell in line.split("│")[1:3]] for line in table.stdout.splitlines()]
+    assert ["precision", "int8"] in rows, table.stdout
 
 
 def test_only_fp32_image_models_are_converted(quantized: tuple[Path, Parity], parts: Path, tmp_path: Path) -> None:
