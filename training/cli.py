@@ -274,7 +274,9 @@ def quantize_command(
         Path | None,
         typer.Option(help="MVTec-layout test set (test/, ground_truth/): image and pixel AUROC before and after"),
     ] = None,
-    precision: Annotated[str, typer.Option(help="int8: static quantisation, for CPU lines")] = "int8",
+    precision: Annotated[
+        str, typer.Option(help="int8: static quantisation, for CPU lines; fp16: half precision, for GPUs")
+    ] = "int8",
     calibration_images: Annotated[int, typer.Option(help="normal images the quantiser sets its ranges on")] = 64,
     per_channel: Annotated[
         bool, typer.Option("--per-channel/--per-tensor", help="int8 weight scales per output channel or per layer")

@@ -143,6 +143,17 @@ def test_cli_writes_the_file_and_inspect_model_shows_its_precision(
     assert ["precision", "int8"] in rows, table.stdout
 
 
+def test_fp16_files_come_from_the_same_command(fp32_model: Path, parts: Path, tmp_path: Path) -> None:
+    out = tmp_path / "parts.fp16.onnx"
+    parity = quantize(QuantizeConfig(fp32_model, parts, out, precision="fp16", calibration_images=8, speed_rounds=0))
+    meta = read_metadata(out)
+    assert (meta.precision, meta.model_version, parity.model_version) == ("fp16", "7-fp16", "7-fp16")
+    weights = [t for t in onnx.load(str(out)).graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
+    assert weights, "no float16 weights"
+    assert parity.normal_correlation > 0.99  # half precision on the CPU provider: the same scores, nearly
+    assert meta.image_threshold != read_metadata(fp32_model).image_threshold  # its own scores
+
+
 def test_only_fp32_image_models_are_converted(quantized: tuple[Path, Parity], parts: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="converts fp32 models; this one is int8"):
         quantize(QuantizeConfig(quantized[0], parts, tmp_path / "again.onnx"))

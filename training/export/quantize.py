@@ -26,6 +26,7 @@ from pipeline.inference import RECONSTRUCTION_OUTPUT, OnnxModel, file_sha256
 from training.data.images import list_images, load_images, split_validation, train_folder
 from training.evaluation.calibrate import calibrate_model
 from training.evaluation.evaluate import evaluate
+from training.export.half import to_float16
 
 # Where training_config says nothing (a file not made by `lineguard train`): train.py's defaults.
 DEFAULT_FALSE_ALARM_RATE = 1e-3
@@ -290,7 +291,13 @@ def to_int8(source: Path, out: Path, calibration: np.ndarray, cfg: QuantizeConfi
     onnx.save(quantised, str(out))
 
 
-CONVERTERS: dict[str, Converter] = {"int8": to_int8}
+def to_fp16(source: Path, out: Path, calibration: np.ndarray, cfg: QuantizeConfig) -> None:
+    """Half-precision weights and arithmetic (`training.export.half.to_float16`: the image input, the outputs and the
+    score head stay float32); for GPUs, where fp16 kernels run, and recalibrated like the int8 file."""
+    onnx.save(to_float16(onnx.load(str(source))), str(out))
+
+
+CONVERTERS: dict[str, Converter] = {"int8": to_int8, "fp16": to_fp16}
 
 
 def measure_parity(source: OnnxModel, candidate: OnnxModel, held_out: np.ndarray, cfg: QuantizeConfig) -> Parity:
