@@ -384,7 +384,7 @@ def main() -> None:
         "--inference-threads", type=int, default=0, help="the consumer's onnxruntime threads (0: one per core)"
     )
     parser.add_argument(
-        "--spinning", action=argparse.BooleanOptionalAction, default=True, help="the consumer's onnxruntime spinning"
+        "--spinning", action=argparse.BooleanOptionalAction, default=False, help="the consumer's onnxruntime spinning"
     )
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--memory-frames", type=int, default=0, help="add a long run of this many frames for RSS")

@@ -74,9 +74,11 @@ class Settings(BaseSettings):
     tensorrt_cache_dir: Path | None = None
     batch_size: int = Field(default=32, ge=1, le=4096)
     # onnxruntime's threads per inference of the image model (0: one per core) and whether they busy-wait between
-    # operators; on a small CPU machine the decode pool and the writer share the cores with them (docs/BENCHMARKS.md).
+    # operators. Off by default: the decode pool, the writer and the Kafka client share the cores with them, and the
+    # cycles a waiting thread spins are theirs (docs/BENCHMARKS.md: the fast stand-in end to end 0.25-0.49 of raw
+    # scoring with spinning, 0.41-0.80 without; the default model scores alone about as fast either way).
     inference_threads: int = Field(default=0, ge=0, le=256)
-    inference_spinning: bool = True
+    inference_spinning: bool = False
     # OpenCV releases the GIL while decoding: a few threads pay on machines with spare cores.
     decode_threads: int = Field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)), ge=1, le=64)
     store_images: bool = True
