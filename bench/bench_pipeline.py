@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import threading
@@ -403,9 +404,14 @@ def main() -> None:
         stand_in = conv_autoencoder(work / "conv_ae.onnx", width=args.width)
         calibrate(stand_in, flagged=0.05)
         models.append((f"random conv4 autoencoder 256x256x1, width {args.width}", stand_in))
-    for path in args.model or ([] if args.stand_in else [default_model(work, args.train_minutes)]):
+    for given in args.model or ([] if args.stand_in else [default_model(work, args.train_minutes)]):
+        # A copy whose threshold flags about as many of the synthetic frames as the stream has defects, as the
+        # stand-in's: the defects' evidence costs per flagged frame, so every model is measured at the same share.
+        path = work / f"{len(models)}-{given.name}"
+        shutil.copyfile(given, path)
+        calibrate(path, flagged=0.05)
         meta = OnnxModel(path).metadata
-        models.append((f"{path.name}: {meta.architecture} {meta.input_size}px {meta.precision}", path))
+        models.append((f"{given.name}: {meta.architecture} {meta.input_size}px {meta.precision}", path))
     cores = os.cpu_count() or 1
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
