@@ -44,7 +44,12 @@ from pipeline.writer import Batch, BatchTransaction  # noqa: E402
 T0 = datetime(2026, 11, 29, tzinfo=UTC)
 MODEL = SimpleNamespace(
     metadata=SimpleNamespace(
-        model_name="bench", model_version="1", architecture="conv4", image_threshold=0.1, pixel_threshold=0.5
+        model_name="bench",
+        model_version="1",
+        architecture="conv4",
+        image_threshold=0.1,
+        pixel_threshold=0.5,
+        false_alarm=None,  # no budget: the drift reference is off, as for models calibrated before budgets
     ),
     path=Path("bench.onnx"),
     provider="CPUExecutionProvider",

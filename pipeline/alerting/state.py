@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.alerting.rules import CameraState, DriftState
-from pipeline.storage.engine import dialect_insert
+from pipeline.storage.engine import dialect_insert_for
 from pipeline.storage.tables import AlertRuleState
 
 
@@ -31,16 +33,29 @@ def load_rule_state(session: Session, cameras: set[str]) -> dict[str, CameraStat
 
 
 def save_rule_state(session: Session, cameras: dict[str, CameraState]) -> None:
+    if not cameras:
+        return
     now = datetime.now(UTC)
-    for camera_id, state in cameras.items():
-        values = {
+    rows = [
+        {
+            "camera_id": camera_id,
             "window": [int(v) for v in state.window],
             "last_alert": {rule: at.isoformat() for rule, at in state.last_alert.items()},
             "drift": state.drift.to_json(),
             "updated_at": now,
         }
-        statement = dialect_insert(session, AlertRuleState).values(camera_id=camera_id, **values)
-        session.execute(statement.on_conflict_do_update(index_elements=["camera_id"], set_=values))
+        for camera_id, state in cameras.items()
+    ]
+    session.execute(_state_upsert(session.get_bind().dialect.name), rows)
+
+
+@functools.cache
+def _state_upsert(dialect: str) -> Any:
+    """Write each camera's rule state, replacing what was there; built once per dialect."""
+    statement = dialect_insert_for(dialect, AlertRuleState.__table__)
+    excluded = statement.excluded
+    kept = ("window", "last_alert", "drift", "updated_at")
+    return statement.on_conflict_do_update(index_elements=["camera_id"], set_={name: excluded[name] for name in kept})
 
 
 def camera_drift(session: Session, camera: str | None = None, limit: int = 50) -> list[tuple[str, DriftState]]:

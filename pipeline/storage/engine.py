@@ -146,7 +146,12 @@ def open_database_read_only(url: str, timeouts: DatabaseTimeouts | None = None) 
 
 def dialect_insert(session: Session, table: Any) -> Any:
     """An INSERT supporting ON CONFLICT for the session's dialect (SQLite and PostgreSQL spell it alike)."""
-    name = session.get_bind().dialect.name
+    return dialect_insert_for(session.get_bind().dialect.name, table)
+
+
+def dialect_insert_for(name: str, table: Any) -> Any:
+    """`dialect_insert` by dialect name, for statements built once per dialect and executed with many parameter sets
+    (building an upsert costs SQLAlchemy more Python than running it)."""
     if name == "postgresql":
         return postgresql.insert(table)
     if name == "sqlite":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from pipeline.results import FrameResult, RaisedAlert, Source
-from pipeline.storage.engine import dialect_insert
+from pipeline.storage.engine import dialect_insert, dialect_insert_for
 from pipeline.storage.tables import Alert, AlertDelivery, Defect, InspectionCount, ModelVersion, SourceOffset
 
 
@@ -135,29 +136,27 @@ def _add_counts(session: Session, results: list[FrameResult], interval_s: int) -
         row["score_sum"] += r.score
         row["latency_ms_sum"] += r.latency_ms
         row["latency_ms_max"] = max(row["latency_ms_max"], r.latency_ms)
-    if not totals:
-        return
+    if totals:
+        session.execute(_counts_upsert(session.get_bind().dialect.name), list(totals.values()))
+
+
+@functools.cache
+def _counts_upsert(dialect: str) -> Any:
+    """Add a batch's counts to each (camera, interval) row, creating it if new; built once per dialect."""
     table = InspectionCount.__table__
-    for row in totals.values():
-        statement = dialect_insert(session, InspectionCount).values(row)
-        excluded = statement.excluded
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["camera_id", "interval_start"],
-                set_={
-                    "frames": table.c.frames + excluded.frames,
-                    "defects": table.c.defects + excluded.defects,
-                    "score_sum": table.c.score_sum + excluded.score_sum,
-                    "latency_ms_sum": table.c.latency_ms_sum + excluded.latency_ms_sum,
-                    "latency_ms_max": _greatest(session, table.c.latency_ms_max, excluded.latency_ms_max),
-                },
-            )
-        )
-
-
-def _greatest(session: Session, a: Any, b: Any) -> Any:
-    # SQLite's two-argument max() is its GREATEST.
-    return func.max(a, b) if session.get_bind().dialect.name == "sqlite" else func.greatest(a, b)
+    statement = dialect_insert_for(dialect, table)
+    excluded = statement.excluded
+    greatest = func.max if dialect == "sqlite" else func.greatest  # SQLite's two-argument max() is its GREATEST
+    return statement.on_conflict_do_update(
+        index_elements=["camera_id", "interval_start"],
+        set_={
+            "frames": table.c.frames + excluded.frames,
+            "defects": table.c.defects + excluded.defects,
+            "score_sum": table.c.score_sum + excluded.score_sum,
+            "latency_ms_sum": table.c.latency_ms_sum + excluded.latency_ms_sum,
+            "latency_ms_max": greatest(table.c.latency_ms_max, excluded.latency_ms_max),
+        },
+    )
 
 
 def _add_alerts(session: Session, alerts: list[RaisedAlert], channels: list[str]) -> int:
@@ -190,18 +189,27 @@ def _add_alerts(session: Session, alerts: list[RaisedAlert], channels: list[str]
 
 
 def advance_offsets(session: Session, group_id: str, batch_offsets: dict[tuple[str, int], int]) -> None:
+    if not batch_offsets:
+        return
     now = datetime.now(UTC)
-    for (topic, partition), next_offset in batch_offsets.items():
-        statement = dialect_insert(session, SourceOffset).values(
-            group_id=group_id, topic=topic, partition=partition, next_offset=next_offset, updated_at=now
-        )
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["group_id", "topic", "partition"],
-                set_={"next_offset": statement.excluded.next_offset, "updated_at": now},
-                where=SourceOffset.__table__.c.next_offset < statement.excluded.next_offset,
-            )
-        )
+    rows = [
+        {"group_id": group_id, "topic": topic, "partition": partition, "next_offset": offset, "updated_at": now}
+        for (topic, partition), offset in batch_offsets.items()
+    ]
+    session.execute(_offsets_upsert(session.get_bind().dialect.name), rows)
+
+
+@functools.cache
+def _offsets_upsert(dialect: str) -> Any:
+    """Move each partition's stored next offset forward, never back; built once per dialect."""
+    table = SourceOffset.__table__
+    statement = dialect_insert_for(dialect, table)
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=["group_id", "topic", "partition"],
+        set_={"next_offset": excluded.next_offset, "updated_at": excluded.updated_at},
+        where=table.c.next_offset < excluded.next_offset,
+    )
 
 
 def register_model(session: Session, info: dict[str, Any]) -> None:
