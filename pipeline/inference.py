@@ -285,6 +285,13 @@ class OnnxModel:
         if self.metadata.precision == "fp16" and self.provider == CPU:
             # onnxruntime's CPU provider casts most float16 nodes back to float32: it runs, about 3x slower.
             log.warning("model %s is fp16, made for a GPU: on the CPU its fp32 file scores faster", self.path.name)
+        if self.metadata.precision == "int8" and self.provider != CPU:
+            # Its quantise/dequantise pairs are tuned for the CPU provider's int8 kernels (not measured on a GPU).
+            log.warning(
+                "model %s is int8, made for CPU lines: on %s serve its fp32 or an fp16 file",
+                self.path.name,
+                self.provider,
+            )
 
     @property
     def layout(self) -> object:
