@@ -21,7 +21,16 @@ from conftest import REPO_ROOT
 
 RUNTIME_COMMANDS = {"cluster", "consume", "db", "defects", "frames", "generate", "inspect-model", "models", "review"}
 DEV_COMMANDS = {"broker", "simulate"}
-TRAINING_COMMANDS = {"train", "train-sensors", "evaluate", "retrain", "architectures", "demo", "export-encoder"}
+TRAINING_COMMANDS = {
+    "train",
+    "train-sensors",
+    "evaluate",
+    "retrain",
+    "architectures",
+    "demo",
+    "export-encoder",
+    "quantize",
+}
 
 # The child: makes the `blocked` top-level packages unimportable, puts an install folder (`site`) first when
 # given, then runs the console script: "entry-point" loads it from the distribution's metadata.
