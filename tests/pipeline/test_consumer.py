@@ -160,3 +160,22 @@ def test_malformed_records_go_to_the_dlq_and_good_frames_keep_flowing(
             assert record.value == b"" and headers[H_VALUE_DROPPED] == b"150000"
         else:
             assert record.value == bad[name][0] or (not record.value and not bad[name][0])
+
+
+def test_a_batch_polled_before_a_rebalance_is_left_to_the_partitions_owner() -> None:
+    """Its records are neither judged, dead-lettered nor written: the owner starts from the database offsets."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from pipeline.consumer import LineConsumer, Polled
+
+    dead_lettered: list[object] = []
+    decoding: Future[object] = Future()
+    line = LineConsumer.__new__(LineConsumer)  # only what `process` reads before it judges
+    line.source = SimpleNamespace(revocations=1)  # type: ignore[assignment]
+    line.sensors = SimpleNamespace(process=lambda *_: pytest.fail("sensor records judged"))  # type: ignore[assignment]
+    line.dead_letter = lambda record, reason: dead_lettered.append(record)  # type: ignore[method-assign]
+    record = SimpleNamespace(topic="frames", partition=0, offset=7)
+    polled = Polled([record], [record], [], None, None, [decoding], revocations=0, started=0.0)  # type: ignore[list-item]
+    assert line.process(polled) is None
+    assert decoding.cancelled() and dead_lettered == []
