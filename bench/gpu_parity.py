@@ -36,8 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.dev.simulator import synthetic_frames  # noqa: E402
-from pipeline.inference import CPU, CUDA, TENSORRT, OnnxModel, TensorRT  # noqa: E402
+from pipeline.inference import OnnxModel  # noqa: E402
 from pipeline.preprocess import preprocess_batch  # noqa: E402
+from pipeline.providers import CPU, CUDA, TENSORRT, TensorRT  # noqa: E402
 from training.export.half import to_float16  # noqa: E402
 
 

@@ -12,7 +12,6 @@ import onnxruntime as ort
 from pipeline.conditions import ConditionMap
 from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME
 from pipeline.errors import LineGuardError
-from pipeline.inference import open_session
 from pipeline.latent.contract import (
     DECODER_KIND,
     EMBEDDING_OUTPUT_NAME,
@@ -24,6 +23,7 @@ from pipeline.latent.contract import (
     find_latent_file,
 )
 from pipeline.preprocess import preprocess_batch
+from pipeline.providers import open_session
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from pipeline.contract import OUTPUT_NAMES, SENSOR_INPUT_NAME, ModelMetadata, SensorSpec
 from pipeline.errors import ModelLoadError
-from pipeline.inference import apply_threshold_override, load_proto, open_session, thresholds_path
+from pipeline.inference import apply_threshold_override, load_proto, thresholds_path
+from pipeline.providers import open_session
 from pipeline.sensors.timefeatures import with_calendar
 
 log = logging.getLogger(__name__)

@@ -17,17 +17,8 @@ from model_factory import build_tiny_model, tiny_metadata
 from onnx import TensorProto, helper
 
 from pipeline.contract import CONDITION_INPUT_NAME, ConditionSpec
-from pipeline.inference import (
-    CPU,
-    CUDA,
-    TENSORRT,
-    ModelHolder,
-    OnnxModel,
-    TensorRT,
-    choose_providers,
-    image_loader,
-    provider_reason,
-)
+from pipeline.inference import ModelHolder, OnnxModel, image_loader
+from pipeline.providers import CPU, CUDA, TENSORRT, TensorRT, choose_providers, provider_reason
 from pipeline.settings import load_settings
 
 ALL = [TENSORRT, CUDA, CPU]
