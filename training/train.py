@@ -29,9 +29,10 @@ from training.data.images import (
 )
 from training.data.images import train_folder as find_train_folder
 from training.evaluation.calibrate import calibrate_model
-from training.export.contract import export_onnx, update_metadata
+from training.export.contract import export_onnx
 from training.export.decoder import decoder_path, export_decoder
 from training.export.encoder import export_encoder
+from training.export.metadata import update_metadata
 from training.fitting import FitSummary
 from training.models.family import ImageData
 from training.models.scoring import ScoringGraph

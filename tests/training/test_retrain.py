@@ -19,7 +19,7 @@ from pipeline.registry.report import ComparisonReport, manifest_path, report_pat
 from pipeline.storage.engine import open_database
 from pipeline.storage.tables import Defect
 from training.data.evalset import split_normals
-from training.export.contract import update_metadata
+from training.export.metadata import update_metadata
 from training.retrain import inherited_config
 
 runner = CliRunner()

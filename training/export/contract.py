@@ -17,6 +17,7 @@ from torch import nn
 
 from pipeline.contract import CONDITION_INPUT_NAME, INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from training.errors import ExportParityError
+from training.export.metadata import write_props
 from training.models.scoring import ScoringGraph
 
 OPSET = 17
@@ -75,27 +76,6 @@ def save_onnx(
     onnx.checker.check_model(proto)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(out))
-
-
-def write_metadata(proto: onnx.ModelProto, metadata: ModelMetadata) -> None:
-    """Replace the model's metadata_props with `metadata`."""
-    write_props(proto, metadata.to_props())
-
-
-def write_props(proto: onnx.ModelProto, props: dict[str, str]) -> None:
-    """Replace the model's metadata_props with `props`."""
-    del proto.metadata_props[:]
-    for key, value in props.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    proto.producer_name = "lineguard"
-
-
-def update_metadata(path: Path, metadata: ModelMetadata) -> None:
-    """Rewrite the metadata of an exported file in place (e.g. after re-calibration)."""
-    proto = onnx.load(str(path))
-    write_metadata(proto, metadata)
-    onnx.save(proto, str(path))
 
 
 def parity_check(

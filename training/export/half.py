@@ -10,6 +10,7 @@ import onnx
 
 from pipeline.contract import ModelMetadata
 from pipeline.errors import MetadataError
+from training.export.metadata import write_metadata
 
 REDUCTIONS = frozenset(
     ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp")
@@ -47,9 +48,7 @@ def to_float16(proto: onnx.ModelProto, score_head_fp32: bool = True) -> onnx.Mod
     drop_repeated_nodes(half.graph)
     skip_round_trips(half.graph, set(kept))
     GraphEditor(half).topological_sort()
-    del half.metadata_props[:]
-    for key, value in replace(metadata, precision="fp16").to_props().items():
-        half.metadata_props.add(key=key, value=value)
+    write_metadata(half, replace(metadata, precision="fp16"))
     onnx.checker.check_model(half)
     return half
 

@@ -27,6 +27,7 @@ from training.data.images import list_images, load_images, split_validation, tra
 from training.evaluation.calibrate import calibrate_model
 from training.evaluation.evaluate import evaluate
 from training.export.half import to_float16
+from training.export.metadata import update_metadata
 
 # Where training_config says nothing (a file not made by `lineguard train`): train.py's defaults.
 DEFAULT_FALSE_ALARM_RATE = 1e-3
@@ -132,7 +133,7 @@ def quantize(cfg: QuantizeConfig) -> Parity:
     try:
         CONVERTERS[cfg.precision](cfg.model, partial, normals.calibration, cfg)
         converted = converted_metadata(metadata, cfg)
-        write_props(partial, converted)  # the contract first: OnnxModel refuses a file without it
+        update_metadata(partial, converted)  # the contract first: OnnxModel refuses a file without it
         # The line compares the new file's scores with its thresholds: they come from its own scores on held-out
         # normals, by the calibration training runs after export.
         calibrated = calibrate_model(
@@ -143,7 +144,7 @@ def quantize(cfg: QuantizeConfig) -> Parity:
             int(metadata.training_config.get("seed", 0)),
             donors=normals.calibration,
         )
-        write_props(partial, calibrated)
+        update_metadata(partial, calibrated)
         partial.replace(cfg.out)
     finally:
         partial.unlink(missing_ok=True)
@@ -192,14 +193,6 @@ def converted_metadata(metadata: ModelMetadata, cfg: QuantizeConfig) -> ModelMet
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         training_config={**metadata.training_config, "conversion": record},
     )
-
-
-def write_props(path: Path, metadata: ModelMetadata) -> None:
-    proto = onnx.load(str(path))
-    del proto.metadata_props[:]
-    for key, value in metadata.to_props().items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, str(path))
 
 
 class NormalBatches(CalibrationDataReader):

@@ -23,7 +23,7 @@ from pipeline.sensors.model import SensorModel
 from pipeline.sensors.timefeatures import calendar_channel_names, with_calendar
 from training.errors import DatasetError
 from training.evaluation.calibrate import budget_threshold, normal_threshold, score_stats
-from training.export.contract import update_metadata
+from training.export.metadata import update_metadata
 from training.fitting import FitSummary
 from training.models import create_sensor_model, sensor_model_entry
 from training.sensors.choose import automatic_level_free, choose_window, split_in_time
