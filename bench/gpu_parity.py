@@ -35,6 +35,8 @@ import onnxruntime as ort
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_models import default_model  # noqa: E402
+
 from pipeline.dev.simulator import synthetic_frames  # noqa: E402
 from pipeline.inference import OnnxModel  # noqa: E402
 from pipeline.preprocess import preprocess_batch  # noqa: E402
@@ -72,16 +74,6 @@ def variants(cpu_only: bool, tensorrt: bool) -> list[Variant]:
         found += [Variant("TensorRT fp32", "fp32", gpu=True, tensorrt=True)]
         found += [Variant("TensorRT fp16", "fp16", gpu=True, tensorrt=True)]
     return found
-
-
-def default_model(work: Path, minutes: float) -> Path:
-    """The default model (`lineguard train` defaults) fitted for `minutes` on the simulator's normal frames."""
-    from training.config import TrainConfig
-    from training.demo import write_normal_frames
-    from training.train import train
-
-    data = write_normal_frames(work / "normal", count=120, seed=1)
-    return train(TrainConfig(data_dir=data, out=work / "default.onnx", max_minutes=minutes, show_progress=False))
 
 
 def model_files(model: Path, work: Path) -> dict[str, Path]:
