@@ -20,14 +20,10 @@ Reject = Callable[[Any, str], None]  # (record, reason): the record goes to the 
 
 
 def judge(
-    model: OnnxModel,
-    frames: list[Decoded],
-    store_images: bool,
-    reject: Reject | None = None,
-    pool: Executor | None = None,
+    model: OnnxModel, frames: list[Decoded], store_images: bool, reject: Reject | None = None
 ) -> list[FrameResult]:
     """Score the batch in one inference and show where each defect is: `score_batch`, then `Scored.with_evidence`."""
-    return score_batch(model, frames, reject).with_evidence(store_images, pool)
+    return score_batch(model, frames, reject).with_evidence(store_images)
 
 
 def score_batch(
@@ -43,7 +39,7 @@ def score_batch(
     if not frames:
         return Scored(model, [], [])
     conditions = frame_conditions(model, frames)
-    if inputs is None or len(inputs) != len(frames):
+    if inputs is None:
         inputs = np.stack([f.model_input for f in frames])
     scores = model.score(inputs, conditions)
     finite = np.isfinite(scores.score) & np.isfinite(scores.anomaly_map).reshape(len(frames), -1).all(axis=1)
