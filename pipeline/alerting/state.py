@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipeline.alerting.rules import CameraState, DriftState
-from pipeline.storage.engine import dialect_insert_for
+from pipeline.storage.engine import dialect_insert_for, per_dialect
 from pipeline.storage.tables import AlertRuleState
 
 
@@ -46,10 +45,10 @@ def save_rule_state(session: Session, cameras: dict[str, CameraState]) -> None:
         }
         for camera_id, state in cameras.items()
     ]
-    session.execute(_state_upsert(session.get_bind().dialect.name), rows)
+    session.execute(_state_upsert(session), rows)
 
 
-@functools.cache
+@per_dialect
 def _state_upsert(dialect: str) -> Any:
     """Write each camera's rule state, replacing what was there; built once per dialect."""
     statement = dialect_insert_for(dialect, AlertRuleState.__table__)

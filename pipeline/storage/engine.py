@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -14,6 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -149,9 +153,15 @@ def dialect_insert(session: Session, table: Any) -> Any:
     return dialect_insert_for(session.get_bind().dialect.name, table)
 
 
+def per_dialect(build: Callable[[str], T]) -> Callable[[Session], T]:
+    """`build(dialect name)` run once per dialect, its statement reused for every session of that dialect: building
+    an upsert costs SQLAlchemy more Python than running it with a batch's rows as parameters."""
+    built = functools.cache(build)
+    return lambda session: built(session.get_bind().dialect.name)
+
+
 def dialect_insert_for(name: str, table: Any) -> Any:
-    """`dialect_insert` by dialect name, for statements built once per dialect and executed with many parameter sets
-    (building an upsert costs SQLAlchemy more Python than running it)."""
+    """`dialect_insert` by dialect name, for statements built once per dialect (`per_dialect`)."""
     if name == "postgresql":
         return postgresql.insert(table)
     if name == "sqlite":

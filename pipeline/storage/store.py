@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,7 +11,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from pipeline.results import FrameResult, RaisedAlert, Source
-from pipeline.storage.engine import dialect_insert, dialect_insert_for
+from pipeline.storage.engine import dialect_insert, dialect_insert_for, per_dialect
 from pipeline.storage.tables import Alert, AlertDelivery, Defect, InspectionCount, ModelVersion, SourceOffset
 
 
@@ -137,10 +136,10 @@ def _add_counts(session: Session, results: list[FrameResult], interval_s: int) -
         row["latency_ms_sum"] += r.latency_ms
         row["latency_ms_max"] = max(row["latency_ms_max"], r.latency_ms)
     if totals:
-        session.execute(_counts_upsert(session.get_bind().dialect.name), list(totals.values()))
+        session.execute(_counts_upsert(session), list(totals.values()))
 
 
-@functools.cache
+@per_dialect
 def _counts_upsert(dialect: str) -> Any:
     """Add a batch's counts to each (camera, interval) row, creating it if new; built once per dialect."""
     table = InspectionCount.__table__
@@ -196,10 +195,10 @@ def advance_offsets(session: Session, group_id: str, batch_offsets: dict[tuple[s
         {"group_id": group_id, "topic": topic, "partition": partition, "next_offset": offset, "updated_at": now}
         for (topic, partition), offset in batch_offsets.items()
     ]
-    session.execute(_offsets_upsert(session.get_bind().dialect.name), rows)
+    session.execute(_offsets_upsert(session), rows)
 
 
-@functools.cache
+@per_dialect
 def _offsets_upsert(dialect: str) -> Any:
     """Move each partition's stored next offset forward, never back; built once per dialect."""
     table = SourceOffset.__table__
