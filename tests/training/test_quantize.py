@@ -198,3 +198,13 @@ def test_the_quantizer_loads_no_torch() -> None:
     code = "import sys, training.export.quantize; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_the_fallbacks_for_older_files_are_trainings_defaults() -> None:
+    """A file without these in its training config was trained with the defaults of its day: today's TrainConfig's
+    (the quantiser keeps its own copies only because training.config imports torch)."""
+    from training.export.quantize import DEFAULT_FALSE_ALARM_RATE, DEFAULT_HOLDOUT
+
+    defaults = TrainConfig.__pydantic_fields__
+    assert defaults["val_fraction"].default == DEFAULT_HOLDOUT
+    assert defaults["false_alarm_rate"].default == DEFAULT_FALSE_ALARM_RATE
