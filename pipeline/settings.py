@@ -158,9 +158,11 @@ class Settings(BaseSettings):
 
     @property
     def memory_bound_bytes(self) -> int:
-        """Memory the consumer may take above its steady state, whatever it is sent: frames being decoded plus
-        records fetched ahead of the loop (Kafka's fetch buffer)."""
-        return self.decode_memory_bound_bytes + int(self.consumer_options()["fetch_max_bytes"])
+        """Memory the consumer may take above its steady state, whatever it is sent: frames being decoded, the
+        polled batch whose frames decode while the one before it is scored (at most `batch_size` records of
+        `max_frame_bytes`), and records fetched ahead of the loop (Kafka's fetch buffer)."""
+        prefetched = self.batch_size * self.max_frame_bytes
+        return self.decode_memory_bound_bytes + prefetched + int(self.consumer_options()["fetch_max_bytes"])
 
     @property
     def max_message_bytes(self) -> int:
