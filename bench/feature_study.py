@@ -52,7 +52,7 @@ def fit(model: FeatureSpaceAutoencoder, features: list[torch.Tensor], epochs: in
     # no deadline: the cosine schedule follows the epochs alone, once per epoch
     fit_loop(step, optimizer, FitPlan("study", epochs, deadline=math.inf, learning_rate=1e-3, schedule="epoch"))
     if location_scale:
-        model.fit_location_scale(features)
+        model.fit_scoring(features)
     model.eval()
 
 

@@ -1,4 +1,5 @@
-"""Variants of the feature-space autoencoder tried on magnetic tile and not kept (2026-12-06): the same cached
+"""Variants of the feature-space autoencoder tried on magnetic tile (2026-12-06; `codes`, 2026-12-07, became
+feature-cae's memory of normal codes, the others were not kept): the same cached
 EfficientNet-Lite0 features and the same merge as `feature-cae` (3 x 3 neighbourhood average counting the padding,
 per-channel standardisation), 40 epochs, maps blurred with sigma 4 and the image score their maximum, as in
 ../shared/tools/feature_probe.py. A measurement, not project code: what each variant changes is in VARIANTS.
@@ -6,6 +7,7 @@ per-channel standardisation), 40 epochs, maps blurred with sigma 4 and the image
     .venv/bin/python bench/feature_variants.py cache DATA_DIR --size 224 --out features.pt
     .venv/bin/python bench/feature_variants.py fit features.pt --taps 8,16 --variants knn,plain,mask,noise,memory
     .venv/bin/python bench/feature_variants.py fit features.pt --taps 4,8,16 --resolution 8 --variants plain
+    .venv/bin/python bench/feature_variants.py fit features.pt --variants codes
 
 Each variant prints one JSON line: test image and pixel AUROC, per defect type, the share of good images whose
 maximum lies in the outer 16-pixel band, with the map as it is and scaled per location by the held-out normals'
@@ -30,6 +32,7 @@ from torch import nn
 
 from training.backbone import FrozenBackbone
 from training.fitting import FitPlan, FitStep, fit_loop
+from training.models.feature_cae.memory import greedy_coreset, squared_distance_to_nearest
 
 STRIDES = (4, 8, 16)
 VARIANTS = {
@@ -40,6 +43,9 @@ VARIANTS = {
     "memory": "plain with a memory of 1000 normal codes at the bottleneck (MemAE: sparse attention, entropy loss)",
     "coarse": "plain with a stride-4 code (two stride-2 3 x 3 convolutions, two upsamplings)",
     "narrow": "plain with 16 code channels instead of 64",
+    "codes": "plain, scored by its code's distance to the nearest training code (code averaged onto the stride-32 "
+    "grid; every code, then 16,384 kept farthest-first) and by that plus the reconstruction distance (feature-cae's "
+    "memory of normal codes)",
 }
 
 
@@ -242,7 +248,7 @@ def fit(args: argparse.Namespace) -> None:
             distance = torch.cat([torch.cdist(q, bank).min(1).values for q in queries.split(4096)])
             report(f"knn, {label}", distance.view(-1, h, w), types, masks, time.monotonic() - started)
             continue
-        model = autoencoder(variant, channels)
+        model = autoencoder("plain" if variant == "codes" else variant, channels)
         optimizer = torch.optim.AdamW(model.parameters(), 2e-3, weight_decay=1e-4)
         step = VariantStep(model, variant, train, fitted, h, w, optimizer, args.epochs)
         plan = FitPlan(variant, args.epochs, deadline=math.inf, learning_rate=2e-3, schedule="constant")
@@ -253,6 +259,43 @@ def fit(args: argparse.Namespace) -> None:
         report(f"{variant}, {label}", test_error, types, masks, seconds)
         scaled = test_error / (held_out_error.mean(0, keepdim=True) + 1e-6)
         report(f"{variant}, {label}, location scale", scaled, types, masks, seconds)
+        if variant == "codes":
+            code_rows(model, train[fitted], train[held_out], test, scaled, types, masks, label)
+
+
+@torch.no_grad()
+def code_rows(
+    model: nn.Sequential,
+    fitted: torch.Tensor,
+    held_out: torch.Tensor,
+    test: torch.Tensor,
+    scaled_error: torch.Tensor,
+    types: np.ndarray,
+    masks: np.ndarray,
+    label: str,
+) -> None:
+    """The memory of normal codes on the fitted plain model: each term divided by its held-out mean per location."""
+    h, w = test.shape[-2:]
+
+    def codes(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.avg_pool2d(model[:2](c), 2) for c in x.split(32)])
+
+    flat = codes(fitted).permute(0, 2, 3, 1).reshape(-1, 64)
+    for size in (len(flat), 16384):
+        started = time.monotonic()
+        memory = flat[greedy_coreset(flat, size)]
+
+        def distance(x: torch.Tensor, memory: torch.Tensor = memory) -> torch.Tensor:
+            c = codes(x)
+            nearest = squared_distance_to_nearest(c.permute(0, 2, 3, 1).reshape(-1, 64), memory)
+            return F.interpolate(nearest.view(len(c), 1, *c.shape[-2:]), size=(h, w), mode="bilinear")[:, 0]
+
+        code_map = distance(test) / (distance(held_out).mean(0, keepdim=True) + 1e-6)
+        seconds = time.monotonic() - started
+        report(f"codes, {label}, memory of {len(memory)}", code_map, types, masks, seconds)
+        report(
+            f"codes, {label}, memory of {len(memory)} + reconstruction", code_map + scaled_error, types, masks, seconds
+        )
 
 
 def main() -> None:

@@ -18,12 +18,14 @@ from training.backbone import BACKBONES, FrozenBackbone, weights_digest
 from training.config import TrainConfig
 from training.data.synthetic_defects import VALIDATION_KINDS, validation_set
 from training.errors import BackboneError, ConfigError
+from training.export.encoder_checkpoint import rebuild_model
 from training.models import create_model
 from training.models.feature_space.fit import RESTORER_STEPS, extract_features, restorer_epochs
 from training.models.feature_space.model import FeatureSpaceAutoencoder
 from training.train import train
 
 FEATURE_MODELS = ["feature-cae", "reverse-distillation"]
+SCORINGS = {"feature-cae": ["reconstruction", "reconstruction + code memory"], "reverse-distillation": ["distance"]}
 
 
 @pytest.fixture
@@ -138,9 +140,18 @@ def test_train_exports_a_model_that_restores_and_scores(name: str, tiny_dataset:
     assert record["name"] == "efficientnet-lite0"
     assert record["weights_sha256"] == weights_digest("efficientnet-lite0")
     assert record["licence"] == "Apache-2.0"
-    # both contrast settings were tried on synthetic defects in the held-out normals
+    # both contrast settings were tried on synthetic defects in the held-out normals, each with every way the model
+    # can score (feature-cae: with and without its memory of normal codes)
     selection = metadata.training_config["selection"]
-    assert [c["contrast_normalize"] for c in selection] == [False, True]
+    scorings = SCORINGS[name]
+    assert [(c["contrast_normalize"], c["scoring"]) for c in selection] == [
+        (contrast, scoring) for contrast in (False, True) for scoring in scorings
+    ]
+    (chosen,) = [c for c in selection if c["chosen"]]
+    if name == "feature-cae":  # the memory is kept only where the selection chose it, and the model rebuilds from it
+        assert (chosen["model_fields"]["code_memory"] > 0) == ("memory" in chosen["scoring"])
+    rebuilt, _ = rebuild_model(out)  # the checkpoint reproduces the exported scores (parity checked inside)
+    assert isinstance(rebuilt, torch.nn.Module)
     assert all(0 <= c["synthetic_image_auroc"] <= 1 for c in selection)
     assert all(set(c["synthetic_image_auroc_by_kind"]) == set(VALIDATION_KINDS) for c in selection)
     # one candidate trains a quarter of the epochs (at least one), the chosen one the rest: epochs as asked

@@ -18,6 +18,7 @@ from training.export.contract import ScoringGraph, export_onnx
 from training.export.decoder import export_decoder
 from training.models import MODELS, create_model, model_entry
 from training.models.blocks import ModelOutput
+from training.models.feature_cae.memory import greedy_coreset, leave_one_image_out, squared_distance_to_nearest
 from training.models.losses import LossWeights, total_loss
 from training.ssim import gaussian_blur, gaussian_kernel
 
@@ -159,3 +160,76 @@ def test_feature_cae_with_a_stride_4_code_rebuilds_the_full_map_and_exports(tmp_
     assert export_onnx(ScoringGraph(model, score_pool=5), metadata, tmp_path / "coarse.onnx") < 1e-3
     with pytest.raises(ValueError, match="bottleneck_stride"):
         create_model("feature-cae", 1, bottleneck_stride=3)
+
+
+def test_feature_cae_memory_finds_a_code_no_normal_image_has_and_exports(tmp_path: Path) -> None:
+    """The memory term: 0 where a frame's codes are in the memory, large where a code is far from every kept one; the
+    term's scale comes from each training image against the others (its own codes would score it 0), and the graph
+    with the memory matches torch in onnxruntime."""
+    torch.manual_seed(0)
+    model = create_model("feature-cae", 1, image_size=64, code_memory=16).eval()
+    normals = torch.rand(6, 1, 64, 64) * 0.2 + 0.4
+    features = model.extract(normals)
+    model.fit_scoring(features)
+    assert model.memory.shape == (16, 64)  # 6 images x 2 x 2 codes (the stride-2 code pooled), 16 kept farthest-first
+    assert model.scoring_options() == ("reconstruction", "reconstruction + code memory")
+    assert torch.isfinite(model.memory_scale).all() and (model.memory_scale > 0).all()
+
+    with torch.no_grad():
+        _, _, codes = model.reconstruct_with_code(features)
+        near, far = model.memory_distance(codes), model.memory_distance(codes + 10.0)
+    assert float(near.amin()) == pytest.approx(0.0, abs=1e-4)  # kept codes are at distance 0
+    assert float(far.amin()) > 100 * float(near.mean())
+
+    with torch.no_grad():
+        model.use_scoring("reconstruction + code memory")
+        with_memory = model.anomaly_map(normals)
+        model.use_scoring("reconstruction")
+        alone = model.anomaly_map(normals)
+    assert not torch.allclose(with_memory, alone)
+    with pytest.raises(ValueError, match="unknown scoring"):
+        model.use_scoring("nearest patch")
+
+    model.use_scoring("reconstruction + code memory")
+    metadata = replace(tiny_metadata("feature-cae", 1), input_size=64)
+    assert export_onnx(ScoringGraph(model, score_pool=5), metadata, tmp_path / "memory.onnx") < 1e-3
+
+
+def test_feature_cae_without_its_memory_in_the_map_carries_none() -> None:
+    model = create_model("feature-cae", 1, image_size=64, bottleneck_stride=4, code_memory=8).eval()
+    model.fit_scoring(model.extract(torch.rand(3, 1, 64, 64)))
+    model.use_scoring("reconstruction")
+    model.discard_unused_scoring()
+    assert model.memory.shape == (0, 64)
+    assert model.shape_fields() == {"bottleneck_stride": 4, "code_memory": 0}
+    assert model.scoring_options() == ("reconstruction",)
+    with pytest.raises(ValueError, match="code_memory"):
+        create_model("feature-cae", 1, code_memory=-1)
+
+
+def test_greedy_coreset_keeps_every_cluster_and_leave_one_out_ignores_the_image_itself() -> None:
+    clusters = torch.cat([torch.randn(50, 4) * 0.01 + centre for centre in (0.0, 5.0, -5.0)])
+    kept = greedy_coreset(clusters, 3)
+    assert sorted(round(float(clusters[i].mean())) for i in kept) == [-5, 0, 5]
+    assert len(greedy_coreset(clusters, 500)) == len(clusters)
+
+    codes = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    owners = torch.tensor([0, 1])
+    assert leave_one_image_out(codes, owners, codes, owners).tolist() == pytest.approx([25.0, 25.0])
+    assert squared_distance_to_nearest(codes, codes).tolist() == pytest.approx([0.0, 0.0], abs=1e-5)
+
+
+def test_feature_cae_rebuilds_from_its_selection_record_and_older_models_with_their_old_shape() -> None:
+    """The chosen selection row's model_fields rebuild the checkpoint's shape; a model trained before they were
+    recorded had a stride-2 code and no memory."""
+    family = model_entry("feature-cae").family
+    old_row = {"model": "feature-cae", "contrast_normalize": True, "chosen": True}
+    old = replace(tiny_metadata("feature-cae", 3), training_config={"selection": [old_row]})
+    assert family.rebuild_overrides(old) == {"contrast_normalize": True, "bottleneck_stride": 2, "code_memory": 0}
+    fields = {"bottleneck_stride": 2, "code_memory": 9261}
+    scoring = "reconstruction + code memory"
+    new_row = {**old_row, "contrast_normalize": False, "scoring": scoring, "model_fields": fields}
+    new = replace(tiny_metadata("feature-cae", 3), training_config={"selection": [new_row]})
+    assert family.rebuild_overrides(new) == {"contrast_normalize": False, **fields}
+    model = create_model("feature-cae", 3, image_size=64, **fields)
+    assert model.memory.shape == (9261, 64) and model.memory_in_map

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 
 from training.models.feature_cae.model import FeatureCAE
@@ -11,6 +13,9 @@ from training.models.feature_space.family import FeatureSpaceFamily
 
 class FeatureCAEFamily(FeatureSpaceFamily[FeatureCAE]):
     """`feature-cae`."""
+
+    # before 2026-12-07: a stride-2 code and the reconstruction distance alone
+    fields_before_record: ClassVar[dict[str, Any]] = {"bottleneck_stride": 2, "code_memory": 0}
 
     def latent_code(
         self, model: FeatureCAE, image: torch.Tensor, condition: torch.Tensor | None = None

@@ -22,22 +22,25 @@ class FeatureSpaceFamily(ImageFamily[M]):
     """
 
     uses_backbone: ClassVar[bool] = True
+    # the shape fields of models trained before the selection recorded them (FeatureSpaceAutoencoder.shape_fields)
+    fields_before_record: ClassVar[dict[str, Any]] = {}
 
     def fit(self, run: ImageRun, data: ImageData, device: torch.device) -> Fitted:
         return fit_best_feature_model(run, data, device)
 
     def rebuild_overrides(self, metadata: ModelMetadata) -> dict[str, Any]:
         selection = metadata.training_config.get("selection")
-        return {"contrast_normalize": chosen_contrast(selection)} if selection else {}
+        if not selection:
+            return {}
+        chosen = chosen_row(selection)
+        shape = chosen.get("model_fields", self.fields_before_record)
+        return {"contrast_normalize": bool(chosen["contrast_normalize"]), **shape}
 
 
-def chosen_contrast(selection: list[dict[str, Any]]) -> bool:
-    """Which contrast setting the selection kept: the row marked chosen (older models: the first with the best
-    mean synthetic AUROC)."""
+def chosen_row(selection: list[dict[str, Any]]) -> dict[str, Any]:
+    """The setting the selection kept: the row marked chosen (older models: the first with the best mean synthetic
+    AUROC)."""
     marked = [row for row in selection if row.get("chosen")]
-    best = (
-        marked[0]
-        if marked
-        else max(selection, key=lambda row: (row["synthetic_image_auroc"] + row["synthetic_pixel_auroc"]) / 2)
-    )
-    return bool(best["contrast_normalize"])
+    if marked:
+        return marked[0]
+    return max(selection, key=lambda row: (row["synthetic_image_auroc"] + row["synthetic_pixel_auroc"]) / 2)

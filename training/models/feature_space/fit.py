@@ -84,7 +84,7 @@ def fit_feature_model(
 ) -> FitSummary:
     """Fit the autoencoder on cached features for `epochs` or until `deadline` (time.monotonic()), with early stopping
     on the held-out normals' features; the learning rate decays over whichever of the two is nearer. Then the map's
-    per-location scale on the training features (FeatureSpaceAutoencoder.fit_location_scale)."""
+    scoring fitted on the training features (FeatureSpaceAutoencoder.fit_scoring: the per-location scale, a memory)."""
     generator = torch.Generator().manual_seed(run.seed)
     model.fit_statistics(train_features)
     autoencoder_params, _ = model.trainable_groups()
@@ -100,7 +100,7 @@ def fit_feature_model(
         show_progress=run.show_progress,
     )
     summary = fit_loop(step, optimizer, plan)
-    model.fit_location_scale(train_features)
+    model.fit_scoring(train_features)
     return summary
 
 

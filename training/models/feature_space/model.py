@@ -97,7 +97,7 @@ class FeatureSpaceAutoencoder(nn.Module):
         self.contrast = ContrastNormalize() if config.contrast_normalize else nn.Identity()
         self.backbone = FrozenBackbone(config.backbone, config.feature_strides, config.image_size, config.channels)
         self.register_buffer("smooth_kernel", gaussian_kernel(config.map_smoothing_sigma, 1), persistent=False)
-        # Per-location scale of the distance map (1 until fit_location_scale): padding in the convolutions and the
+        # Per-location scale of the distance map (1 until fit_scoring): padding in the convolutions and the
         # frame's own edges give the outer ring distances that normal images have too; scaled so that normal
         # images' mean distance is the same everywhere, no location scores its own artefacts.
         cells = config.image_size // min(config.feature_strides)
@@ -122,20 +122,49 @@ class FeatureSpaceAutoencoder(nn.Module):
         return distance.mean()
 
     @torch.no_grad()
-    def fit_location_scale(self, features: list[torch.Tensor], batch: int = 32) -> None:
-        """Scale each map location by (mean distance over all locations) / (its mean distance) on normal images
-        (where the model's config asks for it)."""
+    def fit_scoring(self, features: list[torch.Tensor]) -> None:
+        """What the map derives from the normal training features once the model is fitted: the per-location scale
+        (where the model's config asks for it; models with more to fit extend this)."""
         self.eval()
         self.location_scale.fill_(1.0)
-        if not self.scales_locations:
-            return
+        if self.scales_locations:
+            mean = self.mean_distance(features)
+            self.location_scale.copy_(mean.mean() / mean.clamp_min(mean.mean() * 1e-3))
+
+    @torch.no_grad()
+    def mean_distance(self, features: list[torch.Tensor], batch: int = 32) -> torch.Tensor:
+        """Mean reconstruction distance per map location (1 x 1 x h x w) over a set of images' features."""
+        self.eval()
         n = len(features[0])
         total = torch.zeros_like(self.location_scale)
         for start in range(0, n, batch):
             distance, _ = self.reconstruct([f[start : start + batch] for f in features])
             total += distance.sum(dim=0, keepdim=True)
-        mean = total / n
-        self.location_scale.copy_(mean.mean() / mean.clamp_min(mean.mean() * 1e-3))
+        return total / n
+
+    def scored_distance(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(distance map N x 1 x h x w as the line scores it, input of the restorer): the reconstruction distance,
+        scaled per location."""
+        distance, restorer_input = self.reconstruct(features)
+        return distance * self.location_scale, restorer_input
+
+    def scoring_options(self) -> tuple[str, ...]:
+        """The ways this fitted model can score, for the selection on validation defects to choose between (by
+        default one: the model's own feature distance)."""
+        return ("distance",)
+
+    def use_scoring(self, option: str) -> None:
+        """Score the map as `option` (one of scoring_options) from now on."""
+        if option not in self.scoring_options():
+            raise ValueError(f"unknown scoring {option!r}; this model offers {', '.join(self.scoring_options())}")
+
+    def discard_unused_scoring(self) -> None:
+        """Drop what the chosen scoring does not read (nothing by default)."""
+
+    def shape_fields(self) -> dict[str, int]:
+        """Config fields the fitted model's shape depends on beyond the run's config (recorded with the selection, so
+        that the model rebuilds from its metadata)."""
+        return {}
 
     def forward(self, image: torch.Tensor) -> ModelOutput:
         anomaly_map, restorer_input = self.map_and_restorer_input(image)
@@ -146,9 +175,13 @@ class FeatureSpaceAutoencoder(nn.Module):
         return self.map_and_restorer_input(image)[0]
 
     def map_and_restorer_input(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        distance, restorer_input = self.reconstruct(self.backbone(self.contrast(image)))
-        distance = distance * self.location_scale
-        return gaussian_blur(upsample_to(distance, image.shape[-1]), self.smooth_kernel), restorer_input
+        return self.map_from_features(self.backbone(self.contrast(image)), image.shape[-1])
+
+    def map_from_features(self, features: list[torch.Tensor], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(anomaly map N x 1 x size x size, restorer input) from backbone features: what the graph computes after the
+        backbone, so that a selection can score cached features as the exported graph scores frames."""
+        distance, restorer_input = self.scored_distance(features)
+        return gaussian_blur(upsample_to(distance, size), self.smooth_kernel), restorer_input
 
     def trainable_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(feature-model parameters, restorer parameters): trained one after the other."""

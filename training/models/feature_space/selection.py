@@ -22,7 +22,7 @@ from training.fitting import FitSummary, PhaseClock, copy_state
 from training.models.family import Fitted, ImageData, ImageRun
 from training.models.feature_space.fit import FEATURE_SHARE, extract_features, fit_feature_model, fit_restorer
 from training.models.feature_space.model import FeatureSpaceAutoencoder
-from training.models.scoring import ScoringGraph, predict
+from training.models.scoring import ScoringGraph
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +55,54 @@ class SyntheticCheck:
         }
 
 
+@dataclass(frozen=True)
+class ValidationDefects:
+    """The held-out normals and their copies with validation defects (training.data.synthetic_defects.validation_set),
+    made once per run; their backbone features are extracted once per contrast setting and scored by every candidate
+    and every way it can score."""
+
+    clean: np.ndarray
+    corrupted: np.ndarray
+    masks: np.ndarray
+    kinds: list[str]
+
+    @classmethod
+    def make(cls, val_images: np.ndarray, donors: np.ndarray, seed: int) -> ValidationDefects:
+        corrupted, masks, kinds = validation_set(val_images, donors, seed)
+        return cls(val_images, corrupted, masks, kinds)
+
+
+@torch.no_grad()
 def synthetic_validation(
-    model: FeatureSpaceAutoencoder, val_images: np.ndarray, donors: np.ndarray, score_pool: int, seed: int
+    model: FeatureSpaceAutoencoder,
+    clean_features: list[torch.Tensor],
+    defect_features: list[torch.Tensor],
+    defects: ValidationDefects,
+    score_pool: int,
+    batch: int = 32,
 ) -> SyntheticCheck:
-    """Held-out normals against copies of them with one validation defect of each kind."""
-    corrupted, masks, kinds = validation_set(val_images, donors, seed)
-    graph = ScoringGraph(model.cpu(), score_pool).eval()
-    _, clean_scores = predict(graph, val_images, map_only=True)
-    maps, defect_scores = predict(graph, corrupted, map_only=True)
-    kind_of = np.asarray(kinds)
+    """Held-out normals against copies of them with one validation defect of each kind, scored from their cached
+    backbone features through the model's map and the exported graph's image score."""
+    graph = ScoringGraph(model.eval(), score_pool)
+    size = defects.clean.shape[-1]
+
+    def score(features: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        maps, scores = [], []
+        for start in range(0, len(features[0]), batch):
+            anomaly_map, _ = model.map_from_features([f[start : start + batch] for f in features], size)
+            maps.append(anomaly_map.cpu().numpy())
+            scores.append(graph.image_score(anomaly_map).cpu().numpy())
+        return np.concatenate(maps), np.concatenate(scores)
+
+    _, clean_scores = score(clean_features)
+    maps, defect_scores = score(defect_features)
+    kind_of = np.asarray(defects.kinds)
     by_kind = {}
-    for kind in dict.fromkeys(kinds):
+    for kind in dict.fromkeys(defects.kinds):
         chosen = defect_scores[kind_of == kind]
         labels = np.r_[np.zeros(len(clean_scores)), np.ones(len(chosen))]
         by_kind[kind] = image_auroc(np.r_[clean_scores, chosen], labels)
-    return SyntheticCheck(by_kind, pixel_auroc(maps[:, 0], masks[:, 0] > 0.5))
+    return SyntheticCheck(by_kind, pixel_auroc(maps[:, 0], defects.masks[:, 0] > 0.5))
 
 
 def fit_best_feature_model(run: ImageRun, data: ImageData, device: torch.device) -> Fitted:
@@ -87,7 +120,9 @@ def fit_best_feature_model(run: ImageRun, data: ImageData, device: torch.device)
     probe_epochs = run.epochs if len(candidates) == 1 else max(1, round(run.epochs * PROBE_SHARE))
     planned = probe_epochs * len(candidates) + (run.epochs - probe_epochs)
     report: list[dict[str, object]] = []
-    features: dict[bool, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}  # by contrast: backbone input differs
+    # by contrast (the backbone's input differs): training, held-out and validation-defect features
+    features: dict[bool, tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]] = {}
+    defects = ValidationDefects.make(val_images, train_images, run.seed + 5)
     best: Candidate | None = None
     phases = PhaseClock()
     for name, contrast in candidates:
@@ -99,39 +134,58 @@ def fit_best_feature_model(run: ImageRun, data: ImageData, device: torch.device)
             features[contrast] = (
                 extract_features(model, train_images, device),
                 extract_features(model, val_images, device),
+                extract_features(model, defects.corrupted, device),
             )
             phases.lap(f"backbone features, {setting}")
-        train_features, val_features = features[contrast]
+        train_features, val_features, defect_features = features[contrast]
         summary = fit_feature_model(
             model, train_features, val_features, run, probe_epochs, phase_deadline(deadline, probe_epochs, planned)
         )
         phases.lap(f"fit {name}, {setting}")
         planned -= probe_epochs
-        check = synthetic_validation(model, val_images, train_images, run.score_pool, run.seed + 5)
+        for scoring in model.scoring_options():
+            model.use_scoring(scoring)
+            check = synthetic_validation(model, val_features, defect_features, defects, run.score_pool)
+            report.append(
+                {
+                    "model": name,
+                    "contrast_normalize": contrast,
+                    "scoring": scoring,
+                    "epochs": summary.epochs,
+                    **check.record(),
+                }
+            )
+            log.info(
+                "%s, contrast normalisation %s, %s, after %d epochs: validation defects image AUROC %.3f (%s), "
+                "pixel %.3f",
+                name,
+                contrast,
+                scoring,
+                summary.epochs,
+                check.image_auroc,
+                ", ".join(f"{k} {v:.2f}" for k, v in check.image_auroc_by_kind.items()),
+                check.pixel_auroc,
+            )
+            if best is None or check.quality > best.check.quality:
+                best = Candidate(name, contrast, scoring, model, summary, check)
         phases.lap(f"validation defects {name}, {setting}")
-        report.append({"model": name, "contrast_normalize": contrast, "epochs": summary.epochs, **check.record()})
-        log.info(
-            "%s, contrast normalisation %s, after %d epochs: validation defects image AUROC %.3f (%s), pixel %.3f",
-            name,
-            contrast,
-            summary.epochs,
-            check.image_auroc,
-            ", ".join(f"{k} {v:.2f}" for k, v in check.image_auroc_by_kind.items()),
-            check.pixel_auroc,
-        )
-        if best is None or check.quality > best.check.quality:
-            best = Candidate(name, contrast, model, summary, check)
     assert best is not None
     for row in report:
-        row["chosen"] = (row["model"], row["contrast_normalize"]) == (best.name, best.contrast)
+        setting = (row["model"], row["contrast_normalize"], row["scoring"])
+        row["chosen"] = setting == (best.name, best.contrast, best.scoring)
     model, summary = best.model, best.summary
     if len(candidates) > 1 and run.epochs > probe_epochs and summary.stopped_by == "epochs":
         model.to(device)
-        train_features, val_features = features[best.contrast]
+        train_features, val_features, _ = features[best.contrast]
         rest = fit_feature_model(model, train_features, val_features, run, run.epochs - probe_epochs, deadline)
         summary = replace(rest, epochs=summary.epochs + rest.epochs, best_epoch=summary.epochs + rest.best_epoch)
         phases.lap(f"fit {best.name}, the rest of the epochs")
     features.clear()
+    model.use_scoring(best.scoring)
+    model.discard_unused_scoring()
+    for row in report:
+        if row["chosen"]:
+            row["model_fields"] = model.shape_fields()
     fit_restorer(model.to(device), train_images, run, device, started + run.max_minutes * 60)
     phases.lap("image restorer")
     model = model.cpu().eval()
@@ -147,6 +201,7 @@ class Candidate:
 
     name: str
     contrast: bool
+    scoring: str
     model: FeatureSpaceAutoencoder
     summary: FitSummary
     check: SyntheticCheck
