@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.evaluation.calibrate import budget_threshold, f1_optimal_threshold, normal_threshold, score_stats
+from training.evaluation.calibrate import (
+    budget_threshold,
+    f1_optimal_threshold,
+    fit_tail,
+    normal_threshold,
+    score_stats,
+)
 
 
 def test_quantile_of_uniform_scores() -> None:
@@ -87,3 +93,15 @@ def test_budget_threshold_rejects_bad_input() -> None:
         budget_threshold(np.array([1.0, np.nan]), 1e-3)
     with pytest.raises(ValueError):
         budget_threshold(np.ones(10), 0.0)
+
+
+def test_a_tail_of_fewer_than_twenty_excesses_is_exponential() -> None:
+    """A Pareto shape fitted to a handful of excesses swings the extrapolated threshold; below TRUSTED_TAIL excesses
+    the tail is exponential with their mean as its scale, and a trustworthy tail still gets a fitted shape."""
+    scores = np.random.default_rng(4).gamma(2.0, 0.3, 70)
+    tail = fit_tail(scores)
+    ordered = np.sort(scores)
+    assert tail.shape == 0.0
+    assert tail.start == ordered[-8] and tail.scale == pytest.approx(float(np.mean(ordered[-7:] - ordered[-8])))
+    assert budget_threshold(scores, 1e-3).threshold == pytest.approx(tail.quantile_for(1e-3))
+    assert fit_tail(np.random.default_rng(5).gamma(2.0, 0.3, 3000)).shape != 0.0
