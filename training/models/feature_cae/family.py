@@ -20,8 +20,7 @@ class FeatureCAEFamily(FeatureSpaceFamily[FeatureCAE]):
     def latent_code(
         self, model: FeatureCAE, image: torch.Tensor, condition: torch.Tensor | None = None
     ) -> torch.Tensor:
-        features = model.backbone(model.contrast(image))
-        return model.encoder((model.merge(features) - model.feature_mean) / model.feature_std)
+        return model.encoder(model.standardised(model.backbone(model.contrast(image))))
 
 
 FEATURE_CAE = FeatureCAEFamily()

@@ -17,9 +17,13 @@ import torch
 def squared_distance_to_nearest(codes: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
     """For codes M x D, the squared Euclidean distance to the nearest of memory K x D (M): written as a matrix
     product so that the exported graph runs it as one MatMul, not a pairwise-distance loop."""
-    cross = codes @ memory.t()
-    nearest = ((memory * memory).sum(dim=1)[None, :] - 2 * cross).amin(dim=1)
-    return (nearest + (codes * codes).sum(dim=1)).clamp_min(0.0)
+    return (distance_less_own_norm(codes, memory).amin(dim=1) + (codes * codes).sum(dim=1)).clamp_min(0.0)
+
+
+def distance_less_own_norm(codes: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    """|m|^2 - 2 c.m for every code and memory code (M x K): the squared distance less |c|^2, which does not change
+    which memory code is nearest and is added once per code after the minimum."""
+    return (memory * memory).sum(dim=1)[None, :] - 2 * codes @ memory.t()
 
 
 @torch.no_grad()
@@ -46,10 +50,10 @@ def leave_one_image_out(
     """Each code's squared distance to the nearest memory code of another image (M): what a new normal frame meets,
     since a training image's own codes are in the memory and would score it 0."""
     out = torch.empty(len(codes))
-    memory_norms = (memory * memory).sum(dim=1)
     for start in range(0, len(codes), chunk):
         part, part_owners = codes[start : start + chunk], owners[start : start + chunk]
-        distance = memory_norms[None, :] - 2 * part @ memory.t() + (part * part).sum(dim=1, keepdim=True)
-        distance = distance.masked_fill(part_owners[:, None] == memory_owners[None, :], float("inf"))
-        out[start : start + chunk] = distance.amin(dim=1).clamp_min(0.0)
+        others = distance_less_own_norm(part, memory).masked_fill(
+            part_owners[:, None] == memory_owners[None, :], torch.inf
+        )
+        out[start : start + chunk] = (others.amin(dim=1) + (part * part).sum(dim=1)).clamp_min(0.0)
     return out

@@ -57,6 +57,11 @@ class FeatureCAEConfig(FeatureSpaceConfig):
             raise ValueError(f"code_memory must be >= 0, got {self.code_memory}")
 
 
+# the maps a fitted feature-cae can score by (FeatureSpaceAutoencoder.scoring_options)
+RECONSTRUCTION = "reconstruction"
+WITH_MEMORY = "reconstruction + code memory"
+
+
 class FeatureCAE(FeatureSpaceAutoencoder):
     """Backbone -> merged, standardised features -> convolutional autoencoder -> squared error."""
 
@@ -114,9 +119,13 @@ class FeatureCAE(FeatureSpaceAutoencoder):
         distance, rebuilt, _ = self.reconstruct_with_code(features)
         return distance, rebuilt
 
+    def standardised(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The merged features in units of the normal training images' per-channel spread: what the encoder reads."""
+        return (self.merge(features) - self.feature_mean) / self.feature_std
+
     def reconstruct_with_code(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(reconstruction distance N x 1 x h x w, rebuilt features, the memory's code N x latent x h/4 x w/4)."""
-        target = (self.merge(features) - self.feature_mean) / self.feature_std
+        target = self.standardised(features)
         code = self.encoder(target)
         rebuilt = self.decoder(code)
         distance = ((rebuilt - target) ** 2).mean(dim=1, keepdim=True)
@@ -140,16 +149,21 @@ class FeatureCAE(FeatureSpaceAutoencoder):
 
     @torch.no_grad()
     def fit_scoring(self, features: list[torch.Tensor], batch: int = 32) -> None:
-        """The reconstruction term's per-location scale, then the memory: the training images' codes (farthest-first
-        down to `code_memory`) and its term's scale, from each image's distances to the other images' codes, in the
-        reconstruction term's units."""
-        super().fit_scoring(features)
+        """In one pass over the training features: the reconstruction term's per-location scale, then the memory (the
+        images' codes, farthest-first down to `code_memory`) and its term's scale, from each image's distances to the
+        other images' codes, in the reconstruction term's units."""
+        self.eval()
+        n = len(features[0])
+        total, parts = torch.zeros_like(self.location_scale), []
+        for start in range(0, n, batch):
+            distance, _, code = self.reconstruct_with_code([f[start : start + batch] for f in features])
+            total += distance.sum(dim=0, keepdim=True)
+            parts.append(code)
+        reconstruction_mean = total / n
+        self.scale_locations(reconstruction_mean)
         if self.config.code_memory == 0:
             return
-        n = len(features[0])
-        codes = torch.cat(
-            [self.reconstruct_with_code([f[i : i + batch] for f in features])[2] for i in range(0, n, batch)]
-        )
+        codes = torch.cat(parts)
         _, width, rows, cols = codes.shape
         flat = codes.permute(0, 2, 3, 1).reshape(-1, width)
         owners = torch.arange(n).repeat_interleave(rows * cols)
@@ -157,15 +171,16 @@ class FeatureCAE(FeatureSpaceAutoencoder):
         self.memory = flat[kept].clone()
         apart = leave_one_image_out(flat, owners, self.memory, owners[kept]).reshape(n, 1, rows, cols)
         code_mean = upsample_to(apart, self.memory_scale.shape[-1]).mean(dim=0, keepdim=True)
-        reconstruction_mean = self.mean_distance(features).mean()  # the scaled term's mean at every location
-        self.memory_scale.copy_(reconstruction_mean / code_mean.clamp_min(code_mean.mean() * 1e-3))
+        # the scaled reconstruction term averages the overall mean at every location; the memory term is brought to it
+        overall = reconstruction_mean.mean()
+        self.memory_scale.copy_(overall / code_mean.clamp_min(code_mean.mean() * 1e-3))
 
     def scoring_options(self) -> tuple[str, ...]:
-        return ("reconstruction", "reconstruction + code memory") if len(self.memory) else ("reconstruction",)
+        return (RECONSTRUCTION, WITH_MEMORY) if len(self.memory) else (RECONSTRUCTION,)
 
     def use_scoring(self, option: str) -> None:
         super().use_scoring(option)
-        self.memory_in_map = option == "reconstruction + code memory"
+        self.memory_in_map = option == WITH_MEMORY
 
     def discard_unused_scoring(self) -> None:
         """Empty the memory when the map does not use it, so the exported graph and checkpoint do not carry it."""

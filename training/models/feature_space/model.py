@@ -125,10 +125,14 @@ class FeatureSpaceAutoencoder(nn.Module):
     def fit_scoring(self, features: list[torch.Tensor]) -> None:
         """What the map derives from the normal training features once the model is fitted: the per-location scale
         (where the model's config asks for it; models with more to fit extend this)."""
-        self.eval()
+        self.scale_locations(self.mean_distance(features) if self.scales_locations else None)
+
+    @torch.no_grad()
+    def scale_locations(self, mean: torch.Tensor | None) -> None:
+        """Scale each location by (mean distance over all locations) / (its mean distance on normal images, `mean`),
+        where the model's config asks for it; 1 everywhere otherwise."""
         self.location_scale.fill_(1.0)
-        if self.scales_locations:
-            mean = self.mean_distance(features)
+        if self.scales_locations and mean is not None:
             self.location_scale.copy_(mean.mean() / mean.clamp_min(mean.mean() * 1e-3))
 
     @torch.no_grad()

@@ -61,15 +61,13 @@ class ValidationDefects:
     made once per run; their backbone features are extracted once per contrast setting and scored by every candidate
     and every way it can score."""
 
-    clean: np.ndarray
     corrupted: np.ndarray
-    masks: np.ndarray
+    masks: np.ndarray  # N x 1 x H x W
     kinds: list[str]
 
     @classmethod
     def make(cls, val_images: np.ndarray, donors: np.ndarray, seed: int) -> ValidationDefects:
-        corrupted, masks, kinds = validation_set(val_images, donors, seed)
-        return cls(val_images, corrupted, masks, kinds)
+        return cls(*validation_set(val_images, donors, seed))
 
 
 @torch.no_grad()
@@ -84,7 +82,7 @@ def synthetic_validation(
     """Held-out normals against copies of them with one validation defect of each kind, scored from their cached
     backbone features through the model's map and the exported graph's image score."""
     graph = ScoringGraph(model.eval(), score_pool)
-    size = defects.clean.shape[-1]
+    size = defects.masks.shape[-1]
 
     def score(features: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
         maps, scores = [], []
