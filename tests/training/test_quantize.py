@@ -12,16 +12,20 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from pipeline.cli.app import build_app, main
 from pipeline.errors import ConfigError
 from pipeline.inference import OnnxModel, read_metadata
+from tests.training.test_models import tiny_metadata
 from training.config import TrainConfig
 from training.data.images import list_images, load_images, split_validation
 from training.data.synthetic_set import write_synthetic_dataset
 from training.evaluation.calibrate import budget_threshold
-from training.export.quantize import Parity, QuantizeConfig, quantize, scoring_tail
+from training.export.contract import ScoringGraph, export_onnx
+from training.export.quantize import Parity, QuantizeConfig, compared_with_stored, quantize, scoring_tail, to_int8
+from training.models import create_model
 from training.train import train
 
 runner = CliRunner()
@@ -86,6 +90,40 @@ def test_weights_are_int8_and_the_scoring_tail_stays_float(fp32_model: Path, qua
     assert {n.op_type for n in tail_nodes} >= {"Sub", "ReduceMax"}
     # the error of features and reconstruction, its blur and its maximum read float tensors, never rounded copies
     assert all(not dequantized.intersection(n.input) for n in tail_nodes)
+
+
+def feature_cae_file(path: Path, code_memory: int) -> Path:
+    """A tiny feature-cae fitted on a few normals, its map with the memory of normal codes where it has one."""
+    torch.manual_seed(0)
+    model = create_model("feature-cae", 1, image_size=64, code_memory=code_memory).eval()
+    model.fit_scoring(model.extract(torch.rand(6, 1, 64, 64) * 0.2 + 0.4))
+    model.use_scoring(model.scoring_options()[-1])
+    metadata = replace(tiny_metadata("feature-cae", 1), input_size=64)
+    export_onnx(ScoringGraph(model, score_pool=5), metadata, path)
+    return path
+
+
+def test_what_the_map_compares_with_a_memory_of_codes_stays_float(parts: Path, tmp_path: Path) -> None:
+    """A memory of normal codes is float; the codes it is compared with come from the encoder, which stays float in
+    the int8 file (rounded codes put magnetic tile's default model at 0.656 image AUROC, from 0.940)."""
+    plain = onnx.load(str(feature_cae_file(tmp_path / "plain.onnx", code_memory=0)))
+    assert compared_with_stored(plain, scoring_tail(plain)) == []
+    source = feature_cae_file(tmp_path / "memory.onnx", code_memory=16)
+    proto = onnx.load(str(source))
+    kept = compared_with_stored(proto, scoring_tail(proto))
+    encoder = [n.name for n in proto.graph.node if "/encoder/" in n.name]
+    assert sorted(kept) == sorted(encoder) and {n.split("/")[-1] for n in kept} == {"Conv", "Relu"}
+
+    out = tmp_path / "memory.int8.onnx"
+    calibration = np.random.default_rng(1).random((8, 1, 64, 64), dtype=np.float32) * 0.2 + 0.4
+    to_int8(source, out, calibration, QuantizeConfig(source, parts, out, calibration_images=8))
+    quantised = onnx.load(str(out))
+    dequantized = {n.output[0] for n in quantised.graph.node if n.op_type == "DequantizeLinear"}
+    convs = [n for n in quantised.graph.node if n.op_type == "Conv"]
+    assert any(dequantized.intersection(n.input) for n in convs)  # the backbone is int8
+    encoder_convs = [n for n in convs if "/encoder/" in n.name]
+    # their input and weights are float (a zero bias may be shared with an int8 convolution's in this untrained model)
+    assert len(encoder_convs) == 2 and all(not dequantized.intersection(n.input[:2]) for n in encoder_convs)
 
 
 def test_thresholds_come_from_the_int8_files_own_scores(

@@ -214,6 +214,42 @@ def scoring_tail(proto: onnx.ModelProto) -> list[str]:
     return [node.name for node in proto.graph.node if node.name not in needed]
 
 
+def compared_with_stored(proto: onnx.ModelProto, tail: list[str]) -> list[str]:
+    """The nodes outside the scoring tail that compute what the tail compares with a matrix stored in the graph (a
+    memory of normal codes: feature-cae's code, its encoder): from each tail product with a stored matrix, upstream to
+    where the path meets a tensor the tail reads elsewhere (the features the reconstruction is compared with).
+
+    They stay in float. The distance to the nearest stored code is small next to the codes themselves, and stored codes
+    are float while an int8 encoder's codes are rounded: with the encoder in int8, magnetic tile's default model fell
+    from 0.940 to 0.656 image AUROC (score correlation on normals 0.16); with it in float, 0.944 (0.996)."""
+    stored = {tensor.name for tensor in proto.graph.initializer}
+    inside = set(tail)
+    producer = {output: node for node in proto.graph.node for output in node.output}
+    readers: dict[str, set[str]] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.name)
+    found: set[str] = set()
+    for product in (n for n in proto.graph.node if n.name in inside and n.op_type in ("MatMul", "Gemm")):
+        if not stored.intersection(product.input):
+            continue
+        path = {product.name}  # the tail nodes between the product and the quantised part
+        pending = [name for name in product.input if name not in stored]
+        while pending:
+            tensor = pending.pop()
+            node = producer.get(tensor)
+            if node is None or node.name in path or node.name in found:
+                continue
+            if node.name in inside:
+                path.add(node.name)
+            elif readers[tensor] & (inside - path):
+                continue  # the tail also reads this tensor on its own: the path has reached the shared features
+            else:
+                found.add(node.name)
+            pending.extend(node.input)
+    return sorted(found)
+
+
 def early_convs(proto: onnx.ModelProto, count: int) -> list[str]:
     """The first `count` convolutions and every node before them (the input's normalisation): a pretrained backbone's
     stem and first block, whose batch-norm-folded weights amplify rounding most (the default model's backbone
@@ -254,7 +290,8 @@ def read_float(proto: onnx.ModelProto, nodes: set[str]) -> None:
 
 def to_int8(source: Path, out: Path, calibration: np.ndarray, cfg: QuantizeConfig) -> None:
     """onnxruntime's static quantisation in QDQ form: int8 weights (per channel), uint8 activations with ranges from
-    the normals' minima and maxima; the scoring tail and the first convolutions stay float."""
+    the normals' minima and maxima; the scoring tail, what it compares with a stored memory and the first convolutions
+    stay float."""
     with tempfile.TemporaryDirectory(prefix="lineguard-quantize-") as scratch:
         # shape inference and constant folding first, as onnxruntime advises: without them the quantised default
         # model scored slower than the fp32 file (0.9x where it scored 1.5x with them)
@@ -264,8 +301,10 @@ def to_int8(source: Path, out: Path, calibration: np.ndarray, cfg: QuantizeConfi
         for index, node in enumerate(proto.graph.node):  # nodes are kept in float by name
             node.name = node.name or f"{node.op_type}_{index}"
         onnx.save(proto, str(prepared))
+        tail = scoring_tail(proto)
         kept = [
-            *scoring_tail(proto),
+            *tail,
+            *compared_with_stored(proto, tail),
             *early_convs(proto, cfg.float_convs),
             *(node.name for node in proto.graph.node if node.op_type in cfg.float_op_types),
         ]
