@@ -25,7 +25,15 @@ from training.models.feature_space.model import FeatureSpaceAutoencoder
 from training.train import train
 
 FEATURE_MODELS = ["feature-cae", "reverse-distillation"]
-SCORINGS = {"feature-cae": ["reconstruction", "reconstruction + code memory"], "reverse-distillation": ["distance"]}
+SCORINGS = {
+    "feature-cae": [
+        "reconstruction",
+        "reconstruction + code memory",
+        "reconstruction + 2 x code memory",
+        "reconstruction + 4 x code memory",
+    ],
+    "reverse-distillation": ["distance"],
+}
 
 
 @pytest.fixture

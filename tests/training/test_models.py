@@ -172,7 +172,12 @@ def test_feature_cae_memory_finds_a_code_no_normal_image_has_and_exports(tmp_pat
     features = model.extract(normals)
     model.fit_scoring(features)
     assert model.memory.shape == (16, 64)  # 6 images x 2 x 2 codes (the stride-2 code pooled), 16 kept farthest-first
-    assert model.scoring_options() == ("reconstruction", "reconstruction + code memory")
+    assert model.scoring_options() == (
+        "reconstruction",
+        "reconstruction + code memory",
+        "reconstruction + 2 x code memory",
+        "reconstruction + 4 x code memory",
+    )
     assert torch.isfinite(model.memory_scale).all() and (model.memory_scale > 0).all()
 
     with torch.no_grad():
@@ -193,6 +198,28 @@ def test_feature_cae_memory_finds_a_code_no_normal_image_has_and_exports(tmp_pat
     model.use_scoring("reconstruction + code memory")
     metadata = replace(tiny_metadata("feature-cae", 1), input_size=64)
     assert export_onnx(ScoringGraph(model, score_pool=5), metadata, tmp_path / "memory.onnx") < 1e-3
+
+
+def test_feature_cae_memory_weight_is_kept_in_the_checkpoint() -> None:
+    """A weighted memory term, once chosen, lives in the term's scale: the checkpoint rebuilds the same map."""
+    torch.manual_seed(0)
+    model = create_model("feature-cae", 1, image_size=64, code_memory=16).eval()
+    normals = torch.rand(6, 1, 64, 64) * 0.2 + 0.4
+    model.fit_scoring(model.extract(normals))
+    frame = normals[:2] + torch.rand(2, 1, 64, 64) * 0.3
+    with torch.no_grad():
+        model.use_scoring("reconstruction")
+        reconstruction = model.anomaly_map(frame)
+        model.use_scoring("reconstruction + code memory")
+        once = model.anomaly_map(frame)
+        model.use_scoring("reconstruction + 2 x code memory")
+        twice = model.anomaly_map(frame)
+    torch.testing.assert_close(twice - reconstruction, 2 * (once - reconstruction), rtol=1e-4, atol=1e-6)
+    model.discard_unused_scoring()
+    rebuilt = create_model("feature-cae", 1, image_size=64, code_memory=16).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.anomaly_map(frame), twice)
 
 
 def test_feature_cae_without_its_memory_in_the_map_carries_none() -> None:

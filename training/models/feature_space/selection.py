@@ -100,7 +100,9 @@ def synthetic_validation(
         chosen = defect_scores[kind_of == kind]
         labels = np.r_[np.zeros(len(clean_scores)), np.ones(len(chosen))]
         by_kind[kind] = image_auroc(np.r_[clean_scores, chosen], labels)
-    return SyntheticCheck(by_kind, pixel_auroc(maps[:, 0], defects.masks[:, 0] > 0.5))
+    # every other pixel of each row and column: the maps are smoothed over several pixels, so the AUROC is the same to
+    # the third decimal, and ranking a quarter of the pixels took it from half the check's time to an eighth
+    return SyntheticCheck(by_kind, pixel_auroc(maps[:, 0, ::2, ::2], defects.masks[:, 0, ::2, ::2] > 0.5))
 
 
 def fit_best_feature_model(run: ImageRun, data: ImageData, device: torch.device) -> Fitted:
