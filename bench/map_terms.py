@@ -24,10 +24,8 @@ from training.evaluation.detection_metrics import aupro
 from training.export.encoder_checkpoint import config_of, rebuild_model
 from training.models.feature_cae.model import FeatureCAE
 from training.models.feature_space.fit import extract_features
-from training.models.feature_space.model import upsample_to
 from training.models.feature_space.selection import ValidationDefects, synthetic_validation
 from training.models.scoring import ScoringGraph
-from training.ssim import gaussian_blur
 
 WEIGHTS = (0.0, 1.0, 2.0, 4.0)  # the memory term's weight against the reconstruction term (1: what the line runs)
 
@@ -46,7 +44,7 @@ def terms(model: FeatureCAE, images: np.ndarray, batch: int = 32) -> tuple[torch
 
 def full_size(model: FeatureCAE, grid: torch.Tensor, size: int) -> np.ndarray:
     """The map as the graph makes it from a grid distance: upsampled and blurred (N x size x size)."""
-    return gaussian_blur(upsample_to(grid, size), model.smooth_kernel)[:, 0].numpy()
+    return model.smooth_to(grid, size)[:, 0].numpy()
 
 
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:

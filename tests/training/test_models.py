@@ -16,9 +16,11 @@ from pipeline.inference import OnnxModel, scoring_subgraph
 from training.errors import ConfigError, UnknownModelError
 from training.export.contract import ScoringGraph, export_onnx
 from training.export.decoder import export_decoder
+from training.export.quantize import scoring_tail
 from training.models import MODELS, create_model, model_entry
 from training.models.blocks import ModelOutput
 from training.models.feature_cae.memory import greedy_coreset, leave_one_image_out, squared_distance_to_nearest
+from training.models.feature_space.model import smoothing_matrix, upsample_to
 from training.models.losses import LossWeights, total_loss
 from training.ssim import gaussian_blur, gaussian_kernel
 
@@ -123,6 +125,27 @@ def test_separable_blur_and_score_pool_equal_their_2d_forms() -> None:
     _, _, score = ScoringGraph(MapIsInput(), score_pool=19)(maps)
     box = F.avg_pool2d(maps, 19, stride=1, padding=9, count_include_pad=False)
     assert torch.allclose(score, box.flatten(1).amax(dim=1), atol=1e-6)
+
+
+def test_the_feature_models_map_is_the_upsampled_blurred_distance_as_two_products(tmp_path: Path) -> None:
+    """The feature-space map is bilinear upsampling then the reflect-padded Gaussian, computed as S @ d @ S.T; the
+    numbers must be those of the two operations, at the model's size and another, and the graph holds no Resize."""
+    torch.manual_seed(0)
+    distance = torch.rand(3, 1, 8, 8) ** 4
+    kernel = gaussian_kernel(4.0, 1)
+    for size in (64, 96):
+        matrix = smoothing_matrix(8, size, kernel)
+        expected = gaussian_blur(upsample_to(distance, size), kernel)
+        assert torch.allclose(matrix @ distance @ matrix.t(), expected, atol=1e-6)
+    model = create_model("feature-cae", 1, image_size=64, code_memory=0).eval()  # the memory's 2 x 2 grid is resized
+    assert model.smoothing.shape == (64, 8) and "smoothing" not in model.state_dict()  # rebuilt, never stored
+    assert torch.allclose(model.smooth_to(distance, 96), gaussian_blur(upsample_to(distance, 96), kernel), atol=1e-6)
+    metadata = replace(tiny_metadata("feature-cae", 1), input_size=64)
+    assert export_onnx(ScoringGraph(model, score_pool=5), metadata, tmp_path / "m.onnx") < 1e-3
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    tail = set(scoring_tail(proto))
+    tail_ops = {n.op_type for n in proto.graph.node if n.name in tail}
+    assert "MatMul" in tail_ops and not tail_ops & {"Resize", "Conv", "Pad"}
 
 
 def test_the_line_scores_without_running_the_restorer_and_restores_on_demand(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 
 from training.backbone import FrozenBackbone
 from training.models.blocks import ModelOutput, conv_block, up_block
-from training.ssim import gaussian_blur, gaussian_kernel
+from training.ssim import gaussian_kernel
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,21 @@ def upsample_to(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
+@torch.no_grad()
+def smoothing_matrix(cells: int, size: int, kernel: torch.Tensor) -> torch.Tensor:
+    """The size x cells matrix S with S @ d @ S.T == gaussian_blur(upsample_to(d, size), kernel) for a cells x cells
+    map d. Bilinear upsampling and the reflect-padded Gaussian are each linear and act on rows and columns alike, so
+    the two are one matrix per axis: built here by passing each one-hot row of `cells` through both.
+
+    Two matrix products instead of the upsampling and two 25-tap convolutions over the full-size map: the map's
+    tail took about 1 ms a frame in onnxruntime at 224 px, a fifth of an int8 file's time, and takes 0.2 ms."""
+    one_hot = torch.eye(cells, dtype=kernel.dtype, device=kernel.device)[:, None, None, :]
+    wide = F.interpolate(one_hot, size=(1, size), mode="bilinear", align_corners=False)
+    pad = kernel.shape[-1] // 2
+    blurred = F.conv2d(F.pad(wide, (pad, pad, 0, 0), mode="reflect"), kernel[:1])
+    return blurred[:, 0, 0, :].t().contiguous()
+
+
 class FeatureSpaceAutoencoder(nn.Module):
     """Base of the feature-space models: backbone -> (model) -> distance map + restored image.
 
@@ -97,10 +112,13 @@ class FeatureSpaceAutoencoder(nn.Module):
         self.contrast = ContrastNormalize() if config.contrast_normalize else nn.Identity()
         self.backbone = FrozenBackbone(config.backbone, config.feature_strides, config.image_size, config.channels)
         self.register_buffer("smooth_kernel", gaussian_kernel(config.map_smoothing_sigma, 1), persistent=False)
+        cells = config.image_size // min(config.feature_strides)
+        self.register_buffer(
+            "smoothing", smoothing_matrix(cells, config.image_size, self.smooth_kernel), persistent=False
+        )
         # Per-location scale of the distance map (1 until fit_scoring): padding in the convolutions and the
         # frame's own edges give the outer ring distances that normal images have too; scaled so that normal
         # images' mean distance is the same everywhere, no location scores its own artefacts.
-        cells = config.image_size // min(config.feature_strides)
         self.register_buffer("location_scale", torch.ones(1, 1, cells, cells))
         self.scales_locations = config.location_scale
 
@@ -185,7 +203,15 @@ class FeatureSpaceAutoencoder(nn.Module):
         """(anomaly map N x 1 x size x size, restorer input) from backbone features: what the graph computes after the
         backbone, so that a selection can score cached features as the exported graph scores frames."""
         distance, restorer_input = self.scored_distance(features)
-        return gaussian_blur(upsample_to(distance, size), self.smooth_kernel), restorer_input
+        return self.smooth_to(distance, size), restorer_input
+
+    def smooth_to(self, distance: torch.Tensor, size: int) -> torch.Tensor:
+        """The distance on the model's grid (N x 1 x h x w) as the full-size map: upsampled and Gaussian-smoothed, as
+        two matrix products (smoothing_matrix)."""
+        cells = distance.shape[-1]
+        same = self.smoothing.shape == (size, cells)
+        matrix = self.smoothing if same else smoothing_matrix(cells, size, self.smooth_kernel)
+        return matrix @ distance @ matrix.t()
 
     def trainable_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(feature-model parameters, restorer parameters): trained one after the other."""
