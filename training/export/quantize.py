@@ -247,16 +247,9 @@ def compared_with_stored(proto: onnx.ModelProto, tail: list[str]) -> list[str]:
             elif node.name not in path:
                 path.add(node.name)
                 pending.extend(name for name in node.input if name not in stored)
-        if len(entries) != 1:
-            continue
-        pending = list(entries)
-        while pending:
-            node = producer.get(pending.pop())
-            if node is None or node.name in found:
-                continue
-            found.add(node.name)
-            # stop where the tail also reads a tensor on its own: the path has reached the shared features
-            pending.extend(name for name in node.input if not readers[name] & (inside - path))
+        if len(entries) == 1:
+            # up to where the tail also reads a tensor on its own: the path has reached the shared features
+            found |= upstream(proto, list(entries), stop=lambda name, path=path: bool(readers[name] & (inside - path)))
     return sorted(found)
 
 
@@ -268,8 +261,8 @@ def early_convs(proto: onnx.ModelProto, count: int) -> list[str]:
     return sorted(upstream(proto, [name for node in first for name in node.output]))
 
 
-def upstream(proto: onnx.ModelProto, tensors: list[str]) -> set[str]:
-    """The names of the nodes `tensors` depend on."""
+def upstream(proto: onnx.ModelProto, tensors: list[str], stop: Callable[[str], bool] = lambda _: False) -> set[str]:
+    """The names of the nodes `tensors` depend on, not followed past the tensors `stop` names."""
     producer = {output: node for node in proto.graph.node for output in node.output}
     found: set[str] = set()
     pending = list(tensors)
@@ -278,7 +271,7 @@ def upstream(proto: onnx.ModelProto, tensors: list[str]) -> set[str]:
         if node is None or node.name in found:
             continue
         found.add(node.name)
-        pending.extend(node.input)
+        pending.extend(name for name in node.input if not stop(name))
     return found
 
 
