@@ -22,24 +22,22 @@ from pipeline.preprocess import InputSpec
 from training.data.images import list_images, load_images, load_test_set, split_validation
 from training.evaluation.detection_metrics import aupro
 from training.export.encoder_checkpoint import config_of, rebuild_model
-from training.models.feature_cae.model import FeatureCAE
+from training.models.feature_cae.model import MEMORY_WEIGHTS, RECONSTRUCTION, FeatureCAE, memory_scoring
 from training.models.feature_space.fit import extract_features
 from training.models.feature_space.selection import ValidationDefects, synthetic_validation
 from training.models.scoring import ScoringGraph
 
-WEIGHTS = (0.0, 1.0, 2.0, 4.0)  # the memory term's weight against the reconstruction term (1: what the line runs)
+WEIGHTS = (0.0, *MEMORY_WEIGHTS)  # the memory term's weight against the reconstruction term (0: reconstruction alone)
 
 
 @torch.no_grad()
 def terms(model: FeatureCAE, images: np.ndarray, batch: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """The map's two terms on the model's grid, each as the line scales it (N x 1 x h x w)."""
-    reconstruction, memory = [], []
-    for start in range(0, len(images), batch):
-        features = model.extract(torch.from_numpy(images[start : start + batch]))
-        distance, _, code = model.reconstruct_with_code(features)
-        reconstruction.append(distance * model.location_scale)
-        memory.append(model.memory_distance(code) * model.memory_scale)
-    return torch.cat(reconstruction), torch.cat(memory)
+    parts = [
+        model.scoring_terms(model.extract(torch.from_numpy(images[i : i + batch])))
+        for i in range(0, len(images), batch)
+    ]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 def full_size(model: FeatureCAE, grid: torch.Tensor, size: int) -> np.ndarray:
@@ -93,14 +91,13 @@ def main() -> None:
     defects = ValidationDefects.make(images[held_out], images[fitted], cfg.seed + 5)
     clean_features = extract_features(model, images[held_out], torch.device("cpu"))
     defect_features = extract_features(model, defects.corrupted, torch.device("cpu"))
-    scale = model.memory_scale.clone()
+    checks = synthetic_validation(model, clean_features, defect_features, defects, cfg.score_pool)
 
     rows = []
     for weight in WEIGHTS:
         maps = full_size(model, reconstruction + weight * memory, spec.size)
         scores = model_scores(maps, cfg.score_pool)
-        model.memory_scale.copy_(scale * weight)
-        check = synthetic_validation(model, clean_features, defect_features, defects, cfg.score_pool)
+        check = checks[memory_scoring(weight) if weight else RECONSTRUCTION]
         rows.append(
             {
                 "memory_weight": weight,

@@ -238,6 +238,12 @@ def test_feature_cae_memory_weight_is_kept_in_the_checkpoint() -> None:
         model.use_scoring("reconstruction + 2 x code memory")
         twice = model.anomaly_map(frame)
     torch.testing.assert_close(twice - reconstruction, 2 * (once - reconstruction), rtol=1e-4, atol=1e-6)
+    with torch.no_grad():
+        maps = model.maps_by_scoring(model.extract(frame), 64)  # every option from one pass, for the selection
+    assert list(maps) == list(model.scoring_options())
+    torch.testing.assert_close(maps["reconstruction"], reconstruction)
+    torch.testing.assert_close(maps["reconstruction + 2 x code memory"], twice, rtol=1e-4, atol=1e-6)
+    model.use_scoring("reconstruction + 2 x code memory")
     model.discard_unused_scoring()
     rebuilt = create_model("feature-cae", 1, image_size=64, code_memory=16).eval()
     rebuilt.load_state_dict(model.state_dict())

@@ -150,6 +150,21 @@ class FeatureCAE(FeatureSpaceAutoencoder):
         nearest = squared_distance_to_nearest(flat, self.memory).reshape(n, 1, rows, cols)
         return upsample_to(nearest, self.memory_scale.shape[-1])
 
+    def scoring_terms(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction term, memory term) on the map's grid, each scaled per location as the map scales it, the
+        memory term at weight 1."""
+        distance, _, code = self.reconstruct_with_code(features)
+        return distance * self.location_scale, self.memory_distance(code) * self.memory_scale
+
+    def maps_by_scoring(self, features: list[torch.Tensor], size: int) -> dict[str, torch.Tensor]:
+        """Every option's map from one pass: the options differ only in the memory term's weight, and the smoothing is
+        linear, so each map is the smoothed reconstruction term plus the weighted smoothed memory term."""
+        if not len(self.memory):
+            return super().maps_by_scoring(features, size)
+        reconstruction, memory = (self.smooth_to(term, size) for term in self.scoring_terms(features))
+        weighted = {memory_scoring(weight): reconstruction + weight * memory for weight in MEMORY_WEIGHTS}
+        return {RECONSTRUCTION: reconstruction, **weighted}
+
     def scored_distance(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The reconstruction distance, plus (memory in the map) the distance of the code to the nearest normal one;
         each scaled per location so that normal images average the same everywhere and the two weigh the same."""

@@ -205,6 +205,16 @@ class FeatureSpaceAutoencoder(nn.Module):
         distance, restorer_input = self.scored_distance(features)
         return self.smooth_to(distance, size), restorer_input
 
+    def maps_by_scoring(self, features: list[torch.Tensor], size: int) -> dict[str, torch.Tensor]:
+        """The full-size map under each of scoring_options, for a selection to compare (by default each option's
+        map_from_features in turn; models whose options share their terms compute them once). Leaves the model
+        scoring by the last option."""
+        maps = {}
+        for option in self.scoring_options():
+            self.use_scoring(option)
+            maps[option] = self.map_from_features(features, size)[0]
+        return maps
+
     def smooth_to(self, distance: torch.Tensor, size: int) -> torch.Tensor:
         """The distance on the model's grid (N x 1 x h x w) as the full-size map: upsampled and Gaussian-smoothed, as
         two matrix products (smoothing_matrix)."""
